@@ -1,0 +1,46 @@
+# job-executor-service — see README.md. Tools and the e2e cluster are cached outside the repo.
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(PATH)
+CACHE ?= $(HOME)/.cache/jes
+TOOLS := $(CACHE)/tools/bin
+export PATH := $(TOOLS):$(PATH)
+
+HELM_VERSION ?= v3.19.0
+KO_VERSION ?= v0.19.1
+GGCR_VERSION ?= v0.22.1
+
+.PHONY: all build test race lint vet fmt run demo bench fuzz tools
+all: build
+
+build:
+	CGO_ENABLED=0 go build -trimpath -o bin/job-executor-service ./cmd/job-executor-service
+
+tools: $(TOOLS)/helm $(TOOLS)/ko $(TOOLS)/crane $(TOOLS)/registry
+$(TOOLS)/helm:
+	GOBIN=$(TOOLS) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+$(TOOLS)/ko:
+	GOBIN=$(TOOLS) go install github.com/google/ko@$(KO_VERSION)
+$(TOOLS)/crane:
+	GOBIN=$(TOOLS) go install github.com/google/go-containerregistry/cmd/crane@$(GGCR_VERSION)
+$(TOOLS)/registry:
+	GOBIN=$(TOOLS) go install github.com/google/go-containerregistry/cmd/registry@$(GGCR_VERSION)
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+vet:
+	go vet ./...
+
+lint: vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@go mod tidy -diff >/dev/null || { echo "go.mod/go.sum not tidy (run go mod tidy)"; exit 1; }
+
+# Unit, golden, handler and in-process flow tests, with the race detector.
+test: lint $(TOOLS)/helm
+	go test -race -count=1 ./...
+
+bench:
+	go test -run '^$$' -bench . -benchmem ./...
+
+-include e2e/e2e.mk
+-include chart/chart.mk

@@ -1,0 +1,114 @@
+// Package config holds the job configuration model (job/config.yaml, apiVersion v2),
+// its strict parser and validator, event matching, and the sources configs and files
+// are read from.
+package config
+
+// APIVersion is the only job config version this service understands.
+const APIVersion = "v2"
+
+// Config is a parsed job/config.yaml.
+type Config struct {
+	APIVersion string   `json:"apiVersion"`
+	Actions    []Action `json:"actions"`
+}
+
+// Action is a named list of tasks run when one of its events matches.
+type Action struct {
+	Name   string  `json:"name"`
+	Events []Event `json:"events"`
+	Tasks  []Task  `json:"tasks"`
+	// Silent actions send no .started/.finished events.
+	Silent bool `json:"silent,omitempty"`
+}
+
+// Event selects incoming events by type glob and an optional JSON path condition.
+type Event struct {
+	Name     string    `json:"name"`
+	JSONPath *JSONPath `json:"jsonpath,omitempty"`
+}
+
+// JSONPath matches when the value at Property (e.g. "$.data.test.teststrategy")
+// equals Match.
+type JSONPath struct {
+	Property string `json:"property"`
+	Match    string `json:"match"`
+}
+
+// Task becomes one Kubernetes Job.
+type Task struct {
+	Name                    string           `json:"name"`
+	Files                   []string         `json:"files,omitempty"`
+	Image                   string           `json:"image"`
+	Cmd                     []string         `json:"cmd,omitempty"`
+	Args                    []string         `json:"args,omitempty"`
+	Env                     []Env            `json:"env,omitempty"`
+	WorkingDir              string           `json:"workingDir,omitempty"`
+	MaxPollDuration         *int             `json:"maxPollDuration,omitempty"`
+	Namespace               string           `json:"namespace,omitempty"`
+	TTLSecondsAfterFinished *int32           `json:"ttlSecondsAfterFinished,omitempty"`
+	Resources               *Resources       `json:"resources,omitempty"`
+	SecurityContext         *SecurityContext `json:"securityContext,omitempty"`
+	ImagePullPolicy         string           `json:"imagePullPolicy,omitempty"`
+	ServiceAccount          *string          `json:"serviceAccount,omitempty"`
+	Annotations             Annotations      `json:"annotations,omitempty"`
+}
+
+// Env value sources.
+const (
+	FromEvent  = "event"
+	FromSecret = "secret"
+	FromString = "string"
+)
+
+// Env output formats for values taken from the event.
+const (
+	AsString = "string"
+	AsJSON   = "json"
+	AsYAML   = "yaml"
+)
+
+// Env declares one environment variable (or, for valueFrom: secret, a whole secret).
+type Env struct {
+	Name      string `json:"name"`
+	Value     string `json:"value,omitempty"`
+	ValueFrom string `json:"valueFrom"`
+	As        string `json:"as,omitempty"`
+}
+
+// Resources are Kubernetes quantity strings; a present block replaces all defaults.
+type Resources struct {
+	Limits   ResourceList `json:"limits,omitempty"`
+	Requests ResourceList `json:"requests,omitempty"`
+}
+
+// ResourceList holds cpu/memory quantities as written in the config.
+type ResourceList struct {
+	CPU    Quantity `json:"cpu,omitempty"`
+	Memory Quantity `json:"memory,omitempty"`
+}
+
+// Quantity is a Kubernetes quantity as written in YAML; it accepts numbers (cpu: 1)
+// as well as strings (cpu: 50m).
+type Quantity string
+
+// SecurityContext is the subset of the container securityContext a task may set.
+// Pointers distinguish "not set" (inherit the installation default) from false/0.
+type SecurityContext struct {
+	RunAsUser                *int64        `json:"runAsUser,omitempty"`
+	RunAsGroup               *int64        `json:"runAsGroup,omitempty"`
+	RunAsNonRoot             *bool         `json:"runAsNonRoot,omitempty"`
+	ReadOnlyRootFilesystem   *bool         `json:"readOnlyRootFilesystem,omitempty"`
+	Privileged               *bool         `json:"privileged,omitempty"`
+	AllowPrivilegeEscalation *bool         `json:"allowPrivilegeEscalation,omitempty"`
+	Capabilities             *Capabilities `json:"capabilities,omitempty"`
+}
+
+// Capabilities to add to or drop from a task container.
+type Capabilities struct {
+	Add  []string `json:"add,omitempty"`
+	Drop []string `json:"drop,omitempty"`
+}
+
+// Annotations accept both the map form (key: value) and the spec's list-of-maps form
+// (- key1: value1); both decode to one map.
+type Annotations map[string]string

@@ -1,0 +1,34 @@
+package config
+
+import (
+	"context"
+	"errors"
+)
+
+// ErrNotFound is returned (wrapped) by a Source when a resource does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Level is where in Keptn's project/stage/service hierarchy a resource lives.
+type Level int
+
+// Levels, searched in this order for job/config.yaml.
+const (
+	LevelService Level = iota
+	LevelStage
+	LevelProject
+)
+
+// Ref names the hierarchy position and git commit of an event.
+type Ref struct {
+	Project, Stage, Service string
+	// CommitID is the event's gitcommitid; empty means the latest.
+	CommitID string
+}
+
+// Source reads resources (job/config.yaml and task files) from where configs are kept.
+type Source interface {
+	// Get returns the content of the resource at path (no leading slash) at one level.
+	Get(ctx context.Context, ref Ref, level Level, path string) ([]byte, error)
+	// List returns the paths of all resources under dir (recursive) at one level.
+	List(ctx context.Context, ref Ref, level Level, dir string) ([]string, error)
+}

@@ -1,0 +1,76 @@
+// Package jobs turns job config tasks into Kubernetes Jobs (Build, a pure function) and
+// runs them: create, watch with informers, collect logs (Runner).
+package jobs
+
+import (
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/keptn-contrib/job-executor-service/config"
+)
+
+// Settings are installation-wide defaults, read from the environment by cmd/.
+type Settings struct {
+	// Namespace is JOB_NAMESPACE, used when a task sets none.
+	Namespace string
+	// DefaultResources apply when a task has no resources block
+	// (DEFAULT_RESOURCE_{LIMITS,REQUESTS}_{CPU,MEMORY}).
+	DefaultResources corev1.ResourceRequirements
+	// ServiceAccount is DEFAULT_JOB_SERVICE_ACCOUNT.
+	ServiceAccount string
+	// PodSecurityContext / SecurityContext are the defaults a task's securityContext overrides.
+	PodSecurityContext *corev1.PodSecurityContext
+	SecurityContext    *corev1.SecurityContext
+	// AllowPrivileged is ALLOW_PRIVILEGED_JOBS.
+	AllowPrivileged bool
+	// TaskDeadlineSeconds (TASK_DEADLINE_SECONDS) becomes activeDeadlineSeconds when > 0.
+	TaskDeadlineSeconds int64
+	// TTLSecondsAfterFinished is the default TTL (21600).
+	TTLSecondsAfterFinished int32
+	// Labels are added to every Job (the chart's jobConfig.labels).
+	Labels map[string]string
+	// InitImage copies task files into /keptn (INIT_CONTAINER_IMAGE).
+	InitImage string
+	// AllowedImages are globs (ALLOWED_IMAGE_LIST); empty allows every image.
+	AllowedImages []string
+}
+
+// EventInfo is what a Job needs to know about the triggering event.
+type EventInfo struct {
+	// ID and Source identify the CloudEvent; with Action and Task they name the Job.
+	ID, Source string
+	Type       string
+	// KeptnContext is the shkeptncontext extension.
+	KeptnContext string
+	Project      string
+	Stage        string
+	Service      string
+	Labels       map[string]string
+	// Raw is the whole event as JSON (the root for env jsonpaths like "$.data.x").
+	Raw []byte
+}
+
+// TaskInput is everything Build needs for one task.
+type TaskInput struct {
+	Event      EventInfo
+	Action     string
+	ActionIdx  int
+	Task       config.Task
+	TaskIdx    int
+	ConfigHash string
+	// Files maps a path relative to /keptn (e.g. "locust/basic.py") to its content.
+	Files map[string][]byte
+}
+
+// Result is the outcome of one task's Job.
+type Result struct {
+	Succeeded bool
+	// Reason is short (e.g. "BackoffLimitExceeded", "DeadlineExceeded", "MaxPollDurationExceeded").
+	Reason string
+	// Message explains a failure for humans.
+	Message string
+	// Logs of the task container, already bounded.
+	Logs       string
+	Start, End time.Time
+}
