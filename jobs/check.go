@@ -1,0 +1,138 @@
+package jobs
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/keptn-contrib/job-executor-service/config"
+)
+
+// hazardousCapabilities may only be added when privileged jobs are allowed: each of
+// them lets a container escape or take over its node or network.
+var hazardousCapabilities = map[string]bool{
+	"ALL": true, "SYS_ADMIN": true, "NET_ADMIN": true, "SYS_PTRACE": true, "SYS_MODULE": true,
+	"SYS_RAWIO": true, "SYS_BOOT": true, "DAC_READ_SEARCH": true, "BPF": true, "PERFMON": true,
+	"SYS_TIME": true, "MAC_ADMIN": true, "MAC_OVERRIDE": true, "NET_RAW": true,
+}
+
+// CheckTasks refuses tasks that the installation does not allow: images outside
+// Settings.AllowedImages, and (unless Settings.AllowPrivileged) privileged containers
+// or hazardous added capabilities. Callers check all tasks of an action before creating
+// any Job, so an action either runs completely or not at all.
+func CheckTasks(s Settings, tasks []config.Task) error {
+	for _, t := range tasks {
+		if err := checkTask(s, t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkTask(s Settings, t config.Task) error {
+	if strings.TrimSpace(t.Image) == "" {
+		return fmt.Errorf("task '%s': image is empty", t.Name)
+	}
+	if !ImageAllowed(s.AllowedImages, t.Image) {
+		return fmt.Errorf("task '%s': image %q is not in the allowed image list", t.Name, t.Image)
+	}
+	sc := t.SecurityContext
+	if s.AllowPrivileged || sc == nil {
+		return nil
+	}
+	if sc.Privileged != nil && *sc.Privileged {
+		return fmt.Errorf("task '%s': privileged containers are not allowed in this installation", t.Name)
+	}
+	if sc.Capabilities != nil {
+		for _, c := range sc.Capabilities.Add {
+			name := strings.TrimPrefix(strings.ToUpper(strings.TrimSpace(c)), "CAP_")
+			if hazardousCapabilities[name] {
+				return fmt.Errorf("task '%s': adding capability %s is not allowed in this installation", t.Name, c)
+			}
+		}
+	}
+	return nil
+}
+
+// ImageAllowed reports whether image matches one of the glob patterns; no patterns
+// allow everything. In a pattern '*' matches any characters including '/'; all other
+// characters are literal.
+//
+// The image is tried as written and in its normalised Docker Hub form, so that users
+// can list either: an image whose first path part is not a registry (has no '.' or ':'
+// and is not "localhost") lives on docker.io, single-part names are under "library/",
+// "index.docker.io" is docker.io, and an image without tag or digest is also tried with
+// ":latest". So "alpine" matches "alpine", "docker.io/library/alpine*",
+// "docker.io/library/alpine:*" and "docker.io/library/alpine:latest", and
+// "my-user/app:1" matches "docker.io/my-user/*".
+func ImageAllowed(patterns []string, image string) bool {
+	if len(patterns) == 0 {
+		return true
+	}
+	candidates := imageCandidates(image)
+	for _, p := range patterns {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		for _, c := range candidates {
+			if globMatch(p, c) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func imageCandidates(image string) []string {
+	image = strings.TrimSpace(image)
+	out := []string{image}
+	name := image
+	first, rest, hasSlash := strings.Cut(image, "/")
+	switch {
+	case !hasSlash:
+		name = "docker.io/library/" + image
+	case first == "index.docker.io":
+		name = "docker.io/" + rest
+	case !strings.ContainsAny(first, ".:") && first != "localhost":
+		name = "docker.io/" + image
+	}
+	if first == "docker.io" && !strings.Contains(rest, "/") {
+		name = "docker.io/library/" + rest
+	}
+	if name != image {
+		out = append(out, name)
+	}
+	// A tag is a ':' after the last '/'; a digest contains '@'.
+	last := name[strings.LastIndex(name, "/")+1:]
+	if !strings.Contains(last, ":") && !strings.Contains(name, "@") {
+		out = append(out, name+":latest")
+	}
+	return out
+}
+
+// globMatch matches s against a pattern whose only wildcard is '*' (any run of
+// characters, '/' included). It is linear-time backtracking, safe for any input.
+func globMatch(pattern, s string) bool {
+	p, i := 0, 0
+	star, mark := -1, 0
+	for i < len(s) {
+		switch {
+		case p < len(pattern) && pattern[p] == '*':
+			star, mark = p, i
+			p++
+		case p < len(pattern) && pattern[p] == s[i]:
+			p++
+			i++
+		case star >= 0:
+			p = star + 1
+			mark++
+			i = mark
+		default:
+			return false
+		}
+	}
+	for p < len(pattern) && pattern[p] == '*' {
+		p++
+	}
+	return p == len(pattern)
+}
