@@ -1,0 +1,236 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseSpecExamples(t *testing.T) {
+	files, err := filepath.Glob("testdata/valid/*.yaml")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			require.NoError(t, err)
+			cfg, err := Parse(data)
+			require.NoError(t, err)
+			require.NoError(t, cfg.Validate())
+			assert.Equal(t, "v2", cfg.APIVersion)
+			assert.NotEmpty(t, cfg.Actions)
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func mustRead(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	require.NoError(t, err)
+	return b
+}
+
+func TestParseModelValues(t *testing.T) {
+	cfg, err := Parse(mustRead(t, "valid/resources.yaml"))
+	require.NoError(t, err)
+	r := cfg.Actions[0].Tasks[0].Resources
+	require.NotNil(t, r)
+	assert.Equal(t, Resources{
+		Limits:   ResourceList{CPU: "1", Memory: "512Mi"},
+		Requests: ResourceList{CPU: "50m", Memory: "128Mi"},
+	}, *r)
+	// An empty block is present (it disables the defaults), not nil.
+	assert.NotNil(t, cfg.Actions[0].Tasks[2].Resources)
+
+	cfg, err = Parse(mustRead(t, "valid/annotations.yaml"))
+	require.NoError(t, err)
+	assert.Equal(t, Annotations{"key1": "value1", "key2": "value2"}, cfg.Actions[0].Tasks[0].Annotations)
+	assert.Equal(t, Annotations{"vault.hashicorp.com/agent-inject": "true", "key3": "value3"}, cfg.Actions[0].Tasks[1].Annotations)
+
+	cfg, err = Parse(mustRead(t, "valid/security-context.yaml"))
+	require.NoError(t, err)
+	assert.Equal(t, &SecurityContext{RunAsUser: ptr(int64(7000)), RunAsGroup: ptr(int64(9000))}, cfg.Actions[0].Tasks[0].SecurityContext)
+	assert.Equal(t, &SecurityContext{ReadOnlyRootFilesystem: ptr(false)}, cfg.Actions[0].Tasks[1].SecurityContext)
+	assert.Equal(t, []string{"ALL"}, cfg.Actions[0].Tasks[2].SecurityContext.Capabilities.Drop)
+
+	cfg, err = Parse(mustRead(t, "valid/poll-namespace-ttl.yaml"))
+	require.NoError(t, err)
+	task := cfg.Actions[0].Tasks[0]
+	assert.Equal(t, ptr(1200), task.MaxPollDuration)
+	assert.Equal(t, ptr(int32(600)), task.TTLSecondsAfterFinished)
+	assert.Equal(t, "carts", task.Namespace)
+	assert.Equal(t, []string{"--config", "/keptn/locust/locust.conf", "-f", "/keptn/locust/basic.py", "--host", "$(HOST)"}, task.Args)
+
+	cfg, err = Parse(mustRead(t, "valid/silent.yaml"))
+	require.NoError(t, err)
+	assert.True(t, cfg.Actions[0].Silent)
+
+	cfg, err = Parse(mustRead(t, "valid/pull-policy-sa.yaml"))
+	require.NoError(t, err)
+	assert.Equal(t, "Always", cfg.Actions[0].Tasks[0].ImagePullPolicy)
+	assert.Equal(t, ptr("your-service-account-name"), cfg.Actions[0].Tasks[1].ServiceAccount)
+	assert.Nil(t, cfg.Actions[0].Tasks[0].ServiceAccount)
+
+	// Merge keys copy the anchored task; explicit keys win; numbers are accepted as strings.
+	cfg, err = Parse(mustRead(t, "valid/anchors.yaml"))
+	require.NoError(t, err)
+	assert.Equal(t, "200", cfg.Actions[0].Events[0].JSONPath.Match)
+	second := cfg.Actions[0].Tasks[1]
+	assert.Equal(t, "second", second.Name)
+	assert.Equal(t, "alpine", second.Image)
+	assert.Equal(t, []Env{{Name: "STAGE", Value: "$.data.stage", ValueFrom: "event"}}, second.Env)
+}
+
+const validHead = `apiVersion: v2
+actions:
+  - name: "a"
+    events:
+      - name: "sh.keptn.event.test.triggered"
+    tasks:
+      - name: "t"
+        image: "alpine"
+`
+
+func TestParseInvalid(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string // substrings that must all be in the error
+	}{
+		{"empty", "", []string{"config is empty"}},
+		{"null", "~\n", []string{"config is empty"}},
+		{"not yaml", "apiVersion: [v2\n", []string{"cannot parse config", "line"}},
+		{"scalar root", "hello\n", []string{"line 1", "expected a mapping"}},
+		{"two documents", validHead + "---\napiVersion: v2\n", []string{"line 9", "single YAML document"}},
+		{"typo in task field", validHead + "        imagePulPolicy: Always\n",
+			[]string{`line 9: unknown field "imagePulPolicy" in task actions[0].tasks[0]`}},
+		{"case typo suggests", validHead + "        workingdir: /bin\n", []string{`line 9`, `did you mean "workingDir"?`}},
+		{"unknown top level", "apiVersion: v2\nkind: Job\n" + validHead[len("apiVersion: v2\n"):], []string{`line 2: unknown field "kind" in config`}},
+		{"duplicate field", validHead + "        image: busybox\n", []string{`line 9: duplicate field "image" in task`}},
+		{"wrong api version", strings.Replace(validHead, "v2", "v1", 1), []string{`line 1`, `apiVersion must be "v2", got "v1"`}},
+		{"missing api version", validHead[len("apiVersion: v2\n"):], []string{`apiVersion must be "v2", got ""`}},
+		{"no actions", "apiVersion: v2\nactions: []\n", []string{"no actions"}},
+		{"int expected", validHead + "        maxPollDuration: soon\n", []string{`line 9: actions[0].tasks[0].maxPollDuration: expected an integer, got "soon"`}},
+		{"int32 overflow", validHead + "        ttlSecondsAfterFinished: 99999999999\n", []string{"line 9", "expected an integer"}},
+		{"bool expected", strings.Replace(validHead, `  - name: "a"`, "  - name: a\n    silent: maybe", 1), []string{"line 4", "expected true or false"}},
+		{"list expected", validHead + "        cmd: ls\n", []string{"line 9", "cmd: expected a list"}},
+		{"string expected", validHead + "        image: [a]\n", []string{"duplicate field"}},
+		{"mapping as string", strings.Replace(validHead, `image: "alpine"`, "image: {a: b}", 1), []string{"line 8", "image: expected a string, got a mapping"}},
+		{"bad quantity type", validHead + "        resources:\n          limits:\n            cpu: [1]\n", []string{"line 11", "expected a quantity"}},
+		{"bad quantity", validHead + "        resources:\n          limits:\n            memory: lots\n", []string{"line 11", `resources.limits.memory "lots" is not a valid quantity`}},
+		{"annotations scalar", validHead + "        annotations: x\n", []string{"line 9", "expected a mapping or a list of mappings"}},
+		{"annotations duplicate", validHead + "        annotations:\n          - a: b\n          - a: c\n", []string{"line 11", `duplicate annotation "a"`}},
+		{"annotation bad key", validHead + "        annotations:\n          \"bad key!\": x\n", []string{"line 10", `annotation key "bad key!"`}},
+		{"empty names", "apiVersion: v2\nactions:\n  - name: \"\"\n    events:\n      - name: \"\"\n    tasks:\n      - name: \"\"\n",
+			[]string{"4 problems", `line 3: action 0 "": name must not be empty`, "line 5: ", "event name \"\"", `line 7: action 0 "" task 0 "": name must not be empty`, "image must not be empty"}},
+		{"no events no tasks", "apiVersion: v2\nactions:\n  - name: x\n", []string{"line 3", "needs at least one event", "needs at least one task"}},
+		{"bad event name", strings.Replace(validHead, "sh.keptn.event.test.triggered", "sh.keptn.event.test triggered", 1), []string{"line 5", "event name"}},
+		{"bad jsonpath", strings.Replace(validHead, `"sh.keptn.event.test.triggered"`, "x\n        jsonpath:\n          property: \"$.data[\"\n          match: y", 1), []string{"line 7", "jsonpath property", "unclosed '['"}},
+		{"env name", validHead + "        env:\n          - name: 1HOST\n            valueFrom: string\n            value: x\n", []string{"line 10", `env[0]: name "1HOST" must be a valid environment variable name`}},
+		{"env secret name", validHead + "        env:\n          - name: My_Secret\n            valueFrom: secret\n", []string{"line 10", `secret name "My_Secret"`}},
+		{"env valueFrom", validHead + "        env:\n          - name: X\n            valueFrom: file\n", []string{`valueFrom must be one of "event", "secret", "string", got "file"`}},
+		{"env missing valueFrom", validHead + "        env:\n          - name: X\n            value: y\n", []string{`got ""`}},
+		{"env as", validHead + "        env:\n          - name: X\n            valueFrom: event\n            value: $\n            as: xml\n", []string{`as must be one of`}},
+		{"env as with string", validHead + "        env:\n          - name: X\n            valueFrom: string\n            value: y\n            as: json\n", []string{`only allowed with valueFrom: event`}},
+		{"env event path", validHead + "        env:\n          - name: X\n            valueFrom: event\n            value: $.data..x\n", []string{"recursive"}},
+		{"poll duration", validHead + "        maxPollDuration: 0\n", []string{"line 9", "maxPollDuration must be at least 1"}},
+		{"ttl", validHead + "        ttlSecondsAfterFinished: -1\n", []string{"line 9", "must not be negative"}},
+		{"namespace", validHead + "        namespace: Carts_NS\n", []string{"line 9", `namespace "Carts_NS"`}},
+		{"service account", validHead + "        serviceAccount: \"no/slash\"\n", []string{"line 9", `serviceAccount "no/slash"`}},
+		{"file traversal", validHead + "        files:\n          - ../secrets\n          - /a/../../b\n          - /\n          - a//b\n",
+			[]string{"4 problems", "line 10", `files[0]: file path "../secrets"`, "line 11", "files[2]", `file path "/" is empty`, "files[3]"}},
+		{"alias bomb", "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n" +
+			"d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n" +
+			"apiVersion: v2\nactions:\n  - name: x\n    events: [{name: y}]\n    tasks:\n      - name: t\n        image: i\n        args: [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\n",
+			[]string{`unknown field "a"`}},
+		{"alias bomb in allowed field", aliasBomb(100), []string{"too large or too deeply aliased"}},
+		{"too large", validHead + "# " + strings.Repeat("x", MaxConfigBytes) + "\n", []string{"larger than the limit"}},
+		{"too many tasks", "apiVersion: v2\nactions:\n  - name: x\n    events: [{name: y}]\n    tasks:\n" + strings.Repeat("      - {name: t, image: i}\n", MaxTasks+1),
+			[]string{"1001 tasks, more than the limit of 1000"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse([]byte(tt.yaml))
+			require.Error(t, err)
+			assert.Nil(t, cfg)
+			for _, w := range tt.want {
+				assert.Contains(t, err.Error(), w)
+			}
+		})
+	}
+}
+
+func TestValidateWithoutLines(t *testing.T) {
+	cfg := &Config{APIVersion: "v2", Actions: []Action{{
+		Name:   "a",
+		Events: []Event{{Name: "x"}},
+		Tasks:  []Task{{Name: "t", Image: "i", Env: []Env{{Name: "X", ValueFrom: "string", As: "json"}}}},
+	}}}
+	err := cfg.Validate()
+	require.Error(t, err)
+	var ve *ValidationError
+	require.ErrorAs(t, err, &ve)
+	assert.Equal(t, []string{`action 0 "a" task 0 "t" env[0]: as: "json" is only allowed with valueFrom: event`}, ve.Problems)
+
+	cfg.Actions[0].Tasks[0].Env[0].As = ""
+	assert.NoError(t, cfg.Validate())
+}
+
+func TestCleanFilePath(t *testing.T) {
+	tests := []struct {
+		in, want string
+		err      bool
+	}{
+		{"locust/basic.py", "locust/basic.py", false},
+		{"/helm", "helm", false},
+		{"/helm/", "helm", false},
+		{"a/b/c.txt", "a/b/c.txt", false},
+		{"", "", true},
+		{"/", "", true},
+		{".", "", true},
+		{"..", "", true},
+		{"../x", "", true},
+		{"a/../../x", "", true},
+		{"a/./b", "", true},
+		{"a//b", "", true},
+		{"a\\b", "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := CleanFilePath(tt.in)
+			if tt.err {
+				assert.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}
+
+// aliasBomb builds a small config whose aliases expand to n*n*n nodes, all in
+// fields the model accepts (actions -> tasks -> files).
+func aliasBomb(n int) string {
+	var b strings.Builder
+	b.WriteString("apiVersion: v2\nactions:\n  - &a\n    name: a\n    events: [{name: e}]\n    tasks:\n      - &t {name: t, image: i, files: [")
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("x")
+	}
+	b.WriteString("]}\n")
+	for range n {
+		b.WriteString("      - *t\n")
+	}
+	for range n {
+		b.WriteString("  - *a\n")
+	}
+	return b.String()
+}

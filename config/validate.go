@@ -1,0 +1,217 @@
+package config
+
+import (
+	"fmt"
+	"path"
+	"regexp"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// ValidationError lists every problem found in a config.
+type ValidationError struct {
+	Problems []string
+}
+
+func (e *ValidationError) Error() string {
+	if len(e.Problems) == 1 {
+		return "invalid job config: " + e.Problems[0]
+	}
+	return fmt.Sprintf("invalid job config (%d problems):\n  %s", len(e.Problems), strings.Join(e.Problems, "\n  "))
+}
+
+var (
+	envNameRe   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	eventNameRe = regexp.MustCompile(`^[A-Za-z0-9._*-]+$`)
+)
+
+// totalAnnotationSize is Kubernetes' limit on all annotations of one object.
+const totalAnnotationSize = 256 * 1024
+
+// Validate reports all problems of c, each naming the action/task index and name.
+func (c *Config) Validate() error { return c.validate(nil) }
+
+// validator collects problems; lines (from Parse, may be nil) prefix them with a line.
+type validator struct {
+	lines    map[string]int
+	problems []string
+}
+
+func (v *validator) addf(path, label, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if label != "" {
+		msg = label + ": " + msg
+	}
+	// Use the line of the nearest enclosing element that was in the YAML.
+	for p := path; p != ""; p = parentPath(p) {
+		if l, ok := v.lines[p]; ok {
+			msg = fmt.Sprintf("line %d: %s", l, msg)
+			break
+		}
+	}
+	v.problems = append(v.problems, msg)
+}
+
+func parentPath(p string) string {
+	i := strings.LastIndexAny(p, ".[")
+	if i < 0 {
+		return ""
+	}
+	return p[:i]
+}
+
+func (c *Config) validate(lines map[string]int) error {
+	v := &validator{lines: lines}
+	if c.APIVersion != APIVersion {
+		v.addf("apiVersion", "", "apiVersion must be %q, got %q", APIVersion, c.APIVersion)
+	}
+	if len(c.Actions) == 0 {
+		v.addf("actions", "", "config has no actions")
+	}
+	tasks := 0
+	for ai, a := range c.Actions {
+		ap := fmt.Sprintf("actions[%d]", ai)
+		al := fmt.Sprintf("action %d %q", ai, a.Name)
+		if strings.TrimSpace(a.Name) == "" {
+			v.addf(ap, al, "name must not be empty")
+		}
+		if len(a.Events) == 0 {
+			v.addf(ap, al, "needs at least one event")
+		}
+		if len(a.Tasks) == 0 {
+			v.addf(ap, al, "needs at least one task")
+		}
+		for ei, e := range a.Events {
+			ep := fmt.Sprintf("%s.events[%d]", ap, ei)
+			el := fmt.Sprintf("%s event %d", al, ei)
+			if !eventNameRe.MatchString(e.Name) {
+				v.addf(ep, el, "event name %q must be non-empty and contain only letters, digits, '.', '_', '-' and '*'", e.Name)
+			}
+			if e.JSONPath != nil {
+				if _, err := JSONPathToGJSON(e.JSONPath.Property); err != nil {
+					v.addf(ep+".jsonpath", el, "jsonpath property: %v", err)
+				}
+			}
+		}
+		tasks += len(a.Tasks)
+		for ti := range a.Tasks {
+			v.task(&a.Tasks[ti], fmt.Sprintf("%s.tasks[%d]", ap, ti), fmt.Sprintf("%s task %d %q", al, ti, a.Tasks[ti].Name))
+		}
+	}
+	if tasks > MaxTasks {
+		v.addf("actions", "", "config has %d tasks, more than the limit of %d", tasks, MaxTasks)
+	}
+	if len(v.problems) > 0 {
+		return &ValidationError{Problems: v.problems}
+	}
+	return nil
+}
+
+func (v *validator) task(t *Task, tp, tl string) {
+	if strings.TrimSpace(t.Name) == "" {
+		v.addf(tp, tl, "name must not be empty")
+	}
+	if strings.TrimSpace(t.Image) == "" {
+		v.addf(tp, tl, "image must not be empty")
+	}
+	for i, f := range t.Files {
+		if _, err := CleanFilePath(f); err != nil {
+			v.addf(fmt.Sprintf("%s.files[%d]", tp, i), tl, "files[%d]: %v", i, err)
+		}
+	}
+	for i, e := range t.Env {
+		v.env(e, fmt.Sprintf("%s.env[%d]", tp, i), fmt.Sprintf("%s env[%d]", tl, i))
+	}
+	if t.MaxPollDuration != nil && *t.MaxPollDuration < 1 {
+		v.addf(tp+".maxPollDuration", tl, "maxPollDuration must be at least 1 second, got %d", *t.MaxPollDuration)
+	}
+	if t.TTLSecondsAfterFinished != nil && *t.TTLSecondsAfterFinished < 0 {
+		v.addf(tp+".ttlSecondsAfterFinished", tl, "ttlSecondsAfterFinished must not be negative, got %d", *t.TTLSecondsAfterFinished)
+	}
+	if t.Namespace != "" {
+		for _, msg := range validation.IsDNS1123Label(t.Namespace) {
+			v.addf(tp+".namespace", tl, "namespace %q: %s", t.Namespace, msg)
+		}
+	}
+	if t.ServiceAccount != nil && *t.ServiceAccount != "" {
+		for _, msg := range validation.IsDNS1123Subdomain(*t.ServiceAccount) {
+			v.addf(tp+".serviceAccount", tl, "serviceAccount %q: %s", *t.ServiceAccount, msg)
+		}
+	}
+	if r := t.Resources; r != nil {
+		for _, q := range []struct {
+			name string
+			val  Quantity
+		}{
+			{"limits.cpu", r.Limits.CPU}, {"limits.memory", r.Limits.Memory},
+			{"requests.cpu", r.Requests.CPU}, {"requests.memory", r.Requests.Memory},
+		} {
+			if q.val == "" {
+				continue
+			}
+			if _, err := resource.ParseQuantity(string(q.val)); err != nil {
+				v.addf(tp+".resources."+q.name, tl, "resources.%s %q is not a valid quantity (e.g. 500m, 1, 512Mi)", q.name, q.val)
+			}
+		}
+	}
+	size := 0
+	for k, val := range t.Annotations {
+		size += len(k) + len(val)
+		for _, msg := range validation.IsQualifiedName(strings.ToLower(k)) {
+			v.addf(tp+".annotations", tl, "annotation key %q: %s", k, msg)
+		}
+	}
+	if size > totalAnnotationSize {
+		v.addf(tp+".annotations", tl, "annotations are %d bytes, more than the Kubernetes limit of %d", size, totalAnnotationSize)
+	}
+}
+
+func (v *validator) env(e Env, ep, el string) {
+	switch e.ValueFrom {
+	case FromEvent, FromString:
+		if !envNameRe.MatchString(e.Name) {
+			v.addf(ep, el, "name %q must be a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)", e.Name)
+		}
+	case FromSecret:
+		for _, msg := range validation.IsDNS1123Subdomain(e.Name) {
+			v.addf(ep, el, "secret name %q: %s", e.Name, msg)
+		}
+	default:
+		v.addf(ep, el, "valueFrom must be one of %q, %q, %q, got %q", FromEvent, FromSecret, FromString, e.ValueFrom)
+	}
+	if e.ValueFrom == FromEvent {
+		if _, err := JSONPathToGJSON(e.Value); err != nil {
+			v.addf(ep, el, "value: %v", err)
+		}
+	}
+	switch e.As {
+	case "", AsString, AsJSON, AsYAML:
+		if e.As != "" && e.ValueFrom != FromEvent {
+			v.addf(ep, el, "as: %q is only allowed with valueFrom: event", e.As)
+		}
+	default:
+		v.addf(ep, el, "as must be one of %q, %q, %q, got %q", AsString, AsJSON, AsYAML, e.As)
+	}
+}
+
+// CleanFilePath turns a task files entry into a clean path relative to the
+// resource root: a leading (and trailing) "/" is dropped; "..", "." and empty
+// paths are rejected so no entry can leave the resource tree.
+func CleanFilePath(p string) (string, error) {
+	s := strings.Trim(p, "/")
+	if s == "" || s == "." {
+		return "", fmt.Errorf("file path %q is empty", p)
+	}
+	if strings.ContainsRune(s, 0) || strings.Contains(s, "\\") {
+		return "", fmt.Errorf("file path %q contains an invalid character", p)
+	}
+	if path.Clean(s) != s {
+		return "", fmt.Errorf("file path %q is not clean (no \"..\", \".\" or \"//\" segments)", p)
+	}
+	if s == ".." || strings.HasPrefix(s, "../") {
+		return "", fmt.Errorf("file path %q leaves the resource directory", p)
+	}
+	return s, nil
+}
