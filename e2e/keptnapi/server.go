@@ -1,0 +1,511 @@
+// Package keptnapi is an in-memory stand-in for the parts of the Keptn API the
+// job-executor-service talks to: the resource-service (job/config.yaml and task files,
+// per project/stage/service and per git commit) and POST /v1/event. It records every
+// request and event so tests can assert on them, and can be told to fail or stall.
+//
+// It is used by the e2e scenarios (with a real service process) and can be used by
+// handler tests through Handler() and httptest. It has no build tag and only light deps.
+package keptnapi
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keptn/go-utils/pkg/api/models"
+)
+
+// Latest is the commit key for the newest version of every resource; it is served when a
+// request carries no gitCommitID.
+const Latest = ""
+
+// DefaultPageSize is used for resource lists when the request has no pageSize (Keptn's default).
+const DefaultPageSize = 20
+
+// maxEventBytes bounds a recorded event body; Keptn's API rejects far smaller ones.
+const maxEventBytes = 10 << 20
+
+// Scope is a position in Keptn's hierarchy: Project only, Project+Stage, or all three.
+type Scope struct {
+	Project, Stage, Service string
+}
+
+func (s Scope) String() string {
+	switch {
+	case s.Service != "":
+		return fmt.Sprintf("project %q stage %q service %q", s.Project, s.Stage, s.Service)
+	case s.Stage != "":
+		return fmt.Sprintf("project %q stage %q", s.Project, s.Stage)
+	default:
+		return fmt.Sprintf("project %q", s.Project)
+	}
+}
+
+// Options configure a Server.
+type Options struct {
+	// Token, when set, must be sent as the x-token header on every request (401 otherwise),
+	// as Keptn's API gateway demands.
+	Token string
+	// LatestCommitID is reported as metadata.version for resources of the latest tree
+	// (default "latest").
+	LatestCommitID string
+	// UpstreamURL is reported as metadata.upstreamURL (optional).
+	UpstreamURL string
+}
+
+// Kind selects which requests a FailNext applies to.
+type Kind int
+
+// Request kinds.
+const (
+	AnyRequest Kind = iota
+	ResourceRequests
+	EventRequests
+)
+
+// Event is one event POSTed to /v1/event.
+type Event struct {
+	models.KeptnContextExtendedCE
+	// Raw is the body as received.
+	Raw      []byte
+	Received time.Time
+}
+
+// TypeName is the event type ("" if missing).
+func (e Event) TypeName() string {
+	if e.Type == nil {
+		return ""
+	}
+	return *e.Type
+}
+
+// DataMap is the event data decoded as a JSON object (nil if it is not one).
+func (e Event) DataMap() map[string]any {
+	m, _ := e.Data.(map[string]any)
+	return m
+}
+
+// Request is one request the server answered.
+type Request struct {
+	Method, Path string
+	Query        url.Values
+	Status       int
+	Time         time.Time
+}
+
+type failRule struct {
+	kind   Kind
+	n      int
+	status int
+}
+
+type tree struct {
+	files  map[Scope]map[string][]byte
+	scopes map[Scope]bool // known projects/stages/services, even without files
+}
+
+// Server is the stand-in. The zero value is not usable; call New.
+type Server struct {
+	opts Options
+
+	mu       sync.Mutex
+	trees    map[string]*tree // commit ID (Latest = "") → tree
+	events   []Event
+	requests []Request
+	fails    []failRule
+	stall    time.Duration
+	changed  chan struct{} // closed and replaced whenever an event arrives
+
+	srv *http.Server
+	ln  net.Listener
+}
+
+// New returns an empty server.
+func New(opts Options) *Server {
+	if opts.LatestCommitID == "" {
+		opts.LatestCommitID = "latest"
+	}
+	return &Server{opts: opts, trees: map[string]*tree{}, changed: make(chan struct{})}
+}
+
+func (s *Server) treeLocked(commit string) *tree {
+	t := s.trees[commit]
+	if t == nil {
+		t = &tree{files: map[Scope]map[string][]byte{}, scopes: map[Scope]bool{}}
+		s.trees[commit] = t
+	}
+	return t
+}
+
+// AddScope makes a project/stage/service exist (with its parents) without any resource.
+func (s *Server) AddScope(commit string, sc Scope) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	addScope(s.treeLocked(commit), sc)
+}
+
+func addScope(t *tree, sc Scope) {
+	t.scopes[Scope{Project: sc.Project}] = true
+	if sc.Stage != "" {
+		t.scopes[Scope{Project: sc.Project, Stage: sc.Stage}] = true
+	}
+	if sc.Service != "" {
+		t.scopes[sc] = true
+	}
+}
+
+// Put stores a resource at path (leading slash optional) in the given commit's tree.
+func (s *Server) Put(commit string, sc Scope, path string, content []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.treeLocked(commit)
+	addScope(t, sc)
+	if t.files[sc] == nil {
+		t.files[sc] = map[string][]byte{}
+	}
+	t.files[sc][strings.TrimPrefix(path, "/")] = append([]byte(nil), content...)
+}
+
+// Delete removes a resource; it is not an error if it does not exist.
+func (s *Server) Delete(commit string, sc Scope, path string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.trees[commit]; t != nil {
+		delete(t.files[sc], strings.TrimPrefix(path, "/"))
+	}
+}
+
+// Events returns a snapshot of all events received so far, in arrival order.
+func (s *Server) Events() []Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Event(nil), s.events...)
+}
+
+// Requests returns a snapshot of all requests answered so far, in order.
+func (s *Server) Requests() []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Request(nil), s.requests...)
+}
+
+// Reset forgets recorded events and requests and clears FailNext/Stall; resources stay.
+func (s *Server) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.events, s.requests, s.fails, s.stall = nil, nil, nil, 0
+}
+
+// WaitFor returns the first recorded event (past or future) for which match is true, or the
+// context's error when it ends first.
+func (s *Server) WaitFor(ctx context.Context, match func(Event) bool) (Event, error) {
+	seen := 0
+	for {
+		s.mu.Lock()
+		evs, changed := s.events[seen:], s.changed
+		seen = len(s.events)
+		s.mu.Unlock()
+		for _, e := range evs {
+			if match(e) {
+				return e, nil
+			}
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return Event{}, fmt.Errorf("waiting for event: %w (%d events received)", ctx.Err(), seen)
+		}
+	}
+}
+
+// FailNext makes the next n requests (of any kind) answer with status.
+func (s *Server) FailNext(n, status int) { s.FailNextOf(AnyRequest, n, status) }
+
+// FailNextOf makes the next n requests of one kind answer with status.
+func (s *Server) FailNextOf(kind Kind, n, status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fails = append(s.fails, failRule{kind: kind, n: n, status: status})
+}
+
+// Stall delays every following response by d (0 turns it off). A stalled request still
+// ends early when the client gives up.
+func (s *Server) Stall(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stall = d
+}
+
+// Handler serves the API. Paths are the Keptn API's without the /api prefix.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	const rs = "/resource-service/v1/project/{project}"
+	mux.HandleFunc("GET "+rs+"/resource/{path...}", s.getResource)
+	mux.HandleFunc("GET "+rs+"/stage/{stage}/resource/{path...}", s.getResource)
+	mux.HandleFunc("GET "+rs+"/stage/{stage}/service/{service}/resource/{path...}", s.getResource)
+	mux.HandleFunc("POST /v1/event", s.postEvent)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint in the Keptn API stand-in: "+r.Method+" "+r.URL.Path)
+	})
+	return s.wrap(mux)
+}
+
+// wrap records the request and applies auth, FailNext and Stall before the real handler.
+func (s *Server) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		defer func() {
+			s.mu.Lock()
+			s.requests = append(s.requests, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(),
+				Status: rec.status, Time: time.Now()})
+			s.mu.Unlock()
+		}()
+		kind := ResourceRequests
+		if strings.HasPrefix(r.URL.Path, "/v1/event") {
+			kind = EventRequests
+		}
+		s.mu.Lock()
+		stall, failStatus := s.stall, 0
+		for i := range s.fails {
+			f := &s.fails[i]
+			if f.n > 0 && (f.kind == AnyRequest || f.kind == kind) {
+				f.n--
+				failStatus = f.status
+				break
+			}
+		}
+		s.mu.Unlock()
+		if stall > 0 {
+			select {
+			case <-time.After(stall):
+			case <-r.Context().Done():
+				rec.status = 499 // client closed request; nothing can be written
+				return
+			}
+		}
+		if failStatus != 0 {
+			writeError(rec, failStatus, "injected failure (FailNext)")
+			return
+		}
+		if s.opts.Token != "" && r.Header.Get("x-token") != s.opts.Token {
+			writeError(rec, http.StatusUnauthorized, "missing or wrong x-token header")
+			return
+		}
+		next.ServeHTTP(rec, r)
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, models.Error{Code: int64(status), Message: &msg})
+}
+
+// resourcePath undoes go-utils' url.QueryEscape of the resource URI ("job%2Fconfig.yaml");
+// PathValue has already unescaped %XX, so only a plain path remains to be cleaned.
+func resourcePath(r *http.Request) string {
+	return strings.Trim(r.PathValue("path"), "/")
+}
+
+func (s *Server) getResource(w http.ResponseWriter, r *http.Request) {
+	sc := Scope{Project: r.PathValue("project"), Stage: r.PathValue("stage"), Service: r.PathValue("service")}
+	commit := r.URL.Query().Get("gitCommitID")
+	path := resourcePath(r)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.trees[commit]
+	if t == nil {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("commit %q not found", commit))
+		return
+	}
+	if missing, ok := missingScope(t, sc); !ok {
+		writeError(w, http.StatusNotFound, missing+" not found")
+		return
+	}
+	meta := &models.Version{Version: commit, UpstreamURL: s.opts.UpstreamURL, Branch: sc.Stage}
+	if commit == Latest {
+		meta.Version = s.opts.LatestCommitID
+	}
+	if path == "" {
+		s.listLocked(w, r, t, sc, meta)
+		return
+	}
+	content, ok := t.files[sc][path]
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("resource %q not found in %s", path, sc))
+		return
+	}
+	uri := "/" + path
+	writeJSON(w, http.StatusOK, models.Resource{ResourceURI: &uri, Metadata: meta,
+		ResourceContent: base64.StdEncoding.EncodeToString(content)})
+}
+
+// missingScope names the first level of sc that does not exist in t.
+func missingScope(t *tree, sc Scope) (string, bool) {
+	if !t.scopes[Scope{Project: sc.Project}] {
+		return fmt.Sprintf("project %q", sc.Project), false
+	}
+	if sc.Stage != "" && !t.scopes[Scope{Project: sc.Project, Stage: sc.Stage}] {
+		return fmt.Sprintf("stage %q", sc.Stage), false
+	}
+	if sc.Service != "" && !t.scopes[sc] {
+		return fmt.Sprintf("service %q", sc.Service), false
+	}
+	return "", true
+}
+
+// listLocked answers a resource list: URIs only (like Keptn), sorted, paged by an offset
+// carried in nextPageKey.
+func (s *Server) listLocked(w http.ResponseWriter, r *http.Request, t *tree, sc Scope, meta *models.Version) {
+	q := r.URL.Query()
+	size, err := atoiDefault(q.Get("pageSize"), DefaultPageSize)
+	if err != nil || size <= 0 {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid pageSize %q", q.Get("pageSize")))
+		return
+	}
+	from, err := atoiDefault(q.Get("nextPageKey"), 0)
+	if err != nil || from < 0 {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid nextPageKey %q", q.Get("nextPageKey")))
+		return
+	}
+	paths := make([]string, 0, len(t.files[sc]))
+	for p := range t.files[sc] {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	res := models.Resources{Resources: []*models.Resource{}, TotalCount: float64(len(paths))}
+	to := min(from+size, len(paths))
+	for _, p := range paths[min(from, len(paths)):to] {
+		uri := "/" + p
+		res.Resources = append(res.Resources, &models.Resource{ResourceURI: &uri, Metadata: meta})
+	}
+	res.PageSize = float64(len(res.Resources))
+	if to < len(paths) {
+		res.NextPageKey = strconv.Itoa(to)
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func atoiDefault(s string, def int) (int, error) {
+	if s == "" {
+		return def, nil
+	}
+	return strconv.Atoi(s)
+}
+
+// postEvent accepts what Keptn's API accepts: a structured JSON CloudEvent (the
+// KeptnContextExtendedCE model) with type and source. Binary-mode CloudEvents are refused
+// on purpose, because the real API would not understand them either.
+func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxEventBytes+1))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "reading body: "+err.Error())
+		return
+	}
+	if len(body) > maxEventBytes {
+		writeError(w, http.StatusRequestEntityTooLarge, "event larger than 10 MiB")
+		return
+	}
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "" &&
+		mt != "application/json" && mt != "application/cloudevents+json" {
+		writeError(w, http.StatusUnsupportedMediaType, fmt.Sprintf("content type %q: the Keptn API takes a JSON CloudEvent", mt))
+		return
+	}
+	if r.Header.Get("ce-type") != "" {
+		writeError(w, http.StatusBadRequest, "binary-mode CloudEvent (ce-* headers): the Keptn API takes the structured JSON form")
+		return
+	}
+	ev, err := ParseEvent(body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if ev.Shkeptncontext == "" {
+		// Keptn starts a new context for an event without one.
+		ev.Shkeptncontext = newID()
+	}
+	ev.Received = time.Now()
+	s.mu.Lock()
+	s.events = append(s.events, ev)
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+	ctx := ev.Shkeptncontext
+	writeJSON(w, http.StatusOK, models.EventContext{KeptnContext: &ctx})
+}
+
+// ParseEvent decodes a structured JSON CloudEvent as the Keptn API does and checks the
+// fields it requires.
+func ParseEvent(body []byte) (Event, error) {
+	var ce models.KeptnContextExtendedCE
+	if err := json.Unmarshal(body, &ce); err != nil {
+		return Event{}, fmt.Errorf("event is not a JSON CloudEvent: %w", err)
+	}
+	switch {
+	case ce.Type == nil || *ce.Type == "":
+		return Event{}, errors.New("event has no type")
+	case ce.Source == nil || *ce.Source == "":
+		return Event{}, errors.New("event has no source")
+	case ce.Specversion != "" && ce.Specversion != "1.0":
+		return Event{}, fmt.Errorf("event specversion %q, want 1.0", ce.Specversion)
+	}
+	return Event{KeptnContextExtendedCE: ce, Raw: body}, nil
+}
+
+// Start listens on addr ("127.0.0.1:0" picks a free port) and serves in the background.
+// It returns the base URL to use as KEPTN_API_ENDPOINT.
+func (s *Server) Start(addr string) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("keptnapi: listen on %s: %w", addr, err)
+	}
+	s.ln = ln
+	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = s.srv.Serve(ln) }()
+	return s.URL(), nil
+}
+
+// URL is the base URL of a started server ("" before Start).
+func (s *Server) URL() string {
+	if s.ln == nil {
+		return ""
+	}
+	return "http://" + s.ln.Addr().String()
+}
+
+// Close stops a started server.
+func (s *Server) Close() error {
+	if s.srv == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return s.srv.Shutdown(ctx)
+}
