@@ -1,0 +1,505 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"go.uber.org/zap"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+)
+
+// Result reasons set by the runner (Kubernetes' own, like BackoffLimitExceeded and
+// DeadlineExceeded, are passed through).
+const (
+	ReasonCompleted       = "Completed"
+	ReasonMaxPoll         = "MaxPollDurationExceeded"
+	ReasonOOMKilled       = "OOMKilled"
+	ReasonCreateFailed    = "CreateFailed"
+	ReasonWatchFailed     = "WatchFailed"
+	ReasonCanceled        = "Canceled"
+	ReasonFailedCreatePod = "FailedCreate"
+)
+
+// stuckReasons are container waiting reasons that will not resolve by themselves.
+var stuckReasons = map[string]bool{
+	"ErrImagePull":               true,
+	"ImagePullBackOff":           true,
+	"InvalidImageName":           true,
+	"CreateContainerConfigError": true, // e.g. a missing secret for valueFrom: secret
+}
+
+// RunnerOptions tune a Runner; zero values mean the defaults.
+type RunnerOptions struct {
+	// StuckGrace is how long a pod may wait on a hopeless reason (image pull errors,
+	// missing secret) or the Job may fail to create pods (missing service account)
+	// before the task fails. Default 30s.
+	StuckGrace time.Duration
+	// MaxLogBytes bounds each task's logs (the tail is kept). Default 64 KiB.
+	MaxLogBytes int
+	// Watcher is shared by Runners; NewRunner creates one when nil.
+	Watcher *Watcher
+	// KeepAbortedJobs keeps Jobs that got stuck or exceeded maxPollDuration; by default
+	// they are deleted so that they stop consuming the cluster.
+	KeepAbortedJobs bool
+}
+
+// Runner creates the objects of a Built task and waits for its Job to finish.
+type Runner struct {
+	client kubernetes.Interface
+	log    *zap.Logger
+	opts   RunnerOptions
+	w      *Watcher
+}
+
+// NewRunner returns a Runner using client.
+func NewRunner(client kubernetes.Interface, log *zap.Logger, opts RunnerOptions) *Runner {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if opts.StuckGrace <= 0 {
+		opts.StuckGrace = 30 * time.Second
+	}
+	if opts.MaxLogBytes <= 0 {
+		opts.MaxLogBytes = 64 << 10
+	}
+	if opts.Watcher == nil {
+		opts.Watcher = NewWatcher(client, log)
+	}
+	return &Runner{client: client, log: log, opts: opts, w: opts.Watcher}
+}
+
+// Watcher returns the runner's watcher (to Stop it on shutdown).
+func (r *Runner) Watcher() *Watcher { return r.w }
+
+// Run creates the task's files ConfigMap and Job and waits until the Job completes,
+// fails, gets stuck or exceeds b.MaxPollDuration. A Job that already exists (the same
+// event delivered again) is adopted and watched instead of created twice.
+func (r *Runner) Run(ctx context.Context, b *Built) Result {
+	now := time.Now()
+	if b == nil || b.Job == nil {
+		return Result{Reason: ReasonCreateFailed, Message: "no job to run", Start: now, End: now}
+	}
+	task := b.TaskName()
+	ns, name := b.Namespace, b.Job.Name
+	log := r.log.With(zap.String("task", task), zap.String("job", name), zap.String("namespace", ns))
+	fail := func(reason, format string, args ...any) Result {
+		return Result{Reason: reason, Message: fmt.Sprintf(format, args...), Start: now, End: time.Now()}
+	}
+
+	// Subscribe before creating so that no change of the new Job can be missed.
+	nw, sub, cancel, err := r.w.subscribe(ctx, ns, name)
+	if err != nil {
+		return fail(ReasonWatchFailed, "task '%s': %v", task, err)
+	}
+	defer cancel()
+
+	createdFiles := false
+	if b.Files != nil {
+		_, err := r.client.CoreV1().ConfigMaps(ns).Create(ctx, b.Files, metav1.CreateOptions{})
+		switch {
+		case err == nil:
+			createdFiles = true
+		case apierrors.IsAlreadyExists(err):
+			// Same name means same event and task: the content is the same.
+		default:
+			return fail(ReasonCreateFailed, "task '%s': creating files ConfigMap %s/%s: %v", task, ns, name, err)
+		}
+	}
+	job, err := r.client.BatchV1().Jobs(ns).Create(ctx, b.Job, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		log.Info("job already exists, adopting it (event redelivered?)")
+		job, err = r.client.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
+	}
+	if err != nil {
+		if createdFiles {
+			r.deleteQuietly(ns, name, log, func(ctx context.Context) error {
+				return r.client.CoreV1().ConfigMaps(ns).Delete(ctx, name, metav1.DeleteOptions{})
+			})
+		}
+		return fail(ReasonCreateFailed, "task '%s': creating job %s/%s: %v", task, ns, name, err)
+	}
+	if b.Files != nil {
+		r.ownFiles(ctx, job, log)
+	}
+	if !job.CreationTimestamp.IsZero() {
+		now = job.CreationTimestamp.Time
+	}
+	res := r.wait(ctx, b, nw, sub, job, log)
+	res.Start = now
+	if res.End.IsZero() || res.End.Before(res.Start) {
+		res.End = time.Now()
+	}
+	return res
+}
+
+// ownFiles makes the Job own its files ConfigMap so that deleting the Job (by hand or
+// by its TTL) garbage-collects the ConfigMap. Failure only leaks a small object.
+func (r *Runner) ownFiles(ctx context.Context, job *batchv1.Job, log *zap.Logger) {
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"ownerReferences": []metav1.OwnerReference{{
+		APIVersion: "batch/v1", Kind: "Job", Name: job.Name, UID: job.UID,
+	}}}})
+	if _, err := r.client.CoreV1().ConfigMaps(job.Namespace).Patch(ctx, job.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		log.Warn("could not make the job own its files ConfigMap", zap.Error(err))
+	}
+}
+
+func (r *Runner) wait(ctx context.Context, b *Built, nw *nsWatch, sub *subscription, job *batchv1.Job, log *zap.Logger) Result {
+	task := b.TaskName()
+	deadline := time.NewTimer(b.MaxPollDuration)
+	defer deadline.Stop()
+	st := &stuckState{firstSeen: map[string]time.Time{}, grace: r.opts.StuckGrace}
+	var recheck *time.Timer
+	defer func() {
+		if recheck != nil {
+			recheck.Stop()
+		}
+	}()
+	for {
+		cur := job
+		if j, err := nw.jobs.Jobs(job.Namespace).Get(job.Name); err == nil && (job.UID == "" || j.UID == job.UID) {
+			cur = j
+		}
+		if res, done := r.finished(ctx, cur, task, log); done {
+			return res
+		}
+		reason, msg, next := st.check(time.Now(), r.jobPods(nw, job), r.failedCreate(nw, job))
+		if reason != "" {
+			log.Info("task is stuck", zap.String("reason", reason), zap.String("message", msg))
+			r.abort(job, log)
+			return Result{Reason: reason, Message: fmt.Sprintf("task '%s': %s", task, msg), End: time.Now()}
+		}
+		var recheckC <-chan time.Time
+		if next > 0 {
+			if recheck != nil {
+				recheck.Stop()
+			}
+			recheck = time.NewTimer(next)
+			recheckC = recheck.C
+		}
+		select {
+		case <-sub.c:
+		case <-recheckC:
+		case <-deadline.C:
+			res := Result{
+				Reason:  ReasonMaxPoll,
+				Message: fmt.Sprintf("task '%s' did not finish within %s", task, durationText(b.MaxPollDuration)),
+				End:     time.Now(),
+			}
+			res.Logs = r.logs(ctx, job)
+			r.abort(job, log)
+			return res
+		case <-ctx.Done():
+			// Shutting down: leave the Job running; a redelivered event adopts it.
+			return Result{Reason: ReasonCanceled, Message: fmt.Sprintf("task '%s': stopped waiting: %v", task, ctx.Err()), End: time.Now()}
+		}
+	}
+}
+
+func durationText(d time.Duration) string {
+	if d%time.Second == 0 {
+		return fmt.Sprintf("%ds", int64(d/time.Second))
+	}
+	return d.String()
+}
+
+// finished reports the result of a Job that has a Complete or Failed condition.
+func (r *Runner) finished(ctx context.Context, job *batchv1.Job, task string, log *zap.Logger) (Result, bool) {
+	for _, c := range job.Status.Conditions {
+		if c.Status != corev1.ConditionTrue {
+			continue
+		}
+		switch c.Type {
+		case batchv1.JobComplete:
+			res := Result{Succeeded: true, Reason: ReasonCompleted, Logs: r.logs(ctx, job)}
+			if job.Status.CompletionTime != nil {
+				res.End = job.Status.CompletionTime.Time
+			}
+			return res, true
+		case batchv1.JobFailed:
+			res := Result{Reason: c.Reason, End: c.LastTransitionTime.Time}
+			if res.Reason == "" {
+				res.Reason = "Failed"
+			}
+			res.Message = fmt.Sprintf("task '%s' failed: %s", task, c.Reason)
+			if c.Message != "" {
+				res.Message += ": " + c.Message
+			}
+			pods := r.listPods(ctx, job, log)
+			if cs := terminatedState(pods, TaskContainer); cs != nil {
+				switch {
+				case cs.Reason == ReasonOOMKilled:
+					res.Reason = ReasonOOMKilled
+					res.Message = fmt.Sprintf("task '%s' failed: container ran out of memory (OOMKilled, exit code %d)", task, cs.ExitCode)
+				case cs.ExitCode != 0:
+					res.Message = fmt.Sprintf("task '%s' failed: container exited with code %d", task, cs.ExitCode)
+				}
+			}
+			if cs := terminatedState(pods, InitContainer); cs != nil && cs.ExitCode != 0 {
+				res.Message = fmt.Sprintf("task '%s' failed: copying files (init container) exited with code %d", task, cs.ExitCode)
+				if cs.Reason == ReasonOOMKilled {
+					res.Reason = ReasonOOMKilled
+				}
+			}
+			res.Logs = r.logsOf(ctx, job, pods)
+			return res, true
+		}
+	}
+	return Result{}, false
+}
+
+// terminatedState is the terminated state of the named container in the newest pod.
+func terminatedState(pods []corev1.Pod, container string) *corev1.ContainerStateTerminated {
+	if len(pods) == 0 {
+		return nil
+	}
+	p := pods[len(pods)-1]
+	for _, cs := range append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
+		if cs.Name != container {
+			continue
+		}
+		if cs.State.Terminated != nil {
+			return cs.State.Terminated
+		}
+		return cs.LastTerminationState.Terminated
+	}
+	return nil
+}
+
+// listPods asks the API server (not the cache, which may lag behind the Job) for the
+// Job's pods, oldest first.
+func (r *Runner) listPods(ctx context.Context, job *batchv1.Job, log *zap.Logger) []corev1.Pod {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	list, err := r.client.CoreV1().Pods(job.Namespace).List(ctx, metav1.ListOptions{
+		LabelSelector: labels.Set{LabelJob: job.Name}.String(),
+	})
+	if err != nil {
+		log.Warn("listing the job's pods", zap.Error(err))
+		return nil
+	}
+	pods := make([]corev1.Pod, 0, len(list.Items))
+	for _, p := range list.Items {
+		if ownedBy(&p, job) {
+			pods = append(pods, p)
+		}
+	}
+	sort.SliceStable(pods, func(i, j int) bool {
+		return pods[i].CreationTimestamp.Before(&pods[j].CreationTimestamp)
+	})
+	return pods
+}
+
+func ownedBy(p *corev1.Pod, job *batchv1.Job) bool {
+	if job.UID == "" {
+		return true
+	}
+	for _, o := range p.OwnerReferences {
+		if o.Kind == "Job" {
+			return o.UID == job.UID
+		}
+	}
+	return true
+}
+
+func (r *Runner) jobPods(nw *nsWatch, job *batchv1.Job) []*corev1.Pod {
+	pods, err := nw.pods.Pods(job.Namespace).List(labels.SelectorFromSet(labels.Set{LabelJob: job.Name}))
+	if err != nil {
+		return nil
+	}
+	out := pods[:0:0]
+	for _, p := range pods {
+		if ownedBy(p, job) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (r *Runner) failedCreate(nw *nsWatch, job *batchv1.Job) []*corev1.Event {
+	events, err := nw.events.Events(job.Namespace).List(labels.Everything())
+	if err != nil {
+		return nil
+	}
+	var out []*corev1.Event
+	for _, e := range events {
+		o := e.InvolvedObject
+		if o.Kind == "Job" && o.Name == job.Name && (job.UID == "" || o.UID == "" || o.UID == job.UID) && e.Reason == ReasonFailedCreatePod {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// stuckState remembers since when each hopeless condition has been seen, so that a
+// task fails only after the grace period (an image pull may succeed on retry).
+type stuckState struct {
+	grace     time.Duration
+	firstSeen map[string]time.Time
+}
+
+// check returns the reason and message of a condition that lasted longer than the grace
+// period, or how long to wait before checking again (0: nothing pending).
+func (s *stuckState) check(now time.Time, pods []*corev1.Pod, failedCreate []*corev1.Event) (reason, msg string, next time.Duration) {
+	type cand struct{ key, reason, msg string }
+	var cands []cand
+	for _, p := range pods {
+		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		for _, cs := range append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
+			if w := cs.State.Waiting; w != nil && stuckReasons[w.Reason] {
+				// Pull errors alternate between ErrImagePull and ImagePullBackOff; count
+				// them as one condition.
+				kind := w.Reason
+				if kind == "ImagePullBackOff" {
+					kind = "ErrImagePull"
+				}
+				cands = append(cands, cand{p.Name + "/" + cs.Name + "/" + kind, w.Reason,
+					fmt.Sprintf("container %s: %s: %s", cs.Name, w.Reason, w.Message)})
+			}
+		}
+	}
+	for _, e := range failedCreate {
+		cands = append(cands, cand{"event/" + e.Reason, e.Reason, fmt.Sprintf("%s: %s", e.Reason, e.Message)})
+	}
+	seen := map[string]bool{}
+	for _, c := range cands {
+		seen[c.key] = true
+		first, ok := s.firstSeen[c.key]
+		if !ok {
+			first = now
+			s.firstSeen[c.key] = now
+		}
+		left := s.grace - now.Sub(first)
+		if left <= 0 {
+			return c.reason, strings.TrimSuffix(c.msg, ": "), 0
+		}
+		if next == 0 || left < next {
+			next = left
+		}
+	}
+	// A condition that cleared (the pull worked after all) starts over if it returns.
+	for k := range s.firstSeen {
+		if !seen[k] {
+			delete(s.firstSeen, k)
+		}
+	}
+	return "", "", next
+}
+
+// abort deletes a Job that will not finish by itself (and, through the owner
+// reference, its ConfigMap) unless the options keep it.
+func (r *Runner) abort(job *batchv1.Job, log *zap.Logger) {
+	if r.opts.KeepAbortedJobs {
+		return
+	}
+	r.deleteQuietly(job.Namespace, job.Name, log, func(ctx context.Context) error {
+		bg := metav1.DeletePropagationBackground
+		return r.client.BatchV1().Jobs(job.Namespace).Delete(ctx, job.Name, metav1.DeleteOptions{PropagationPolicy: &bg})
+	})
+}
+
+func (r *Runner) deleteQuietly(ns, name string, log *zap.Logger, del func(context.Context) error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := del(ctx); err != nil && !apierrors.IsNotFound(err) {
+		log.Warn("cleaning up", zap.String("object", ns+"/"+name), zap.Error(err))
+	}
+}
+
+func (r *Runner) logs(ctx context.Context, job *batchv1.Job) string {
+	return r.logsOf(ctx, job, r.listPods(ctx, job, r.log))
+}
+
+// logsOf reads the task container's logs of the newest pod, plus the init container's
+// when it failed. Unreadable logs are reported in place of the logs.
+func (r *Runner) logsOf(ctx context.Context, job *batchv1.Job, pods []corev1.Pod) string {
+	if len(pods) == 0 {
+		return ""
+	}
+	pod := pods[len(pods)-1]
+	var b strings.Builder
+	if cs := terminatedState(pods, InitContainer); cs != nil && cs.ExitCode != 0 {
+		b.WriteString("--- init container (copy files) ---\n")
+		b.WriteString(r.readLogs(ctx, pod.Namespace, pod.Name, InitContainer))
+		b.WriteString("\n--- task ---\n")
+	}
+	b.WriteString(r.readLogs(ctx, pod.Namespace, pod.Name, TaskContainer))
+	return b.String()
+}
+
+func (r *Runner) readLogs(ctx context.Context, ns, pod, container string) string {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	rc, err := r.client.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container}).Stream(ctx)
+	if err != nil {
+		return fmt.Sprintf("(logs of %s unavailable: %v)", container, err)
+	}
+	defer rc.Close()
+	s, err := readTail(rc, r.opts.MaxLogBytes)
+	if err != nil {
+		s += fmt.Sprintf("\n(reading logs of %s: %v)", container, err)
+	}
+	return s
+}
+
+// readTail reads r to the end keeping only about the last max bytes in memory, and
+// returns them bounded like BoundLogs.
+func readTail(r io.Reader, max int) (string, error) {
+	var buf []byte
+	dropped := 0
+	chunk := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(chunk)
+		buf = append(buf, chunk[:n]...)
+		if len(buf) > 2*max+len(chunk) {
+			cut := len(buf) - max
+			for cut < len(buf) && !utf8.RuneStart(buf[cut]) {
+				cut++
+			}
+			dropped += cut
+			buf = append(buf[:0], buf[cut:]...)
+		}
+		if errors.Is(err, io.EOF) {
+			return boundLogs(string(buf), max, dropped), nil
+		}
+		if err != nil {
+			return boundLogs(string(buf), max, dropped), err
+		}
+	}
+}
+
+// BoundLogs keeps the last max bytes of s (never splitting a UTF-8 character) and says
+// how much was cut: "[... N bytes truncated ...]\n" + tail.
+func BoundLogs(s string, max int) string { return boundLogs(s, max, 0) }
+
+func boundLogs(s string, max, dropped int) string {
+	if max < 0 {
+		max = 0
+	}
+	if len(s) > max {
+		cut := len(s) - max
+		for cut < len(s) && !utf8.RuneStart(s[cut]) {
+			cut++
+		}
+		dropped += cut
+		s = s[cut:]
+	}
+	if dropped == 0 {
+		return s
+	}
+	return fmt.Sprintf("[... %d bytes truncated ...]\n%s", dropped, s)
+}
