@@ -1,0 +1,582 @@
+// Package chart holds the Helm chart of the job-executor-service; this file only tests it.
+// The tests drive the real helm binary (make tools installs it) and fail when it is missing,
+// so a green run always means the chart was rendered.
+package chart
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"sigs.k8s.io/yaml"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.yaml golden files from the current chart")
+
+const (
+	release   = "job-executor-service"
+	namespace = "keptn"
+)
+
+// helmPath returns the helm binary: $HELM, else the Makefile's tool cache. No PATH fallback,
+// so every developer and CI renders with the same pinned version.
+func helmPath(t testing.TB) string {
+	t.Helper()
+	p := os.Getenv("HELM")
+	if p == "" {
+		home, err := os.UserHomeDir()
+		require.NoError(t, err)
+		p = filepath.Join(home, ".cache", "jes", "tools", "bin", "helm")
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("helm binary not found at %s (run `make tools` or set HELM): %v", p, err)
+	}
+	return p
+}
+
+// helm runs helm in the chart directory and returns stdout, stderr and the error.
+func helm(t testing.TB, args ...string) (string, string, error) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(helmPath(t), args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	// Keep helm away from the developer's repositories/config.
+	dir := t.TempDir()
+	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+dir, "HELM_CONFIG_HOME="+dir, "HELM_DATA_HOME="+dir)
+	err := cmd.Run()
+	return stdout.String(), stderr.String(), err
+}
+
+// writeValues stores an override file for one case.
+func writeValues(t testing.TB, values string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "values.yaml")
+	require.NoError(t, os.WriteFile(p, []byte(values), 0o600))
+	return p
+}
+
+func render(t testing.TB, values string) (string, error) {
+	t.Helper()
+	out, stderr, err := helm(t, "template", release, ".", "--namespace", namespace, "-f", writeValues(t, values))
+	if err != nil {
+		return "", fmt.Errorf("%w: %s", err, stderr)
+	}
+	return out, nil
+}
+
+// validCases are the value combinations that have golden files.
+var validCases = []struct{ name, values string }{
+	{"defaults", ``},
+	{"direct-api", `
+distributor:
+  enabled: false
+remoteControlPlane:
+  api:
+    protocol: https
+    hostname: keptn.example.com
+    token: secret-token
+`},
+	{"oauth", `
+remoteControlPlane:
+  api:
+    protocol: https
+    hostname: keptn.example.com
+    authMode: oauth
+    apiValidateTls: false
+    oauth:
+      clientId: jes
+      clientSecret: s3cret
+      clientDiscovery: https://sso.example.com/.well-known/openid-configuration
+      scopes: "openid keptn:api"
+`},
+	{"network-policies", `
+remoteControlPlane:
+  api:
+    authMode: oauth
+    oauth:
+      clientId: jes
+      clientSecret: s3cret
+      clientDiscovery: https://sso.example.com/.well-known/openid-configuration
+networkPolicy:
+  ingress:
+    enabled: true
+  egress:
+    enabled: true
+    k8sMasterCIDR: 172.18.0.2/32
+    k8sMasterPort: 6443
+    keptnApiCIDRs: [203.0.113.10/32]
+    oauthCIDRs: [198.51.100.0/24]
+jobConfig:
+  networkPolicy:
+    enabled: true
+    allowAccessToKeptn: true
+    blockCIDRs: [10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16]
+`},
+	{"jobs-config", `
+image:
+  repository: ghcr.io/example/jes
+  tag: v1.2.3
+jobConfig:
+  namespace: keptn-jobs
+  allowedImageList: "docker.io/my-user/*,custom.registry.io/*"
+  labels:
+    team: platform
+    cost-center: "42"
+  allowPrivilegedJobs: true
+  taskDeadlineSeconds: 600
+  alwaysSendFinishedEvent: true
+  maxConcurrentActions: 4
+  # Capitalised keys as in the original chart's defaults must keep working.
+  podSecurityContext:
+    RunAsUser: 4242
+    RunAsNonRoot: true
+  serviceAccount:
+    name: jobs
+    annotations:
+      eks.amazonaws.com/role-arn: arn:aws:iam::123:role/jobs
+  defaultResources:
+    limits: {cpu: 2, memory: 1Gi}
+    requests: {cpu: 100m, memory: 256Mi}
+distributor:
+  projectFilter: sockshop
+  config:
+    queueGroup:
+      enabled: false
+podAnnotations:
+  prometheus.io/scrape: "true"
+imagePullSecrets:
+  - name: regcred
+nodeSelector:
+  kubernetes.io/os: linux
+`},
+}
+
+func TestGolden(t *testing.T) {
+	for _, tc := range validCases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := render(t, tc.values)
+			require.NoError(t, err)
+			golden := filepath.Join("testdata", tc.name+".yaml")
+			if *update {
+				require.NoError(t, os.WriteFile(golden, []byte(got), 0o644))
+			}
+			want, err := os.ReadFile(golden)
+			require.NoError(t, err, "missing golden file; run go test ./chart -update")
+			if d := firstDiff(string(want), got); d != "" {
+				t.Errorf("rendered chart differs from %s (review, then run `make chart-golden-update`):\n%s", golden, d)
+			}
+		})
+	}
+}
+
+// firstDiff describes the first differing line with some context; "" when equal. Full
+// string dumps of whole manifests would bury the change.
+func firstDiff(want, got string) string {
+	if want == got {
+		return ""
+	}
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	i := 0
+	for i < len(w) && i < len(g) && w[i] == g[i] {
+		i++
+	}
+	line := func(l []string, i int) string {
+		if i < len(l) {
+			return l[i]
+		}
+		return "<end of output>"
+	}
+	var b strings.Builder
+	for j := max(0, i-3); j < i; j++ {
+		fmt.Fprintf(&b, "  %4d  %s\n", j+1, w[j])
+	}
+	fmt.Fprintf(&b, "- %4d  %s\n+ %4d  %s\n", i+1, line(w, i), i+1, line(g, i))
+	fmt.Fprintf(&b, "(want %d lines, got %d)", len(w), len(g))
+	return b.String()
+}
+
+func TestLint(t *testing.T) {
+	for _, tc := range validCases {
+		t.Run(tc.name, func(t *testing.T) {
+			out, stderr, err := helm(t, "lint", ".", "--strict", "--namespace", namespace, "-f", writeValues(t, tc.values))
+			require.NoError(t, err, "%s\n%s", out, stderr)
+		})
+	}
+}
+
+// TestInvalidValues checks that the schema and render-time checks reject bad input with a
+// message that points at the offending key.
+func TestInvalidValues(t *testing.T) {
+	cases := []struct{ name, values, want string }{
+		{"typo at top level", "replicaCont: 2", "replicaCont"},
+		{"typo in jobConfig", "jobConfig:\n  allowedImagesList: docker.io/*", "allowedImagesList"},
+		{"typo in nested networkPolicy", "networkPolicy:\n  egress:\n    enable: true", "enable"},
+		{"typo in security context", "securityContext:\n  readOnlyRootFileSystem: true", "readOnlyRootFileSystem"},
+		{"typo in job security context", "jobConfig:\n  jobSecurityContext:\n    runAsUsr: 1", "runAsUsr"},
+		{"typo in distributor", "distributor:\n  enable: false", "enable"},
+		{"wrong type bool", "distributor:\n  enabled: \"yes\"", "enabled"},
+		{"wrong type int", "jobConfig:\n  taskDeadlineSeconds: soon", "taskDeadlineSeconds"},
+		{"negative deadline", "jobConfig:\n  taskDeadlineSeconds: -1", "taskDeadlineSeconds"},
+		{"labels not strings", "jobConfig:\n  labels:\n    a: {b: c}", "labels"},
+		{"bad auth mode", "remoteControlPlane:\n  api:\n    authMode: basic", "authMode"},
+		{"bad protocol", "remoteControlPlane:\n  api:\n    protocol: ftp", "protocol"},
+		{"bad hostname", "remoteControlPlane:\n  api:\n    hostname: 'http://keptn'", "hostname"},
+		{"bad cidr", "jobConfig:\n  networkPolicy:\n    blockCIDRs: [10.0.0.0]", "blockCIDRs"},
+		{"bad pull policy", "image:\n  pullPolicy: Sometimes", "pullPolicy"},
+		{"bad log level", "logLevel: verbose", "logLevel"},
+		{"egress without api server", "networkPolicy:\n  egress:\n    enabled: true", "k8sMasterCIDR"},
+		{"oauth without client", "remoteControlPlane:\n  api:\n    authMode: oauth", "clientId"},
+		{"auto detect", "remoteControlPlane:\n  autoDetect:\n    enabled: true", "autoDetect"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := render(t, tc.values)
+			require.Error(t, err, "values must be rejected:\n%s", tc.values)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+}
+
+// manifests splits rendered output into documents keyed by "Kind/name".
+func manifests(t *testing.T, rendered string) map[string][]byte {
+	t.Helper()
+	docs := map[string][]byte{}
+	for _, doc := range strings.Split(rendered, "\n---\n") {
+		var meta struct {
+			Kind     string `json:"kind"`
+			Metadata struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+		}
+		require.NoError(t, yaml.Unmarshal([]byte(doc), &meta))
+		if meta.Kind == "" {
+			continue
+		}
+		key := meta.Kind + "/" + meta.Metadata.Name
+		require.NotContains(t, docs, key, "duplicate object")
+		docs[key] = []byte(doc)
+	}
+	return docs
+}
+
+// decode parses a document strictly, so a misspelt field in a template fails the test.
+func decode(t *testing.T, doc []byte, into any) {
+	t.Helper()
+	require.NotNil(t, doc, "object not rendered")
+	require.NoError(t, yaml.UnmarshalStrict(doc, into))
+}
+
+func renderAll(t *testing.T) map[string]map[string][]byte {
+	t.Helper()
+	all := map[string]map[string][]byte{}
+	for _, tc := range validCases {
+		out, err := render(t, tc.values)
+		require.NoError(t, err, tc.name)
+		all[tc.name] = manifests(t, out)
+	}
+	return all
+}
+
+func TestRenderedObjects(t *testing.T) {
+	all := renderAll(t)
+	for name, docs := range all {
+		t.Run(name, func(t *testing.T) {
+			for key, doc := range docs {
+				kind := strings.SplitN(key, "/", 2)[0]
+				var obj any
+				switch kind {
+				case "Deployment":
+					obj = &appsv1.Deployment{}
+				case "Role":
+					obj = &rbacv1.Role{}
+				case "RoleBinding":
+					obj = &rbacv1.RoleBinding{}
+				case "ServiceAccount":
+					obj = &corev1.ServiceAccount{}
+				case "ConfigMap":
+					obj = &corev1.ConfigMap{}
+				case "Secret":
+					obj = &corev1.Secret{}
+				case "Service":
+					obj = &corev1.Service{}
+				case "NetworkPolicy":
+					obj = &networkingv1.NetworkPolicy{}
+				default:
+					t.Fatalf("unexpected kind %s", key)
+				}
+				decode(t, doc, obj)
+			}
+		})
+	}
+}
+
+// TestRBACLeastPrivilege guards the security promises of the README.
+func TestRBACLeastPrivilege(t *testing.T) {
+	for name, docs := range renderAll(t) {
+		t.Run(name, func(t *testing.T) {
+			var role rbacv1.Role
+			decode(t, docs["Role/"+release], &role)
+			for _, r := range role.Rules {
+				assert.NotContains(t, r.Resources, "secrets", "the service must not read secrets")
+				assert.NotContains(t, r.Verbs, "*")
+				assert.NotContains(t, r.Resources, "*")
+				if slices.Contains(r.Resources, "pods") || slices.Contains(r.Resources, "pods/log") {
+					assert.NotContains(t, r.Verbs, "create")
+					assert.NotContains(t, r.Verbs, "delete")
+				}
+			}
+			for key, doc := range docs {
+				if !strings.HasPrefix(key, "ClusterRole") {
+					continue
+				}
+				t.Errorf("cluster-wide RBAC rendered: %s\n%s", key, doc)
+			}
+
+			var sa corev1.ServiceAccount
+			jobSA := "default-job-account"
+			if name == "jobs-config" {
+				jobSA = "jobs"
+			}
+			decode(t, docs["ServiceAccount/"+jobSA], &sa)
+			require.NotNil(t, sa.AutomountServiceAccountToken)
+			assert.False(t, *sa.AutomountServiceAccountToken)
+			for key, doc := range docs {
+				if strings.HasPrefix(key, "RoleBinding/") {
+					var rb rbacv1.RoleBinding
+					decode(t, doc, &rb)
+					for _, s := range rb.Subjects {
+						assert.NotEqual(t, jobSA, s.Name, "the job service account must have no permissions")
+					}
+				}
+			}
+		})
+	}
+}
+
+// envContract is the fixed set of variables the service understands (plus the distributor's).
+var envContract = []string{
+	"RCV_PORT", "RCV_PATH", "KEPTN_API_ENDPOINT", "KEPTN_API_TOKEN", "HTTP_SSL_VERIFY", "CONFIGURATION_SERVICE",
+	"EVENTBROKER", "K_SINK", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_SCOPES", "OAUTH_DISCOVERY",
+	"JOB_NAMESPACE", "INIT_CONTAINER_IMAGE", "DEFAULT_RESOURCE_LIMITS_CPU", "DEFAULT_RESOURCE_LIMITS_MEMORY",
+	"DEFAULT_RESOURCE_REQUESTS_CPU", "DEFAULT_RESOURCE_REQUESTS_MEMORY", "DEFAULT_JOB_SERVICE_ACCOUNT",
+	"DEFAULT_POD_SECURITY_CONTEXT", "DEFAULT_SECURITY_CONTEXT", "JOB_LABELS", "ALLOWED_IMAGE_LIST",
+	"ALLOW_PRIVILEGED_JOBS", "TASK_DEADLINE_SECONDS", "ALWAYS_SEND_FINISHED_EVENT", "MAX_CONCURRENT_ACTIONS",
+	"LOG_LEVEL", "PUBSUB_TOPIC",
+}
+
+// resolveEnv returns the container's env with ConfigMap references resolved.
+func resolveEnv(t *testing.T, c corev1.Container, cm corev1.ConfigMap) map[string]string {
+	t.Helper()
+	env := map[string]string{}
+	for _, e := range c.Env {
+		switch {
+		case e.ValueFrom == nil:
+			env[e.Name] = e.Value
+		case e.ValueFrom.ConfigMapKeyRef != nil:
+			ref := e.ValueFrom.ConfigMapKeyRef
+			require.Equal(t, cm.Name, ref.Name)
+			v, ok := cm.Data[ref.Key]
+			require.True(t, ok, "%s refers to missing ConfigMap key %s", e.Name, ref.Key)
+			env[e.Name] = v
+		case e.ValueFrom.SecretKeyRef != nil:
+			env[e.Name] = "secret:" + e.ValueFrom.SecretKeyRef.Key
+		case e.ValueFrom.FieldRef != nil:
+			env[e.Name] = "field:" + e.ValueFrom.FieldRef.FieldPath
+		}
+	}
+	return env
+}
+
+func TestDeployment(t *testing.T) {
+	all := renderAll(t)
+	for name, docs := range all {
+		t.Run(name, func(t *testing.T) {
+			var d appsv1.Deployment
+			decode(t, docs["Deployment/"+release], &d)
+			var cm corev1.ConfigMap
+			decode(t, docs["ConfigMap/job-service-config"], &cm)
+			spec := d.Spec.Template.Spec
+
+			require.NotEmpty(t, spec.Containers)
+			svc := spec.Containers[0]
+			assert.Equal(t, "job-executor-service", svc.Name)
+			sc := svc.SecurityContext
+			require.NotNil(t, sc)
+			assert.True(t, *sc.ReadOnlyRootFilesystem)
+			assert.True(t, *sc.RunAsNonRoot)
+			assert.False(t, *sc.AllowPrivilegeEscalation)
+			assert.Equal(t, []corev1.Capability{"ALL"}, sc.Capabilities.Drop)
+			assert.Equal(t, corev1.SeccompProfileTypeRuntimeDefault, sc.SeccompProfile.Type)
+			assert.Equal(t, "/healthz", svc.LivenessProbe.HTTPGet.Path)
+			assert.Equal(t, "/readyz", svc.ReadinessProbe.HTTPGet.Path)
+
+			env := resolveEnv(t, svc, cm)
+			for k := range env {
+				assert.Contains(t, envContract, k, "env var outside the service contract")
+			}
+			for _, k := range []string{"DEFAULT_POD_SECURITY_CONTEXT", "DEFAULT_SECURITY_CONTEXT"} {
+				var psc corev1.PodSecurityContext // both decode strictly into their types
+				var csc corev1.SecurityContext
+				target := any(&csc)
+				if k == "DEFAULT_POD_SECURITY_CONTEXT" {
+					target = &psc
+				}
+				dec := json.NewDecoder(strings.NewReader(env[k]))
+				dec.DisallowUnknownFields()
+				assert.NoError(t, dec.Decode(target), "%s=%s", k, env[k])
+			}
+			var labels map[string]string
+			assert.NoError(t, json.Unmarshal([]byte(env["JOB_LABELS"]), &labels))
+
+			distributor := name != "direct-api"
+			if distributor {
+				require.Len(t, spec.Containers, 2)
+				assert.Equal(t, "http://127.0.0.1:8081/resource-service", env["CONFIGURATION_SERVICE"])
+				assert.Equal(t, "http://127.0.0.1:8081/event", env["EVENTBROKER"])
+				assert.NotContains(t, env, "KEPTN_API_ENDPOINT")
+				dist := resolveEnv(t, spec.Containers[1], cm)
+				assert.Equal(t, "127.0.0.1", dist["PUBSUB_RECIPIENT"])
+				assert.NotEmpty(t, dist["PUBSUB_TOPIC"])
+				assert.NotEmpty(t, dist["KEPTN_API_ENDPOINT"])
+				if name == "oauth" || name == "network-policies" {
+					assert.Equal(t, "secret:oauth_client_secret", dist["OAUTH_CLIENT_SECRET"])
+					assert.NotContains(t, dist, "KEPTN_API_TOKEN")
+				} else {
+					assert.Equal(t, "secret:token", dist["KEPTN_API_TOKEN"])
+				}
+				assert.True(t, *spec.Containers[1].SecurityContext.ReadOnlyRootFilesystem)
+			} else {
+				require.Len(t, spec.Containers, 1)
+				assert.Equal(t, "https://keptn.example.com/api", env["KEPTN_API_ENDPOINT"])
+				assert.Equal(t, "https://keptn.example.com/api/resource-service", env["CONFIGURATION_SERVICE"])
+				assert.Equal(t, "secret:token", env["KEPTN_API_TOKEN"])
+				assert.NotContains(t, env, "EVENTBROKER")
+			}
+			wantNS := namespace
+			wantImage := "docker.io/keptncontrib/job-executor-service:0.1.0"
+			if name == "jobs-config" {
+				wantNS = "keptn-jobs"
+				wantImage = "ghcr.io/example/jes:v1.2.3"
+				assert.Equal(t, `{"fsGroup":2000,"runAsGroup":2000,"runAsNonRoot":true,"runAsUser":4242,"seccompProfile":{"type":"RuntimeDefault"}}`, env["DEFAULT_POD_SECURITY_CONTEXT"])
+				assert.Equal(t, map[string]string{"team": "platform", "cost-center": "42"}, labels)
+				assert.Equal(t, "2", env["DEFAULT_RESOURCE_LIMITS_CPU"])
+				assert.Equal(t, "true", env["ALLOW_PRIVILEGED_JOBS"])
+				assert.Equal(t, "600", env["TASK_DEADLINE_SECONDS"])
+			}
+			assert.Equal(t, wantNS, env["JOB_NAMESPACE"])
+			assert.Equal(t, wantImage, svc.Image)
+			assert.Equal(t, wantImage, env["INIT_CONTAINER_IMAGE"], "init container defaults to the service image")
+		})
+	}
+}
+
+func TestNetworkPolicies(t *testing.T) {
+	docs := renderAll(t)["network-policies"]
+	var ing, egr, job networkingv1.NetworkPolicy
+	decode(t, docs["NetworkPolicy/jes-ingress-network-policy"], &ing)
+	decode(t, docs["NetworkPolicy/jes-egress-network-policy"], &egr)
+	decode(t, docs["NetworkPolicy/jes-job-network-policy"], &job)
+
+	assert.Empty(t, ing.Spec.Ingress, "no incoming connections")
+	assert.Equal(t, []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}, ing.Spec.PolicyTypes)
+
+	var cidrs []string
+	dns := false
+	for _, r := range egr.Spec.Egress {
+		for _, p := range r.To {
+			if p.IPBlock != nil {
+				cidrs = append(cidrs, p.IPBlock.CIDR)
+			}
+			if p.PodSelector != nil && p.PodSelector.MatchLabels["k8s-app"] == "kube-dns" {
+				dns = len(r.Ports) == 2
+			}
+		}
+	}
+	sort.Strings(cidrs)
+	assert.Equal(t, []string{"172.18.0.2/32", "198.51.100.0/24", "203.0.113.10/32"}, cidrs)
+	assert.True(t, dns, "DNS over UDP and TCP must be allowed")
+
+	assert.Equal(t, "job-executor-service", job.Spec.PodSelector.MatchLabels["app.kubernetes.io/managed-by"])
+	assert.Empty(t, job.Spec.Ingress)
+	require.NotEmpty(t, job.Spec.Egress)
+	block := job.Spec.Egress[0].To[0].IPBlock
+	assert.Equal(t, "0.0.0.0/0", block.CIDR)
+	assert.Equal(t, []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"}, block.Except)
+
+	for _, name := range []string{"defaults", "oauth"} {
+		for key := range renderAll(t)[name] {
+			assert.False(t, strings.HasPrefix(key, "NetworkPolicy/"), "%s: policies are opt-in, got %s", name, key)
+		}
+	}
+}
+
+// TestSchemaSecurityContextFields keeps the schema's (closed) security context objects in step
+// with the Kubernetes API types the service decodes them into.
+func TestSchemaSecurityContextFields(t *testing.T) {
+	raw, err := os.ReadFile("values.schema.json")
+	require.NoError(t, err)
+	var schema struct {
+		Definitions map[string]struct {
+			Properties map[string]json.RawMessage `json:"properties"`
+		} `json:"definitions"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &schema))
+	for def, typ := range map[string]reflect.Type{
+		"securityContext":    reflect.TypeFor[corev1.SecurityContext](),
+		"podSecurityContext": reflect.TypeFor[corev1.PodSecurityContext](),
+		"seccompProfile":     reflect.TypeFor[corev1.SeccompProfile](),
+		"resources":          reflect.TypeFor[corev1.ResourceRequirements](),
+	} {
+		var want []string
+		for i := range typ.NumField() {
+			want = append(want, strings.Split(typ.Field(i).Tag.Get("json"), ",")[0])
+		}
+		var got []string
+		for k := range schema.Definitions[def].Properties {
+			got = append(got, k)
+		}
+		assert.ElementsMatch(t, want, got, def)
+	}
+}
+
+// TestReadmeDocumentsEveryValue fails when a key in values.yaml is missing from README.md.
+func TestReadmeDocumentsEveryValue(t *testing.T) {
+	raw, err := os.ReadFile("values.yaml")
+	require.NoError(t, err)
+	readme, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	var values map[string]any
+	require.NoError(t, yaml.Unmarshal(raw, &values))
+	var walk func(prefix string, v any)
+	walk = func(prefix string, v any) {
+		m, ok := v.(map[string]any)
+		// Free-form Kubernetes objects are documented as a whole.
+		if !ok || len(m) == 0 || strings.HasSuffix(prefix, "ecurityContext") || strings.HasSuffix(prefix, "resources") || strings.HasSuffix(prefix, "Resources") {
+			assert.Contains(t, string(readme), "`"+prefix+"`", "README.md does not document %s", prefix)
+			return
+		}
+		for k, child := range m {
+			p := k
+			if prefix != "" {
+				p = prefix + "." + k
+			}
+			walk(p, child)
+		}
+	}
+	walk("", values)
+}

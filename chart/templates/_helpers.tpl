@@ -1,0 +1,135 @@
+{{/* Chart name, overridable. */}}
+{{- define "jes.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Fully qualified app name; the release name alone when it already contains the chart name. */}}
+{{- define "jes.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "jes.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "jes.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "jes.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "jes.labels" -}}
+helm.sh/chart: {{ include "jes.chart" . }}
+{{ include "jes.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "jes.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "jes.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Namespace the Jobs run in (and where the RBAC for them lives). */}}
+{{- define "jes.jobNamespace" -}}
+{{- .Values.jobConfig.namespace | default .Release.Namespace }}
+{{- end }}
+
+{{- define "jes.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
+{{/* The init container is the service image itself (copy-files subcommand) unless overridden. */}}
+{{- define "jes.initContainerImage" -}}
+{{- $ic := .Values.jobexecutorserviceinitcontainer.image }}
+{{- if $ic.repository }}
+{{- printf "%s:%s" $ic.repository ($ic.tag | default .Values.image.tag | default .Chart.AppVersion) }}
+{{- else }}
+{{- include "jes.image" . }}
+{{- end }}
+{{- end }}
+
+{{/* <protocol>://<hostname>/api: the Keptn API as the distributor or the service sees it. */}}
+{{- define "jes.keptnApiEndpoint" -}}
+{{- with .Values.remoteControlPlane.api }}
+{{- printf "%s://%s/api" .protocol (.hostname | trimSuffix "/") }}
+{{- end }}
+{{- end }}
+
+{{/* Resource-service base URL: the distributor's proxy in sidecar mode, else through the API gateway. */}}
+{{- define "jes.configurationService" -}}
+{{- if .Values.distributor.enabled }}
+{{- print "http://127.0.0.1:8081/resource-service" }}
+{{- else }}
+{{- printf "%s/resource-service" (include "jes.keptnApiEndpoint" .) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Security contexts as JSON for the service (DEFAULT_POD_SECURITY_CONTEXT / DEFAULT_SECURITY_CONTEXT).
+The original chart shipped capitalised keys (RunAsUser, ...); normalise them to the Kubernetes
+field names so a strict decoder accepts old values files.
+*/}}
+{{- define "jes.normalizedJSON" -}}
+{{- $out := dict }}
+{{- range $k, $v := . }}
+{{- if eq $k (untitle $k) }}
+{{- $_ := set $out $k $v }}
+{{- end }}
+{{- end }}
+{{- /* Capitalised keys can only come from the user's values, so they win over chart defaults. */}}
+{{- range $k, $v := . }}
+{{- if ne $k (untitle $k) }}
+{{- $_ := set $out (untitle $k) $v }}
+{{- end }}
+{{- end }}
+{{- toJson $out }}
+{{- end }}
+
+{{/* Render-time checks for combinations the schema cannot express clearly. */}}
+{{- define "jes.validate" -}}
+{{- if .Values.remoteControlPlane.autoDetect.enabled }}
+{{- fail "remoteControlPlane.autoDetect.enabled=true is not supported by this chart: set remoteControlPlane.api.protocol, hostname and token (or oauth) explicitly" }}
+{{- end }}
+{{- if and .Values.networkPolicy.egress.enabled (not .Values.networkPolicy.egress.k8sMasterCIDR) }}
+{{- fail "networkPolicy.egress.enabled=true needs networkPolicy.egress.k8sMasterCIDR (the API server address, e.g. from `kubectl get endpoints kubernetes -n default`): without it the service could not create Jobs" }}
+{{- end }}
+{{- if and (eq .Values.remoteControlPlane.api.authMode "oauth") (not .Values.remoteControlPlane.api.oauth.clientId) }}
+{{- fail "remoteControlPlane.api.authMode=oauth needs remoteControlPlane.api.oauth.clientId, clientSecret and clientDiscovery" }}
+{{- end }}
+{{- end }}
+
+{{/* OAuth client settings, shared by the distributor and (in direct mode) the service. */}}
+{{- define "jes.oauthEnv" -}}
+- name: OAUTH_CLIENT_ID
+  valueFrom:
+    configMapKeyRef:
+      name: job-service-config
+      key: oauth_client_id
+- name: OAUTH_CLIENT_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: job-service-keptn-secrets
+      key: oauth_client_secret
+- name: OAUTH_DISCOVERY
+  valueFrom:
+    configMapKeyRef:
+      name: job-service-config
+      key: oauth_discovery
+- name: OAUTH_SCOPES
+  valueFrom:
+    configMapKeyRef:
+      name: job-service-config
+      key: oauth_scopes
+{{- end }}
