@@ -1,0 +1,277 @@
+package config
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keptn/go-utils/pkg/api/models"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// fakeResourceService serves resources keyed by collection path (".../resource")
+// and records every request.
+type fakeResourceService struct {
+	mu        sync.Mutex
+	resources map[string]map[string]string // collection -> URI ("/job/config.yaml") -> content
+	requests  []*http.Request
+	token     string // required x-token when set
+	bearer    string // required Authorization when set
+}
+
+func (f *fakeResourceService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.requests = append(f.requests, r.Clone(context.Background()))
+	if f.token != "" && r.Header.Get("x-token") != f.token {
+		http.Error(w, `{"message":"bad token"}`, http.StatusUnauthorized)
+		return
+	}
+	if f.bearer != "" && r.Header.Get("Authorization") != "Bearer "+f.bearer {
+		http.Error(w, `{"message":"bad bearer"}`, http.StatusUnauthorized)
+		return
+	}
+	p := strings.TrimPrefix(r.URL.EscapedPath(), "/api/resource-service")
+	if coll, ok := f.resources[p]; ok { // listing
+		var uris []string
+		for u := range coll {
+			uris = append(uris, u)
+		}
+		sort.Strings(uris)
+		size, _ := strconv.Atoi(r.URL.Query().Get("pageSize"))
+		start, _ := strconv.Atoi(r.URL.Query().Get("nextPageKey"))
+		end := min(start+size, len(uris))
+		page := models.Resources{PageSize: float64(size), TotalCount: float64(len(uris))}
+		for _, u := range uris[start:end] {
+			page.Resources = append(page.Resources, &models.Resource{ResourceURI: &u})
+		}
+		if end < len(uris) {
+			page.NextPageKey = strconv.Itoa(end)
+		} else {
+			page.NextPageKey = "0"
+		}
+		_ = json.NewEncoder(w).Encode(page)
+		return
+	}
+	i := strings.LastIndex(p, "/resource/")
+	if i < 0 {
+		http.NotFound(w, r)
+		return
+	}
+	uri, err := url.PathUnescape(p[i+len("/resource/"):])
+	if err != nil {
+		http.Error(w, "bad path", http.StatusBadRequest)
+		return
+	}
+	content, ok := f.resources[p[:i+len("/resource")]]["/"+uri]
+	if !ok {
+		http.Error(w, `{"code":404,"message":"Could not find resource"}`, http.StatusNotFound)
+		return
+	}
+	_ = json.NewEncoder(w).Encode(models.Resource{
+		ResourceURI:     &uri,
+		ResourceContent: base64.StdEncoding.EncodeToString([]byte(content)),
+	})
+}
+
+func (f *fakeResourceService) reqs() []*http.Request {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]*http.Request(nil), f.requests...)
+}
+
+const (
+	svcColl   = "/v1/project/sockshop/stage/dev/service/carts/resource"
+	stageColl = "/v1/project/sockshop/stage/dev/resource"
+	projColl  = "/v1/project/sockshop/resource"
+)
+
+func newFakeKeptn() *fakeResourceService {
+	return &fakeResourceService{
+		token: "secret-token",
+		resources: map[string]map[string]string{
+			svcColl: {
+				"/job/config.yaml":            "service",
+				"/locust/basic.py":            "basic",
+				"/locust/sub dir/x.py":        "x",
+				"/helm/Chart.yaml":            "chart",
+				"/helm/templates/deploy.yaml": "deploy",
+				"/other.txt":                  "other",
+			},
+			stageColl: {"/job/config.yaml": "stage"},
+			projColl:  {"/job/config.yaml": "project"},
+		},
+	}
+}
+
+func TestKeptnSourceTLS(t *testing.T) {
+	fake := newFakeKeptn()
+	srv := httptest.NewTLSServer(fake)
+	defer srv.Close()
+	ctx := context.Background()
+	ref := Ref{Project: "sockshop", Stage: "dev", Service: "carts", CommitID: "abc123"}
+
+	strict, err := NewKeptnSource(srv.URL+"/api/resource-service", WithAPIToken("secret-token"))
+	require.NoError(t, err)
+	_, err = strict.Get(ctx, ref, LevelService, "job/config.yaml")
+	require.Error(t, err, "self-signed certificate must be rejected by default")
+	assert.Contains(t, err.Error(), "certificate")
+	assert.False(t, errors.Is(err, ErrNotFound))
+
+	insecure, err := NewKeptnSource(srv.URL+"/api/resource-service", WithAPIToken("secret-token"), WithInsecureSkipVerify())
+	require.NoError(t, err)
+	b, err := insecure.Get(ctx, ref, LevelService, "job/config.yaml")
+	require.NoError(t, err)
+	assert.Equal(t, "service", string(b))
+
+	trusted, err := NewKeptnSource(srv.URL+"/api/resource-service", WithAPIToken("secret-token"), WithRootCAs(srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs))
+	require.NoError(t, err)
+	_, err = trusted.Get(ctx, ref, LevelService, "job/config.yaml")
+	require.NoError(t, err)
+
+	// The default transport is untouched (go-utils' client used to flip it process-wide).
+	assert.True(t, http.DefaultTransport.(*http.Transport).TLSClientConfig == nil ||
+		!http.DefaultTransport.(*http.Transport).TLSClientConfig.InsecureSkipVerify)
+}
+
+func TestKeptnSourceGetAndList(t *testing.T) {
+	fake := newFakeKeptn()
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	ctx := context.Background()
+	ref := Ref{Project: "sockshop", Stage: "dev", Service: "carts", CommitID: "abc123"}
+	src, err := NewKeptnSource(srv.URL+"/api/resource-service/", WithAPIToken("secret-token"), WithPageSize(2), WithTimeout(5*time.Second))
+	require.NoError(t, err)
+
+	for level, want := range map[Level]string{LevelService: "service", LevelStage: "stage", LevelProject: "project"} {
+		b, err := src.Get(ctx, ref, level, "/job/config.yaml")
+		require.NoError(t, err)
+		assert.Equal(t, want, string(b))
+	}
+	reqs := fake.reqs()
+	require.Len(t, reqs, 3)
+	assert.ElementsMatch(t, []string{
+		"/api/resource-service" + svcColl + "/job%2Fconfig.yaml",
+		"/api/resource-service" + stageColl + "/job%2Fconfig.yaml",
+		"/api/resource-service" + projColl + "/job%2Fconfig.yaml",
+	}, []string{reqs[0].URL.EscapedPath(), reqs[1].URL.EscapedPath(), reqs[2].URL.EscapedPath()})
+	for _, r := range reqs {
+		assert.Equal(t, "abc123", r.URL.Query().Get("gitCommitID"), "commit at every level: %s", r.URL)
+		assert.Equal(t, "secret-token", r.Header.Get("x-token"))
+	}
+
+	b, err := src.Get(ctx, ref, LevelService, "locust/sub dir/x.py")
+	require.NoError(t, err)
+	assert.Equal(t, "x", string(b))
+
+	_, err = src.Get(ctx, ref, LevelStage, "locust/basic.py")
+	assert.ErrorIs(t, err, ErrNotFound)
+
+	// Paging: 6 resources with a page size of 2 take 3 requests.
+	before := len(fake.reqs())
+	names, err := src.List(ctx, ref, LevelService, "/helm")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"helm/Chart.yaml", "helm/templates/deploy.yaml"}, names)
+	listReqs := fake.reqs()[before:]
+	require.Len(t, listReqs, 3)
+	assert.Equal(t, "", listReqs[0].URL.Query().Get("nextPageKey"))
+	assert.Equal(t, "2", listReqs[1].URL.Query().Get("nextPageKey"))
+	assert.Equal(t, "4", listReqs[2].URL.Query().Get("nextPageKey"))
+	for _, r := range listReqs {
+		assert.Equal(t, "abc123", r.URL.Query().Get("gitCommitID"))
+		assert.Equal(t, "2", r.URL.Query().Get("pageSize"))
+	}
+
+	names, err = src.List(ctx, ref, LevelService, "locust")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"locust/basic.py", "locust/sub dir/x.py"}, names)
+
+	// No commit: no gitCommitID parameter (latest).
+	_, err = src.Get(ctx, Ref{Project: "sockshop"}, LevelProject, "job/config.yaml")
+	require.NoError(t, err)
+	last := fake.reqs()[len(fake.reqs())-1]
+	assert.False(t, last.URL.Query().Has("gitCommitID"))
+
+	// Wrong token: a clear non-404 error.
+	bad, err := NewKeptnSource(srv.URL+"/api/resource-service", WithAPIToken("wrong"))
+	require.NoError(t, err)
+	_, err = bad.Get(ctx, ref, LevelService, "job/config.yaml")
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, ErrNotFound)
+	assert.Contains(t, err.Error(), "HTTP 401")
+}
+
+func TestKeptnSourceOAuth(t *testing.T) {
+	fake := newFakeKeptn()
+	fake.token = ""
+	fake.bearer = "tok-1"
+	var tokenCalls int
+	mux := http.NewServeMux()
+	mux.Handle("/api/", fake)
+	var srv *httptest.Server
+	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]string{"token_endpoint": srv.URL + "/token"})
+	})
+	mux.HandleFunc("/token", func(w http.ResponseWriter, r *http.Request) {
+		tokenCalls++
+		_ = r.ParseForm()
+		if r.Form.Get("grant_type") != "client_credentials" || r.Form.Get("scope") != "keptn:read" {
+			http.Error(w, "bad grant", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"access_token":"tok-1","token_type":"Bearer","expires_in":3600}`))
+	})
+	srv = httptest.NewTLSServer(mux)
+	defer srv.Close()
+
+	src, err := NewKeptnSource(srv.URL+"/api/resource-service", WithInsecureSkipVerify(), WithOAuth(OAuthConfig{
+		ClientID: "id", ClientSecret: "secret", DiscoveryURL: srv.URL + "/.well-known/openid-configuration", Scopes: []string{"keptn:read"},
+	}))
+	require.NoError(t, err)
+	ref := Ref{Project: "sockshop", Stage: "dev", Service: "carts", CommitID: "c"}
+	for range 2 {
+		b, err := src.Get(context.Background(), ref, LevelService, "job/config.yaml")
+		require.NoError(t, err)
+		assert.Equal(t, "service", string(b))
+	}
+	assert.Equal(t, 1, tokenCalls, "token is reused")
+
+	_, err = NewKeptnSource(srv.URL, WithOAuth(OAuthConfig{ClientID: "id"}))
+	assert.ErrorContains(t, err, "discovery URL")
+}
+
+func TestNewKeptnSourceBadURL(t *testing.T) {
+	for _, u := range []string{"", "ftp://x", "http://", "::"} {
+		_, err := NewKeptnSource(u)
+		assert.Error(t, err, u)
+	}
+}
+
+func TestKeptnSourceTimeout(t *testing.T) {
+	block := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-block:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(block)
+	src, err := NewKeptnSource(srv.URL, WithTimeout(50*time.Millisecond))
+	require.NoError(t, err)
+	_, err = src.Get(context.Background(), Ref{Project: "p"}, LevelProject, "job/config.yaml")
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, ErrNotFound)
+}
