@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Server-side dry-run of the Knative manifests in this directory against the real Knative CRDs.
+#
+#   KUBECONFIG=/path/to/kubeconfig knative/dry-run.sh
+#
+# Installs (kubectl apply) the Serving and Eventing CRDs into the cluster KUBECONFIG points to,
+# taking them from the knative.dev/serving and knative.dev/eventing Go modules. The modules are
+# downloaded into a temporary module cache, so the project's go.mod and module cache stay
+# untouched. Creates the target namespace if it is missing. Only the CRD schemas validate the
+# objects; Knative's admission webhooks are not installed.
+set -euo pipefail
+
+: "${KUBECONFIG:?set KUBECONFIG to the cluster to validate against}"
+SERVING_VERSION="${SERVING_VERSION:-v0.51.0}"
+EVENTING_VERSION="${EVENTING_VERSION:-v0.50.0}"
+NAMESPACE="${NAMESPACE:-keptn}"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+export PATH="/usr/local/go/bin:$PATH"
+
+tmp="$(mktemp -d)"
+trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
+
+# moddir MODULE@VERSION: prints the unpacked module directory.
+moddir() {
+	(cd "$tmp" && GOMODCACHE="$tmp/mod" GOFLAGS=-mod=mod GOWORK=off go mod download -json "$1") |
+		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p'
+}
+
+serving="$(moddir "knative.dev/serving@$SERVING_VERSION")"
+eventing="$(moddir "knative.dev/eventing@$EVENTING_VERSION")"
+[[ -d "$serving" && -d "$eventing" ]] || { echo "dry-run: could not download the Knative modules" >&2; exit 1; }
+
+# CRD files: serving keeps them in config/core/300-resources, eventing in config/core/resources.
+crds=()
+for f in "$serving"/config/core/300-resources/*.yaml "$eventing"/config/core/resources/*.yaml; do
+	grep -q '^kind: CustomResourceDefinition' "$f" && crds+=("$f")
+done
+(( ${#crds[@]} > 0 )) || { echo "dry-run: no CRDs found in the Knative modules" >&2; exit 1; }
+echo "dry-run: installing ${#crds[@]} Knative CRD files (serving $SERVING_VERSION, eventing $EVENTING_VERSION)"
+for f in "${crds[@]}"; do
+	kubectl apply --server-side --force-conflicts -f "$f" >/dev/null
+done
+for crd in services.serving.knative.dev triggers.eventing.knative.dev brokers.eventing.knative.dev sinkbindings.sources.knative.dev; do
+	kubectl wait --for=condition=Established --timeout=60s "crd/$crd" >/dev/null
+done
+
+kubectl get namespace "$NAMESPACE" >/dev/null 2>&1 || kubectl create namespace "$NAMESPACE"
+
+echo "dry-run: kubectl apply --dry-run=server -f $here"
+kubectl apply --dry-run=server -f "$here"
