@@ -77,6 +77,11 @@ func TestDirSource(t *testing.T) {
 		})
 	}
 
+	// Symlinks inside Root are followed.
+	b, err = src.Get(ctx, ref, LevelService, "helm/link.txt")
+	require.NoError(t, err)
+	assert.Equal(t, "inside", string(b))
+
 	names, err := src.List(ctx, ref, LevelService, "/helm")
 	require.NoError(t, err)
 	assert.ElementsMatch(t, []string{"helm/Chart.yaml", "helm/templates/deploy.yaml", "helm/templates/.hidden.yaml", "helm/link.txt"}, names)

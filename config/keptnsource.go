@@ -31,19 +31,16 @@ type KeptnSource struct {
 	base     string
 	token    string
 	pageSize int
-	oauth    *OAuthConfig
+	oauth    *oauthConfig
 
 	mu     sync.Mutex
 	client *http.Client // with OAuth: created lazily after discovery
 	plain  *http.Client
 }
 
-// OAuthConfig enables OAuth2 client-credentials authentication; the token URL is
-// read from the OIDC discovery document at DiscoveryURL.
-type OAuthConfig struct {
-	ClientID, ClientSecret string
-	DiscoveryURL           string
-	Scopes                 []string
+type oauthConfig struct {
+	clientID, clientSecret, discoveryURL string
+	scopes                               []string
 }
 
 type keptnOptions struct {
@@ -52,17 +49,22 @@ type keptnOptions struct {
 	rootCAs  *x509.CertPool
 	timeout  time.Duration
 	pageSize int
-	oauth    *OAuthConfig
+	oauth    *oauthConfig
 }
 
 // KeptnOption configures NewKeptnSource.
 type KeptnOption func(*keptnOptions)
 
-// WithAPIToken sends token in the x-token header (KEPTN_API_TOKEN).
-func WithAPIToken(token string) KeptnOption { return func(o *keptnOptions) { o.token = token } }
+// WithToken sends token in the x-token header (KEPTN_API_TOKEN).
+func WithToken(token string) KeptnOption { return func(o *keptnOptions) { o.token = token } }
 
-// WithOAuth authenticates with OAuth2 client credentials.
-func WithOAuth(c OAuthConfig) KeptnOption { return func(o *keptnOptions) { o.oauth = &c } }
+// WithOAuth authenticates with OAuth2 client credentials; the token URL is read
+// from the OIDC discovery document at discoveryURL (OAUTH_DISCOVERY).
+func WithOAuth(clientID, clientSecret, discoveryURL string, scopes []string) KeptnOption {
+	return func(o *keptnOptions) {
+		o.oauth = &oauthConfig{clientID: clientID, clientSecret: clientSecret, discoveryURL: discoveryURL, scopes: scopes}
+	}
+}
 
 // WithInsecureSkipVerify disables TLS certificate verification (HTTP_SSL_VERIFY=false).
 func WithInsecureSkipVerify() KeptnOption { return func(o *keptnOptions) { o.insecure = true } }
@@ -89,7 +91,7 @@ func NewKeptnSource(baseURL string, opts ...KeptnOption) (*KeptnSource, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("invalid resource-service URL %q: need http(s)://host[/path]", baseURL)
 	}
-	if o.oauth != nil && o.oauth.DiscoveryURL == "" {
+	if o.oauth != nil && o.oauth.discoveryURL == "" {
 		return nil, errors.New("OAuth needs a discovery URL")
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -120,7 +122,7 @@ func (s *KeptnSource) httpClient(ctx context.Context) (*http.Client, error) {
 	if s.client != nil {
 		return s.client, nil
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.oauth.DiscoveryURL, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.oauth.discoveryURL, nil)
 	if err != nil {
 		return nil, fmt.Errorf("OAuth discovery: %w", err)
 	}
@@ -130,19 +132,19 @@ func (s *KeptnSource) httpClient(ctx context.Context) (*http.Client, error) {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("OAuth discovery %s: HTTP %d", s.oauth.DiscoveryURL, resp.StatusCode)
+		return nil, fmt.Errorf("OAuth discovery %s: HTTP %d", s.oauth.discoveryURL, resp.StatusCode)
 	}
 	var doc struct {
 		TokenEndpoint string `json:"token_endpoint"`
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&doc); err != nil || doc.TokenEndpoint == "" {
-		return nil, fmt.Errorf("OAuth discovery %s: no token_endpoint in document", s.oauth.DiscoveryURL)
+		return nil, fmt.Errorf("OAuth discovery %s: no token_endpoint in document", s.oauth.discoveryURL)
 	}
 	cc := clientcredentials.Config{
-		ClientID:     s.oauth.ClientID,
-		ClientSecret: s.oauth.ClientSecret,
+		ClientID:     s.oauth.clientID,
+		ClientSecret: s.oauth.clientSecret,
 		TokenURL:     doc.TokenEndpoint,
-		Scopes:       s.oauth.Scopes,
+		Scopes:       s.oauth.scopes,
 	}
 	// The token source outlives this request, so it gets a background context
 	// carrying our TLS-configured client.

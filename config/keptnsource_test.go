@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -117,25 +119,27 @@ func newFakeKeptn() *fakeResourceService {
 
 func TestKeptnSourceTLS(t *testing.T) {
 	fake := newFakeKeptn()
-	srv := httptest.NewTLSServer(fake)
+	srv := httptest.NewUnstartedServer(fake)
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the rejected handshake is expected
+	srv.StartTLS()
 	defer srv.Close()
 	ctx := context.Background()
 	ref := Ref{Project: "sockshop", Stage: "dev", Service: "carts", CommitID: "abc123"}
 
-	strict, err := NewKeptnSource(srv.URL+"/api/resource-service", WithAPIToken("secret-token"))
+	strict, err := NewKeptnSource(srv.URL+"/api/resource-service", WithToken("secret-token"))
 	require.NoError(t, err)
 	_, err = strict.Get(ctx, ref, LevelService, "job/config.yaml")
 	require.Error(t, err, "self-signed certificate must be rejected by default")
 	assert.Contains(t, err.Error(), "certificate")
 	assert.False(t, errors.Is(err, ErrNotFound))
 
-	insecure, err := NewKeptnSource(srv.URL+"/api/resource-service", WithAPIToken("secret-token"), WithInsecureSkipVerify())
+	insecure, err := NewKeptnSource(srv.URL+"/api/resource-service", WithToken("secret-token"), WithInsecureSkipVerify())
 	require.NoError(t, err)
 	b, err := insecure.Get(ctx, ref, LevelService, "job/config.yaml")
 	require.NoError(t, err)
 	assert.Equal(t, "service", string(b))
 
-	trusted, err := NewKeptnSource(srv.URL+"/api/resource-service", WithAPIToken("secret-token"), WithRootCAs(srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs))
+	trusted, err := NewKeptnSource(srv.URL+"/api/resource-service", WithToken("secret-token"), WithRootCAs(srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs))
 	require.NoError(t, err)
 	_, err = trusted.Get(ctx, ref, LevelService, "job/config.yaml")
 	require.NoError(t, err)
@@ -151,7 +155,7 @@ func TestKeptnSourceGetAndList(t *testing.T) {
 	defer srv.Close()
 	ctx := context.Background()
 	ref := Ref{Project: "sockshop", Stage: "dev", Service: "carts", CommitID: "abc123"}
-	src, err := NewKeptnSource(srv.URL+"/api/resource-service/", WithAPIToken("secret-token"), WithPageSize(2), WithTimeout(5*time.Second))
+	src, err := NewKeptnSource(srv.URL+"/api/resource-service/", WithToken("secret-token"), WithPageSize(2), WithTimeout(5*time.Second))
 	require.NoError(t, err)
 
 	for level, want := range map[Level]string{LevelService: "service", LevelStage: "stage", LevelProject: "project"} {
@@ -204,7 +208,7 @@ func TestKeptnSourceGetAndList(t *testing.T) {
 	assert.False(t, last.URL.Query().Has("gitCommitID"))
 
 	// Wrong token: a clear non-404 error.
-	bad, err := NewKeptnSource(srv.URL+"/api/resource-service", WithAPIToken("wrong"))
+	bad, err := NewKeptnSource(srv.URL+"/api/resource-service", WithToken("wrong"))
 	require.NoError(t, err)
 	_, err = bad.Get(ctx, ref, LevelService, "job/config.yaml")
 	require.Error(t, err)
@@ -236,9 +240,7 @@ func TestKeptnSourceOAuth(t *testing.T) {
 	srv = httptest.NewTLSServer(mux)
 	defer srv.Close()
 
-	src, err := NewKeptnSource(srv.URL+"/api/resource-service", WithInsecureSkipVerify(), WithOAuth(OAuthConfig{
-		ClientID: "id", ClientSecret: "secret", DiscoveryURL: srv.URL + "/.well-known/openid-configuration", Scopes: []string{"keptn:read"},
-	}))
+	src, err := NewKeptnSource(srv.URL+"/api/resource-service", WithInsecureSkipVerify(), WithOAuth("id", "secret", srv.URL+"/.well-known/openid-configuration", []string{"keptn:read"}))
 	require.NoError(t, err)
 	ref := Ref{Project: "sockshop", Stage: "dev", Service: "carts", CommitID: "c"}
 	for range 2 {
@@ -248,7 +250,7 @@ func TestKeptnSourceOAuth(t *testing.T) {
 	}
 	assert.Equal(t, 1, tokenCalls, "token is reused")
 
-	_, err = NewKeptnSource(srv.URL, WithOAuth(OAuthConfig{ClientID: "id"}))
+	_, err = NewKeptnSource(srv.URL, WithOAuth("id", "secret", "", nil))
 	assert.ErrorContains(t, err, "discovery URL")
 }
 

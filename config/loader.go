@@ -61,9 +61,9 @@ type LoaderOption func(*Loader)
 // WithClock replaces time.Now (for tests).
 func WithClock(now func() time.Time) LoaderOption { return func(l *Loader) { l.now = now } }
 
-// WithLatestTTL sets how long configs loaded without a commit are cached (default
+// WithCommitlessTTL sets how long configs loaded without a commit are cached (default
 // 10s; 0 disables caching them).
-func WithLatestTTL(d time.Duration) LoaderOption { return func(l *Loader) { l.latestTTL = d } }
+func WithCommitlessTTL(d time.Duration) LoaderOption { return func(l *Loader) { l.latestTTL = d } }
 
 // WithCacheSize bounds the number of cached configs (default 256; 0 disables the cache).
 func WithCacheSize(n int) LoaderOption { return func(l *Loader) { l.size = n } }

@@ -112,7 +112,7 @@ func TestLoaderCache(t *testing.T) {
 	now := time.Unix(1000, 0)
 	clock := func() time.Time { return now }
 	src := &memSource{files: map[Level]map[string]string{LevelService: {ConfigPath: minimalConfig}}}
-	l := NewLoader(src, WithClock(clock), WithLatestTTL(10*time.Second), WithCacheSize(2))
+	l := NewLoader(src, WithClock(clock), WithCommitlessTTL(10*time.Second), WithCacheSize(2))
 	ctx := context.Background()
 	ref := func(commit string) Ref { return Ref{Project: "p", Stage: "s", Service: "x", CommitID: commit} }
 	load := func(r Ref) *Loaded {
