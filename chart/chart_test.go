@@ -163,6 +163,9 @@ imagePullSecrets:
   - name: regcred
 nodeSelector:
   kubernetes.io/os: linux
+extraEnv:
+  - name: DEFAULT_TTL_SECONDS_AFTER_FINISHED
+    value: "600"
 `},
 }
 
@@ -239,6 +242,7 @@ func TestInvalidValues(t *testing.T) {
 		{"bad cidr", "jobConfig:\n  networkPolicy:\n    blockCIDRs: [10.0.0.0]", "blockCIDRs"},
 		{"bad pull policy", "image:\n  pullPolicy: Sometimes", "pullPolicy"},
 		{"bad log level", "logLevel: verbose", "logLevel"},
+		{"extra env without name", "extraEnv:\n  - value: x", "name"},
 		{"egress without api server", "networkPolicy:\n  egress:\n    enabled: true", "k8sMasterCIDR"},
 		{"oauth without client", "remoteControlPlane:\n  api:\n    authMode: oauth", "clientId"},
 		{"auto detect", "remoteControlPlane:\n  autoDetect:\n    enabled: true", "autoDetect"},
@@ -377,6 +381,7 @@ var envContract = []string{
 	"DEFAULT_POD_SECURITY_CONTEXT", "DEFAULT_SECURITY_CONTEXT", "JOB_LABELS", "ALLOWED_IMAGE_LIST",
 	"ALLOW_PRIVILEGED_JOBS", "TASK_DEADLINE_SECONDS", "ALWAYS_SEND_FINISHED_EVENT", "MAX_CONCURRENT_ACTIONS",
 	"LOG_LEVEL", "PUBSUB_TOPIC",
+	"DEFAULT_TTL_SECONDS_AFTER_FINISHED", // from extraEnv in the jobs-config case
 }
 
 // resolveEnv returns the container's env with ConfigMap references resolved.
@@ -477,6 +482,7 @@ func TestDeployment(t *testing.T) {
 				assert.Equal(t, "2", env["DEFAULT_RESOURCE_LIMITS_CPU"])
 				assert.Equal(t, "true", env["ALLOW_PRIVILEGED_JOBS"])
 				assert.Equal(t, "600", env["TASK_DEADLINE_SECONDS"])
+				assert.Equal(t, "600", env["DEFAULT_TTL_SECONDS_AFTER_FINISHED"])
 			}
 			assert.Equal(t, wantNS, env["JOB_NAMESPACE"])
 			assert.Equal(t, wantImage, svc.Image)
