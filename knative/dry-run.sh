@@ -6,14 +6,16 @@
 # Installs (kubectl apply) the Serving and Eventing CRDs into the cluster KUBECONFIG points to,
 # taking them from the knative.dev/serving and knative.dev/eventing Go modules. The modules are
 # downloaded into a temporary module cache, so the project's go.mod and module cache stay
-# untouched. Creates the target namespace if it is missing. Only the CRD schemas validate the
-# objects; Knative's admission webhooks are not installed.
+# untouched. The manifests' namespace (keptn) is rewritten to a throw-away namespace that is
+# created for the check and deleted afterwards, so nothing else in the cluster is touched; the
+# CRDs stay installed (they are inert without the Knative controllers). Only the CRD schemas
+# validate the objects; Knative's admission webhooks are not installed.
 set -euo pipefail
 
 : "${KUBECONFIG:?set KUBECONFIG to the cluster to validate against}"
 SERVING_VERSION="${SERVING_VERSION:-v0.51.0}"
 EVENTING_VERSION="${EVENTING_VERSION:-v0.50.0}"
-NAMESPACE="${NAMESPACE:-keptn}"
+NAMESPACE="${NAMESPACE:-jes-knative-dry-run}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export PATH="/usr/local/go/bin:$PATH"
 
@@ -44,7 +46,21 @@ for crd in services.serving.knative.dev triggers.eventing.knative.dev brokers.ev
 	kubectl wait --for=condition=Established --timeout=60s "crd/$crd" >/dev/null
 done
 
-kubectl get namespace "$NAMESPACE" >/dev/null 2>&1 || kubectl create namespace "$NAMESPACE"
+created=""
+if ! kubectl get namespace "$NAMESPACE" >/dev/null 2>&1; then
+	kubectl create namespace "$NAMESPACE" >/dev/null
+	created=1
+fi
+cleanup() {
+	[[ -z "$created" ]] || kubectl delete namespace "$NAMESPACE" --wait=false >/dev/null 2>&1 || true
+	chmod -R u+w "$tmp" 2>/dev/null
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
 
-echo "dry-run: kubectl apply --dry-run=server -f $here"
-kubectl apply --dry-run=server -f "$here"
+echo "dry-run: kubectl apply --dry-run=server -f $here (namespace keptn -> $NAMESPACE)"
+for f in "$here"/*.yaml; do
+	echo "---"
+	sed "s/^\([[:space:]]*namespace:\) keptn\$/\1 $NAMESPACE/" "$f"
+done >"$tmp/all.yaml"
+kubectl apply --dry-run=server -f "$tmp/all.yaml"
