@@ -83,6 +83,9 @@ func render(t testing.TB, values string) (string, error) {
 var validCases = []struct{ name, values string }{
 	{"defaults", ``},
 	{"direct-api", `
+image:
+  repository: 127.0.0.1:5001/job-executor-service
+  digest: sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
 distributor:
   enabled: false
 remoteControlPlane:
@@ -240,6 +243,7 @@ func TestInvalidValues(t *testing.T) {
 		{"bad protocol", "remoteControlPlane:\n  api:\n    protocol: ftp", "protocol"},
 		{"bad hostname", "remoteControlPlane:\n  api:\n    hostname: 'http://keptn'", "hostname"},
 		{"bad cidr", "jobConfig:\n  networkPolicy:\n    blockCIDRs: [10.0.0.0]", "blockCIDRs"},
+		{"bad digest", "image:\n  digest: latest", "digest"},
 		{"bad pull policy", "image:\n  pullPolicy: Sometimes", "pullPolicy"},
 		{"bad log level", "logLevel: verbose", "logLevel"},
 		{"extra env without name", "extraEnv:\n  - value: x", "name"},
@@ -474,6 +478,9 @@ func TestDeployment(t *testing.T) {
 			}
 			wantNS := namespace
 			wantImage := "docker.io/keptncontrib/job-executor-service:0.1.0"
+			if name == "direct-api" {
+				wantImage = "127.0.0.1:5001/job-executor-service@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+			}
 			if name == "jobs-config" {
 				wantNS = "keptn-jobs"
 				wantImage = "ghcr.io/example/jes:v1.2.3"

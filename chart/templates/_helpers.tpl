@@ -46,15 +46,20 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- .Values.jobConfig.namespace | default .Release.Namespace }}
 {{- end }}
 
+{{/* repository@digest when a digest is given (what ko prints), else repository:tag. */}}
 {{- define "jes.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
 {{- end }}
 
 {{/* The init container is the service image itself (copy-files subcommand) unless overridden. */}}
 {{- define "jes.initContainerImage" -}}
 {{- $ic := .Values.jobexecutorserviceinitcontainer.image }}
 {{- if $ic.repository }}
-{{- printf "%s:%s" $ic.repository ($ic.tag | default .Values.image.tag | default .Chart.AppVersion) }}
+{{- printf "%s:%s" $ic.repository ($ic.tag | default .Chart.AppVersion) }}
 {{- else }}
 {{- include "jes.image" . }}
 {{- end }}
