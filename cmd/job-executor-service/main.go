@@ -1,21 +1,191 @@
+// Command job-executor-service runs Keptn tasks as Kubernetes Jobs. It only wires components
+// together from the environment; see README.md for every variable.
 package main
 
 import (
-	_ "github.com/cloudevents/sdk-go/v2"
-	_ "github.com/go-chi/chi/v5"
-	_ "github.com/keptn/go-utils/pkg/api/models"
-	_ "github.com/keptn/go-utils/pkg/lib/v0_2_0"
-	_ "github.com/stretchr/testify/assert"
-	_ "github.com/tidwall/gjson"
-	_ "go.uber.org/zap"
-	_ "k8s.io/api/batch/v1"
-	_ "k8s.io/client-go/kubernetes"
-	_ "k8s.io/client-go/kubernetes/fake"
-	_ "k8s.io/client-go/informers"
-	_ "k8s.io/client-go/tools/clientcmd"
-	_ "sigs.k8s.io/yaml"
-	_ "github.com/prometheus/client_golang/prometheus"
-	_ "golang.org/x/oauth2/clientcredentials"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/keptn-contrib/job-executor-service/config"
+	"github.com/keptn-contrib/job-executor-service/handler"
+	"github.com/keptn-contrib/job-executor-service/jobs"
 )
 
-func main() {}
+func main() {
+	// The same image is the Jobs' init container, which copies task files into /keptn.
+	if len(os.Args) == 4 && os.Args[1] == "copy-files" {
+		if err := jobs.CopyTree(os.Args[2], os.Args[3]); err != nil {
+			fmt.Fprintln(os.Stderr, "copy-files:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "job-executor-service:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	e, err := readEnv(osGet)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(e.LogLevel)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+
+	kube, err := kubeClient()
+	if err != nil {
+		return err
+	}
+	src, err := configSource(e)
+	if err != nil {
+		return err
+	}
+	sender, startedViaSink, err := eventSender(e, log)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := handler.NewMetrics(reg)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	loader := config.NewLoader(src, config.WithCommitlessTTL(e.ConfigCacheTTL))
+	files := func(ctx context.Context, ref config.Ref, level config.Level, paths []string) (map[string][]byte, error) {
+		return config.CollectFiles(ctx, src, ref, level, paths, e.MaxFileBytes)
+	}
+	runner := jobs.NewRunner(kube, log, jobs.RunnerOptions{MaxLogBytes: e.MaxTaskLogBytes, StuckGrace: e.FailFastAfter})
+	proc := handler.NewProcessor(ctx, loader, files, runner, sender, log, metrics, handler.Options{
+		Settings:             e.Settings,
+		AlwaysSendFinished:   e.AlwaysSendFinished,
+		StartedViaSink:       startedViaSink,
+		MaxConcurrentActions: e.MaxConcurrentActions,
+		MaxQueuedEvents:      e.MaxQueuedEvents,
+		MaxMessageBytes:      e.MaxMessageBytes,
+	})
+	srv := handler.NewServer(proc, log, handler.ServerOptions{
+		Path: e.Path, MaxBodyBytes: e.MaxBodyBytes, Gatherer: reg,
+		Ready: func(ctx context.Context) error {
+			_, err := kube.Discovery().ServerVersion()
+			return err
+		},
+	})
+	httpSrv := &http.Server{
+		Addr: ":" + strconv.Itoa(e.Port), Handler: srv.Router(),
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- httpSrv.ListenAndServe() }()
+	log.Info("listening", zap.Int("port", e.Port), zap.String("path", e.Path), zap.String("jobNamespace", e.Settings.Namespace))
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case err := <-errc:
+		return err
+	case s := <-sig:
+		log.Info("shutting down", zap.String("signal", s.String()))
+	}
+	// Drain: refuse new events, let running actions finish within the grace period. Jobs keep
+	// running in the cluster either way.
+	srv.Drain()
+	shutdownCtx, stop := context.WithTimeout(context.Background(), e.ShutdownGrace)
+	defer stop()
+	_ = httpSrv.Shutdown(shutdownCtx)
+	done := make(chan struct{})
+	go func() { proc.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-shutdownCtx.Done():
+		log.Warn("actions still running at shutdown", zap.Duration("grace", e.ShutdownGrace))
+	}
+	return nil
+}
+
+func newLogger(level string) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("LOG_LEVEL: %w", err)
+	}
+	cfg := zap.NewProductionConfig()
+	cfg.Level = zap.NewAtomicLevelAt(lvl)
+	cfg.EncoderConfig.TimeKey = "time"
+	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	return cfg.Build()
+}
+
+// kubeClient uses KUBECONFIG (or ~/.kube/config) when present, the in-cluster config otherwise.
+func kubeClient() (kubernetes.Interface, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes config (in-cluster or KUBECONFIG): %w", err)
+	}
+	cfg.UserAgent = handler.Source
+	return kubernetes.NewForConfig(cfg)
+}
+
+func configSource(e *env) (config.Source, error) {
+	switch {
+	case e.ConfigDir != "":
+		return config.DirSource{Root: e.ConfigDir}, nil
+	case e.ConfigurationService != "":
+		return config.NewKeptnSource(e.ConfigurationService, keptnAuth(e)...)
+	}
+	return nil, errors.New("no job config source: set JOB_CONFIG_DIR, KEPTN_API_ENDPOINT or CONFIGURATION_SERVICE")
+}
+
+func keptnAuth(e *env) []config.KeptnOption {
+	var opts []config.KeptnOption
+	if e.KeptnAPIToken != "" {
+		opts = append(opts, config.WithToken(e.KeptnAPIToken))
+	}
+	if e.OAuthClientID != "" {
+		opts = append(opts, config.WithOAuth(e.OAuthClientID, e.OAuthClientSecret, e.OAuthDiscovery, e.OAuthScopes))
+	}
+	if !e.SSLVerify {
+		opts = append(opts, config.WithInsecureSkipVerify())
+	}
+	return opts
+}
+
+// eventSender picks where outgoing events go. Knative (K_SINK) gets .started in the HTTP reply,
+// so only the others also send it through the sender.
+func eventSender(e *env, log *zap.Logger) (handler.Sender, bool, error) {
+	opts := handler.HTTPSenderOptions{InsecureSkipVerify: !e.SSLVerify, Log: log}
+	switch {
+	case e.Sink != "":
+		s, err := handler.NewHTTPSender(e.Sink, opts)
+		return s, false, err
+	case e.EventBroker != "":
+		s, err := handler.NewHTTPSender(e.EventBroker, opts)
+		return s, true, err
+	case e.KeptnAPIEndpoint != "":
+		if e.KeptnAPIToken != "" {
+			opts.Headers = map[string]string{"x-token": e.KeptnAPIToken}
+		}
+		s, err := handler.NewHTTPSender(e.KeptnAPIEndpoint+"/v1/event", opts)
+		return s, true, err
+	}
+	log.Info("no Keptn endpoint configured: outgoing events are logged")
+	return handler.LogSender{Log: log}, true, nil
+}

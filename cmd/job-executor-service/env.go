@@ -1,0 +1,188 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"sigs.k8s.io/yaml"
+
+	"github.com/keptn-contrib/job-executor-service/jobs"
+)
+
+// env is the service configuration, read once from the environment (see README "Configuration").
+type env struct {
+	Port         int
+	Path         string
+	MaxBodyBytes int64
+	LogLevel     string
+
+	ConfigDir            string // JOB_CONFIG_DIR: local job configs instead of Keptn
+	ConfigurationService string // resource-service base URL
+	KeptnAPIEndpoint     string
+	KeptnAPIToken        string
+	SSLVerify            bool
+	OAuthClientID        string
+	OAuthClientSecret    string
+	OAuthScopes          []string
+	OAuthDiscovery       string
+	Sink                 string // K_SINK
+	EventBroker          string // EVENTBROKER: distributor's /event
+
+	AlwaysSendFinished   bool
+	MaxConcurrentActions int
+	MaxQueuedEvents      int
+	MaxMessageBytes      int
+	MaxTaskLogBytes      int
+	MaxFileBytes         int
+	FailFastAfter        time.Duration
+	ConfigCacheTTL       time.Duration
+	ShutdownGrace        time.Duration
+
+	Settings jobs.Settings
+}
+
+// readEnv collects every setting and reports all malformed values at once.
+func readEnv(get func(string) string) (*env, error) {
+	r := &reader{get: get}
+	e := &env{
+		Port:                 r.int("RCV_PORT", 8080),
+		Path:                 r.str("RCV_PATH", "/"),
+		MaxBodyBytes:         int64(r.int("MAX_REQUEST_BYTES", 4<<20)),
+		LogLevel:             r.str("LOG_LEVEL", "info"),
+		ConfigDir:            r.str("JOB_CONFIG_DIR", ""),
+		ConfigurationService: r.str("CONFIGURATION_SERVICE", ""),
+		KeptnAPIEndpoint:     strings.TrimRight(r.str("KEPTN_API_ENDPOINT", ""), "/"),
+		KeptnAPIToken:        r.str("KEPTN_API_TOKEN", ""),
+		SSLVerify:            r.bool("HTTP_SSL_VERIFY", true),
+		OAuthClientID:        r.str("OAUTH_CLIENT_ID", ""),
+		OAuthClientSecret:    r.str("OAUTH_CLIENT_SECRET", ""),
+		OAuthScopes:          r.list("OAUTH_SCOPES", " ,"),
+		OAuthDiscovery:       r.str("OAUTH_DISCOVERY", ""),
+		Sink:                 r.str("K_SINK", ""),
+		EventBroker:          r.str("EVENTBROKER", ""),
+		AlwaysSendFinished:   r.bool("ALWAYS_SEND_FINISHED_EVENT", false),
+		MaxConcurrentActions: r.int("MAX_CONCURRENT_ACTIONS", 20),
+		MaxQueuedEvents:      r.int("MAX_QUEUED_EVENTS", 1000),
+		MaxMessageBytes:      r.int("MAX_FINISHED_MESSAGE_BYTES", 96<<10),
+		MaxTaskLogBytes:      r.int("MAX_TASK_LOG_BYTES", 64<<10),
+		MaxFileBytes:         r.int("MAX_TASK_FILES_BYTES", 900<<10),
+		FailFastAfter:        r.seconds("FAIL_FAST_SECONDS", 30),
+		ConfigCacheTTL:       r.seconds("CONFIG_CACHE_TTL_SECONDS", 10),
+		ShutdownGrace:        r.seconds("SHUTDOWN_GRACE_SECONDS", 20),
+	}
+	if e.ConfigurationService == "" && e.KeptnAPIEndpoint != "" {
+		e.ConfigurationService = e.KeptnAPIEndpoint + "/resource-service"
+	}
+	s := &e.Settings
+	s.Namespace = r.str("JOB_NAMESPACE", "keptn")
+	s.InitImage = r.str("INIT_CONTAINER_IMAGE", "")
+	s.ServiceAccount = r.str("DEFAULT_JOB_SERVICE_ACCOUNT", "")
+	s.AllowPrivileged = r.bool("ALLOW_PRIVILEGED_JOBS", false)
+	s.TaskDeadlineSeconds = int64(r.int("TASK_DEADLINE_SECONDS", 0))
+	s.TTLSecondsAfterFinished = int32(r.int("DEFAULT_TTL_SECONDS_AFTER_FINISHED", 21600))
+	s.AllowedImages = r.list("ALLOWED_IMAGE_LIST", ",")
+	s.DefaultResources = corev1.ResourceRequirements{
+		Limits:   r.resources("DEFAULT_RESOURCE_LIMITS_CPU", "1", "DEFAULT_RESOURCE_LIMITS_MEMORY", "512Mi"),
+		Requests: r.resources("DEFAULT_RESOURCE_REQUESTS_CPU", "50m", "DEFAULT_RESOURCE_REQUESTS_MEMORY", "128Mi"),
+	}
+	s.PodSecurityContext = &corev1.PodSecurityContext{}
+	r.object("DEFAULT_POD_SECURITY_CONTEXT", defaultPodSecurityContext, s.PodSecurityContext)
+	s.SecurityContext = &corev1.SecurityContext{}
+	r.object("DEFAULT_SECURITY_CONTEXT", defaultSecurityContext, s.SecurityContext)
+	r.object("JOB_LABELS", "{}", &s.Labels)
+	if len(r.errs) > 0 {
+		return nil, fmt.Errorf("invalid environment:\n  %s", strings.Join(r.errs, "\n  "))
+	}
+	return e, nil
+}
+
+// Restrictive defaults, matching the original chart's jobConfig.podSecurityContext/jobSecurityContext.
+const (
+	defaultPodSecurityContext = `{"runAsUser":1000,"runAsGroup":2000,"runAsNonRoot":true,"fsGroup":2000,"seccompProfile":{"type":"RuntimeDefault"}}`
+	defaultSecurityContext    = `{"privileged":false,"allowPrivilegeEscalation":false,"readOnlyRootFilesystem":true,"runAsNonRoot":true,"runAsUser":1000,"runAsGroup":2000,"capabilities":{"drop":["ALL"]},"seccompProfile":{"type":"RuntimeDefault"}}`
+)
+
+type reader struct {
+	get  func(string) string
+	errs []string
+}
+
+func (r *reader) str(name, def string) string {
+	if v := strings.TrimSpace(r.get(name)); v != "" {
+		return v
+	}
+	return def
+}
+
+func (r *reader) int(name string, def int) int {
+	v := r.str(name, "")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		r.errs = append(r.errs, fmt.Sprintf("%s=%q: want a whole number >= 0", name, v))
+		return def
+	}
+	return n
+}
+
+func (r *reader) seconds(name string, def int) time.Duration {
+	return time.Duration(r.int(name, def)) * time.Second
+}
+
+func (r *reader) bool(name string, def bool) bool {
+	v := r.str(name, "")
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		r.errs = append(r.errs, fmt.Sprintf("%s=%q: want true or false", name, v))
+		return def
+	}
+	return b
+}
+
+func (r *reader) list(name, seps string) []string {
+	var out []string
+	for _, f := range strings.FieldsFunc(r.get(name), func(c rune) bool { return strings.ContainsRune(seps, c) }) {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func (r *reader) resources(cpuName, cpuDef, memName, memDef string) corev1.ResourceList {
+	out := corev1.ResourceList{}
+	for _, q := range []struct {
+		name, def string
+		res       corev1.ResourceName
+	}{{cpuName, cpuDef, corev1.ResourceCPU}, {memName, memDef, corev1.ResourceMemory}} {
+		v := r.str(q.name, q.def)
+		qty, err := resource.ParseQuantity(v)
+		if err != nil {
+			r.errs = append(r.errs, fmt.Sprintf("%s=%q: not a Kubernetes quantity: %v", q.name, v, err))
+			continue
+		}
+		out[q.res] = qty
+	}
+	return out
+}
+
+// object decodes a JSON or YAML value (e.g. a security context) strictly into out.
+func (r *reader) object(name, def string, out any) {
+	v := r.str(name, def)
+	if err := yaml.UnmarshalStrict([]byte(v), out); err != nil {
+		r.errs = append(r.errs, fmt.Sprintf("%s: %v", name, err))
+	}
+}
+
+// osGet is the real environment; tests pass a map.
+func osGet(name string) string { return os.Getenv(name) }

@@ -1,0 +1,149 @@
+package handler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/cloudevents/sdk-go/v2/binding"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+)
+
+// ServerOptions configure the HTTP receiver.
+type ServerOptions struct {
+	// Path receives CloudEvents (RCV_PATH, default "/").
+	Path string
+	// MaxBodyBytes bounds a request body (default 4 MiB); larger bodies get 413.
+	MaxBodyBytes int64
+	// Gatherer serves /metrics when set.
+	Gatherer prometheus.Gatherer
+	// Ready reports whether dependencies (Kubernetes API) are usable, for /readyz.
+	Ready func(ctx context.Context) error
+}
+
+// Server is the CloudEvents HTTP endpoint.
+type Server struct {
+	proc     *Processor
+	log      *zap.Logger
+	opts     ServerOptions
+	draining atomic.Bool
+}
+
+// NewServer builds the receiver around proc.
+func NewServer(proc *Processor, log *zap.Logger, opts ServerOptions) *Server {
+	if opts.Path == "" {
+		opts.Path = "/"
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 4 << 20
+	}
+	return &Server{proc: proc, log: log, opts: opts}
+}
+
+// Drain makes the receiver refuse new events (503) while in-flight work finishes.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// Router returns the HTTP routes.
+func (s *Server) Router() http.Handler {
+	r := chi.NewRouter()
+	r.Use(middleware.Recoverer)
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, map[string]string{"status": "ok"}) })
+	r.Get("/readyz", s.readyz)
+	if s.opts.Gatherer != nil {
+		r.Handle("/metrics", promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{}))
+	}
+	r.Post(s.opts.Path, s.receive)
+	return r
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		writeError(w, http.StatusServiceUnavailable, "draining", "the service is shutting down")
+		return
+	}
+	if s.opts.Ready != nil {
+		if err := s.opts.Ready(r.Context()); err != nil {
+			writeError(w, http.StatusServiceUnavailable, "not_ready", err.Error())
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// receive accepts binary- and structured-mode CloudEvents and answers with the .started event.
+func (s *Server) receive(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, "draining", "the service is shutting down; deliver again")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+	e, err := cehttp.NewEventFromHTTPRequest(r)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, "too_large", "request body exceeds "+humanBytes(s.opts.MaxBodyBytes))
+			return
+		}
+		writeError(w, http.StatusBadRequest, "malformed_event", "not a CloudEvent: "+err.Error())
+		return
+	}
+	reply, err := s.proc.Accept(r.Context(), *e)
+	switch {
+	case errors.Is(err, errBadEvent):
+		writeError(w, http.StatusBadRequest, "invalid_event", err.Error())
+		return
+	case errors.Is(err, ErrBusy):
+		w.Header().Set("Retry-After", "10")
+		writeError(w, http.StatusTooManyRequests, "busy", err.Error())
+		return
+	case errors.Is(err, ErrUnavailable):
+		w.Header().Set("Retry-After", "10")
+		writeError(w, http.StatusServiceUnavailable, "config_unavailable", err.Error())
+		return
+	case err != nil:
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	if reply == nil {
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+	if err := cehttp.WriteResponseWriter(r.Context(), binding.ToMessage(reply), http.StatusOK, w); err != nil {
+		s.log.Warn("writing reply failed", zap.Error(err))
+	}
+}
+
+// errorBody is the JSON body of every 4xx/5xx answer.
+type errorBody struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, errorBody{Error: code, Message: msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return strconv.FormatInt(n>>20, 10) + " MiB"
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return strconv.FormatInt(n>>10, 10) + " KiB"
+	}
+	return strconv.FormatInt(n, 10) + " bytes"
+}

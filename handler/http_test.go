@@ -1,0 +1,126 @@
+package handler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+)
+
+const sampleStructured = `{
+  "type": "sh.keptn.event.test.triggered",
+  "specversion": "1.0",
+  "source": "test-events",
+  "id": "f2b878d3-03c0-4e8f-bc3f-454bc1b3d79b",
+  "time": "2019-06-07T07:02:15.64489Z",
+  "datacontenttype": "application/json",
+  "shkeptncontext": "08735340-6f9e-4b32-97ff-3b6c292bc50i",
+  "data": {"project": "sockshop", "stage": "dev", "service": "carts", "test": {"teststrategy": "locust"}}
+}`
+
+func newTestServer(t *testing.T, opts ServerOptions) (*httptest.Server, *recorder) {
+	t.Helper()
+	rec := &recorder{}
+	reg := prometheus.NewRegistry()
+	p := NewProcessor(context.Background(), fakeLoader{yaml: helloConfig}, nil, &fakeRunner{}, rec, zap.NewNop(), NewMetrics(reg), Options{})
+	opts.Gatherer = reg
+	srv := httptest.NewServer(NewServer(p, zap.NewNop(), opts).Router())
+	t.Cleanup(func() { srv.Close(); p.Wait() })
+	return srv, rec
+}
+
+func TestReceive(t *testing.T) {
+	binaryHeaders := map[string]string{
+		"Content-Type": "application/json", "Ce-Specversion": "1.0", "Ce-Type": "sh.keptn.event.test.triggered",
+		"Ce-Source": "curl", "Ce-Id": "bin-1", "Ce-Shkeptncontext": "ctx-1",
+	}
+	tests := []struct {
+		name      string
+		headers   map[string]string
+		body      string
+		status    int
+		errorCode string
+		wantType  string
+	}{
+		{name: "structured mode", headers: map[string]string{"Content-Type": "application/cloudevents+json"}, body: sampleStructured,
+			status: 200, wantType: "sh.keptn.event.test.started"},
+		{name: "binary mode", headers: binaryHeaders, body: `{"project":"sockshop","stage":"dev","service":"carts"}`,
+			status: 200, wantType: "sh.keptn.event.test.started"},
+		{name: "event nobody handles", headers: map[string]string{"Content-Type": "application/cloudevents+json"},
+			body: strings.NewReplacer("test.triggered", "test.finished", "f2b878d3", "other-id").Replace(sampleStructured), status: 202},
+		{name: "truncated JSON", headers: map[string]string{"Content-Type": "application/cloudevents+json"}, body: sampleStructured[:40],
+			status: 400, errorCode: "malformed_event"},
+		{name: "not a CloudEvent", headers: map[string]string{"Content-Type": "text/plain"}, body: "hello", status: 400, errorCode: "malformed_event"},
+		{name: "missing required attribute", headers: map[string]string{"Content-Type": "application/cloudevents+json"},
+			body: strings.Replace(sampleStructured, `"id": "f2b878d3-03c0-4e8f-bc3f-454bc1b3d79b",`, "", 1), status: 400},
+		{name: "missing service", headers: map[string]string{"Content-Type": "application/cloudevents+json"},
+			body: strings.Replace(sampleStructured, `"service": "carts"`, `"service": ""`, 1), status: 400, errorCode: "invalid_event"},
+		{name: "too large", headers: map[string]string{"Content-Type": "application/cloudevents+json"},
+			body: `{"specversion":"1.0","data":"` + strings.Repeat("a", 2048) + `"}`, status: 413, errorCode: "too_large"},
+	}
+	srv, _ := newTestServer(t, ServerOptions{MaxBodyBytes: 1024})
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodPost, srv.URL+"/", strings.NewReader(tc.body))
+			require.NoError(t, err)
+			for k, v := range tc.headers {
+				req.Header.Set(k, v)
+			}
+			res, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			defer res.Body.Close()
+			require.Equal(t, tc.status, res.StatusCode)
+			if tc.status >= 400 {
+				assert.Equal(t, "application/json", res.Header.Get("Content-Type"))
+				var body errorBody
+				require.NoError(t, json.NewDecoder(res.Body).Decode(&body))
+				assert.NotEmpty(t, body.Message)
+				if tc.errorCode != "" {
+					assert.Equal(t, tc.errorCode, body.Error)
+				}
+			}
+			if tc.wantType != "" {
+				// The reply is the .started event in binary mode.
+				assert.Equal(t, tc.wantType, res.Header.Get("Ce-Type"))
+				assert.Equal(t, Source, res.Header.Get("Ce-Source"))
+				var data map[string]any
+				require.NoError(t, json.NewDecoder(res.Body).Decode(&data))
+				assert.Equal(t, "succeeded", data["status"])
+			}
+		})
+	}
+}
+
+func TestHealthAndMetrics(t *testing.T) {
+	notReady := errors.New("kubernetes API unreachable")
+	ready := error(nil)
+	srv, _ := newTestServer(t, ServerOptions{Ready: func(context.Context) error { return ready }})
+	get := func(path string) (int, string) {
+		res, err := http.Get(srv.URL + path)
+		require.NoError(t, err)
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		require.NoError(t, err)
+		return res.StatusCode, string(b)
+	}
+	code, _ := get("/healthz")
+	assert.Equal(t, 200, code)
+	code, _ = get("/readyz")
+	assert.Equal(t, 200, code)
+	ready = notReady
+	code, body := get("/readyz")
+	assert.Equal(t, 503, code)
+	assert.Contains(t, body, "kubernetes API unreachable")
+	code, body = get("/metrics")
+	assert.Equal(t, 200, code)
+	assert.Contains(t, body, "jes_events_in_flight")
+}

@@ -1,0 +1,84 @@
+package handler
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the service's Prometheus metrics. A nil *Metrics records nothing (tests).
+type Metrics struct {
+	received  *prometheus.CounterVec
+	actions   *prometheus.CounterVec
+	outgoing  *prometheus.CounterVec
+	retries   *prometheus.CounterVec
+	inFlight  prometheus.Gauge
+	taskTimes *prometheus.HistogramVec
+}
+
+// NewMetrics registers the metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jes_events_received_total", Help: "Incoming CloudEvents by outcome (matched, ignored, duplicate, rejected, busy, config_error).",
+		}, []string{"outcome"}),
+		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jes_actions_total", Help: "Finished actions by result.",
+		}, []string{"result"}),
+		outgoing: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jes_outgoing_events_total", Help: "Outgoing events by type and delivery result.",
+		}, []string{"type", "result"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jes_outgoing_event_retries_total", Help: "Retried deliveries of outgoing events.",
+		}, []string{"type"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "jes_events_in_flight", Help: "Accepted events whose actions have not finished.",
+		}),
+		taskTimes: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "jes_task_duration_seconds", Help: "Task (Job) run time.", Buckets: prometheus.ExponentialBuckets(1, 2, 12),
+		}, []string{"result"}),
+	}
+	reg.MustRegister(m.received, m.actions, m.outgoing, m.retries, m.inFlight, m.taskTimes)
+	return m
+}
+
+func (m *Metrics) event(outcome string) {
+	if m != nil {
+		m.received.WithLabelValues(outcome).Inc()
+	}
+}
+
+func (m *Metrics) action(ok bool) {
+	if m != nil {
+		m.actions.WithLabelValues(resultLabel(ok)).Inc()
+	}
+}
+
+func (m *Metrics) task(ok bool, seconds float64) {
+	if m != nil {
+		m.taskTimes.WithLabelValues(resultLabel(ok)).Observe(seconds)
+	}
+}
+
+func (m *Metrics) sent(eventType, result string) {
+	if m != nil {
+		m.outgoing.WithLabelValues(eventType, result).Inc()
+	}
+}
+
+func (m *Metrics) retry(eventType string) {
+	if m != nil {
+		m.retries.WithLabelValues(eventType).Inc()
+	}
+}
+
+func (m *Metrics) inflight(delta float64) {
+	if m != nil {
+		m.inFlight.Add(delta)
+	}
+}
+
+func resultLabel(ok bool) string {
+	if ok {
+		return "pass"
+	}
+	return "fail"
+}
