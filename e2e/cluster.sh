@@ -1,0 +1,495 @@
+#!/bin/bash
+# e2e/cluster.sh - a real single-node Kubernetes cluster for the e2e tests (etcd, kube-apiserver,
+# controller-manager, scheduler, kubelet, kube-proxy, containerd + runc, CNI bridge) built from the
+# Go module proxy and Debian packages, plus a local image registry that containerd uses as the
+# docker.io mirror. Adapted from /work/shared/reference/local-k8s-cluster.sh.
+#
+#   e2e/cluster.sh up       idempotent: deps → build → certs → configs → start → images → Ready;
+#                           a half-dead cluster (killed run, stale pids/ports/mounts) is cleaned first
+#   e2e/cluster.sh images   (re)push the test images and build+push the service image with ko
+#   e2e/cluster.sh down     stop everything and remove host-level leftovers (bridge, iptables, mounts)
+#   e2e/cluster.sh status   component states; exit 0 only when the cluster is healthy
+#   e2e/cluster.sh purge    down + delete cluster state (keeps binaries and Go caches)
+#   e2e/cluster.sh env      print the file the tests read ($DIR/e2e.env)
+#
+# Env: JES_E2E_DIR (default ~/.cache/jes-e2e): binaries in $DIR/bin, Go caches in $DIR/gomod, $DIR/gocache.
+#
+# Machine quirk: no CAP_SYS_RESOURCE, so any negative oom_score_adj is EACCES. Without containerd's
+# `restrict_oom_score_adj = true` and kubelet's `oomScoreAdj: 0` no pod sandbox ever starts.
+set -euo pipefail
+
+# ---- pinned versions (the one place to change them) ----------------------------------------------
+K8S_VERSION=v1.34.5          # k8s.io/kubernetes; staging modules pinned to v0.34.5
+ETCD_VERSION=v3.6.8          # go.etcd.io/etcd/server/v3
+PAUSE_IMAGE=registry.k8s.io/pause:3.10
+REGISTRY_PORT=5001           # go-containerregistry cmd/registry (v0.22.1, installed by `make tools`)
+APT_PACKAGES="containerd runc containernetworking-plugins iptables conntrack socat busybox-static jq openssl bc iproute2 file curl"
+# ---------------------------------------------------------------------------------------------------
+
+STAGING_VERSION=v0${K8S_VERSION#v1}
+K=${JES_E2E_DIR:-$HOME/.cache/jes-e2e}
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TOOLS=${TOOLS:-$HOME/.cache/jes/tools/bin}
+NODE=jes-e2e-node
+B=$K/bin P=$K/pki R=$K/run LOG=$K/logs
+REG=127.0.0.1:$REGISTRY_PORT
+KUBECONFIG=$K/admin.kubeconfig
+export KUBECONFIG
+COMPONENTS="containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy"
+K8S_BINS="kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl"
+PORTS="2379 2380 2381 6443 10248 10249 10250 10256 10257 10259 $REGISTRY_PORT"
+
+log() { printf '[cluster %s] %s\n' "$(date +%T)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+ts() { date +%s.%N; }
+dt() { printf '%.1fs' "$(echo "$(ts) - $1" | bc)"; }
+kc() { "$B/kubectl" "$@"; }
+ctr_() { ctr -a "$R/containerd.sock" -n k8s.io "$@"; }
+nodeip() { ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p' | grep . || hostname -I | awk '{print $1}'; }
+goenv() {
+  export PATH=/usr/local/go/bin:$PATH GOMODCACHE=$K/gomod GOCACHE=$K/gocache GOPATH=$K/gopath
+  export GOFLAGS="-buildvcs=false -trimpath" CGO_ENABLED=0
+}
+alive() { [ -r "/proc/$1/stat" ] && ! awk '{exit ($3=="Z")?0:1}' "/proc/$1/stat"; }
+pidof_() { [ -f "$R/$1.pid" ] && cat "$R/$1.pid"; }
+running() { local p; p=$(pidof_ "$1") && alive "$p"; }
+
+# ---- deps -----------------------------------------------------------------------------------------
+deps() {
+  local missing=() p
+  for p in $APT_PACKAGES; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  [ -x /usr/local/go/bin/go ] || command -v go >/dev/null || die "Go is needed (/usr/local/go/bin/go)"
+  for p in registry crane ko; do [ -x "$TOOLS/$p" ] || die "$TOOLS/$p missing: run 'make tools' first"; done
+}
+
+# ---- build ----------------------------------------------------------------------------------------
+binversion() { # name -> version it reports ("" if missing/broken)
+  [ -x "$B/$1" ] || return 0
+  case $1 in
+    etcd) "$B/etcd" --version 2>/dev/null | sed -n 's/^etcd Version: /v/p' ;;
+    kubectl) "$B/kubectl" version --client 2>/dev/null | sed -n 's/^Client Version: //p' ;;
+    *) "$B/$1" --version 2>/dev/null | awk '{print $2}' ;;
+  esac
+}
+stamp() { echo "k8s=$K8S_VERSION etcd=$ETCD_VERSION"; }
+
+build() {
+  goenv; mkdir -p "$B" "$K/build" "$K/etcdbuild"
+  if [ "$(cat "$B/VERSIONS" 2>/dev/null)" = "$(stamp)" ] && [ -z "${FORCE_BUILD:-}" ]; then
+    local c ok=1; for c in $K8S_BINS etcd; do [ -x "$B/$c" ] || ok=0; done
+    [ $ok = 1 ] && { log "build: binaries up to date ($(stamp))"; return; }
+  fi
+  local t0 t c todo=()
+  t0=$(ts)
+  for c in $K8S_BINS; do [ "$(binversion "$c")" = "$K8S_VERSION" ] || todo+=("$c"); done
+  if [ ${#todo[@]} -gt 0 ]; then
+    # Wrapper module: k8s.io/kubernetes replaces its staging repos with ./staging/..., which
+    # module consumers ignore, so pin each of them to the published v0.X.Y.
+    cd "$K/build"
+    local kmod gomod tools
+    kmod=$(cd "$K" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | jq -r .GoMod)
+    gomod=$({ printf 'module k8slab/build\n\ngo 1.24.0\n\ngodebug default=go1.24\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n' "$K8S_VERSION"
+      grep -E '=> \./staging/' "$kmod" | awk -v v="$STAGING_VERSION" '{print "\t"$1" => "$1" "v}'; echo ')'; })
+    tools=$({ printf '//go:build tools\n\npackage build\n\nimport (\n'
+      for c in $K8S_BINS; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$c"; done; echo ')'; })
+    # Keep the existing go.mod (with its resolved requires) unless the inputs changed.
+    if [ "$(sed -n 's/^require k8s.io\/kubernetes //p' go.mod 2>/dev/null)" != "$K8S_VERSION" ] || [ "$(cat tools.go 2>/dev/null)" != "$tools" ]; then
+      echo "$gomod" > go.mod; echo "$tools" > tools.go
+      t=$(ts); go mod tidy; log "build: go mod tidy $(dt "$t")"
+    fi
+    local ldf="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1"
+    ldf+=" -X k8s.io/component-base/version.gitMinor=$(echo "$K8S_VERSION" | cut -d. -f2) -X k8s.io/component-base/version.gitTreeState=clean"
+    for c in "${todo[@]}"; do
+      t=$(ts); go build -ldflags "$ldf" -o "$B/$c" "k8s.io/kubernetes/cmd/$c"
+      log "build: $c $(dt "$t")"
+    done
+  fi
+  if [ "$(binversion etcd)" != "$ETCD_VERSION" ]; then
+    cd "$K/etcdbuild"
+    printf 'module k8slab/etcdbuild\n\ngo 1.24.0\n\nrequire go.etcd.io/etcd/server/v3 %s\n' "$ETCD_VERSION" > go.mod
+    printf 'package main\n\nimport (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\nfunc main() { etcdmain.Main(os.Args) }\n' > main.go
+    t=$(ts); go mod tidy; go build -ldflags '-s -w' -o "$B/etcd" .
+    log "build: etcd $(dt "$t")"
+  fi
+  if [ ! -x "$B/pause" ]; then
+    # The sandbox "pause" process in Go (static, no gcc): sleep forever, reap children, exit on TERM.
+    mkdir -p "$K/pausebuild"; cd "$K/pausebuild"
+    printf 'module pause\n\ngo 1.24.0\n' > go.mod
+    cat > main.go <<'EOF'
+package main
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	c := make(chan os.Signal, 8)
+	signal.Notify(c, syscall.SIGTERM, syscall.SIGINT, syscall.SIGCHLD)
+	for s := range c {
+		if s != syscall.SIGCHLD {
+			os.Exit(0)
+		}
+		for {
+			if pid, _ := syscall.Wait4(-1, nil, syscall.WNOHANG, nil); pid <= 0 {
+				break
+			}
+		}
+	}
+}
+EOF
+    go build -ldflags '-s -w' -o "$B/pause" .
+  fi
+  stamp > "$B/VERSIONS"
+  log "build: done $(dt "$t0")"
+}
+
+# ---- certs + configs ------------------------------------------------------------------------------
+certs() {
+  local nip; nip=$(nodeip)
+  if [ -f "$P/apiserver.crt" ] && [ "$(cat "$P/nodeip" 2>/dev/null)" = "$nip" ] && [ -f "$K/kubelet.kubeconfig" ]; then return; fi
+  log "certs: generating (node IP $nip)"
+  mkdir -p "$P"; cd "$P"
+  [ -f ca.key ] || { openssl genrsa -out ca.key 2048 2>/dev/null; openssl req -x509 -new -nodes -key ca.key -subj /CN=jes-e2e-ca -days 3650 -out ca.crt; }
+  [ -f sa.key ] || { openssl genrsa -out sa.key 2048 2>/dev/null; openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null; }
+  cert() { # name subject [subjectAltName]
+    openssl genrsa -out "$1.key" 2048 2>/dev/null; openssl req -new -key "$1.key" -subj "$2" -out "$1.csr"
+    { echo 'basicConstraints=CA:FALSE'; echo 'keyUsage=critical,digitalSignature,keyEncipherment'
+      if [ -n "${3:-}" ]; then echo 'extendedKeyUsage=serverAuth,clientAuth'; echo "subjectAltName=$3"; else echo 'extendedKeyUsage=clientAuth'; fi; } > "$1.ext"
+    openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -extfile "$1.ext" -out "$1.crt" 2>/dev/null; rm -f "$1.csr" "$1.ext"; }
+  cert apiserver /CN=kube-apiserver "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,DNS:localhost,IP:127.0.0.1,IP:10.96.0.1,IP:$nip"
+  cert apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client"
+  cert admin "/O=system:masters/CN=kubernetes-admin"
+  cert controller-manager /CN=system:kube-controller-manager
+  cert scheduler /CN=system:kube-scheduler
+  cert kube-proxy /CN=system:kube-proxy
+  cert kubelet "/O=system:nodes/CN=system:node:$NODE" "DNS:$NODE,DNS:localhost,IP:127.0.0.1,IP:$nip"
+  local n f c
+  for n in admin:kubernetes-admin controller-manager:system:kube-controller-manager scheduler:system:kube-scheduler \
+           kube-proxy:system:kube-proxy "kubelet:system:node:$NODE"; do
+    c=${n%%:*} f=$K/${n%%:*}.kubeconfig
+    kc config --kubeconfig="$f" set-cluster jes-e2e --server=https://127.0.0.1:6443 --certificate-authority="$P/ca.crt" --embed-certs >/dev/null
+    kc config --kubeconfig="$f" set-credentials "${n#*:}" --client-certificate="$P/$c.crt" --client-key="$P/$c.key" --embed-certs >/dev/null
+    kc config --kubeconfig="$f" set-context default --cluster=jes-e2e --user="${n#*:}" >/dev/null
+    kc config --kubeconfig="$f" use-context default >/dev/null
+  done
+  echo "$nip" > "$P/nodeip"
+}
+
+configs() {
+  local nip; nip=$(nodeip)
+  mkdir -p "$K/containerd" "$K/cni/net.d" "$K/cni/ipam"
+  cat > "$K/containerd/config.toml" <<EOF
+version = 2
+root = "$K/containerd/root"
+state = "$K/containerd/state"
+[grpc]
+  address = "$R/containerd.sock"
+[ttrpc]
+  address = "$R/containerd-ttrpc.sock"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$PAUSE_IMAGE"
+  # no CAP_SYS_RESOURCE here: clamp oom_score_adj to containerd's own (0) instead of -998/-997
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+        BinaryName = "/usr/bin/runc"
+        Root = "$R/runc"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$K/cni/net.d"
+  # docker.io pulls (image: alpine) go to the local registry; it speaks plain http.
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    [plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]
+      endpoint = ["http://$REG"]
+    [plugins."io.containerd.grpc.v1.cri".registry.mirrors."$REG"]
+      endpoint = ["http://$REG"]
+EOF
+  cat > "$K/cni/net.d/10-jes-e2e.conflist" <<EOF
+{"cniVersion": "0.4.0", "name": "jes-e2e", "plugins": [
+  {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+   "ipam": {"type": "host-local", "dataDir": "$K/cni/ipam", "ranges": [[{"subnet": "10.244.0.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+  {"type": "portmap", "capabilities": {"portMappings": true}},
+  {"type": "loopback"}]}
+EOF
+  cat > "$K/kubelet-config.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: $nip
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+authentication: {anonymous: {enabled: false}, webhook: {enabled: true}, x509: {clientCAFile: $P/ca.crt}}
+authorization: {mode: Webhook}
+tlsCertFile: $P/kubelet.crt
+tlsPrivateKeyFile: $P/kubelet.key
+cgroupDriver: cgroupfs
+failCgroupV1: false
+failSwapOn: false
+oomScoreAdj: 0             # no CAP_SYS_RESOURCE: kubelet cannot set its own -999
+containerRuntimeEndpoint: unix://$R/containerd.sock
+podLogsDir: $K/pod-logs
+volumePluginDir: $K/kubelet-plugins
+resolvConf: /etc/resolv.conf
+clusterDomain: cluster.local
+serializeImagePulls: false
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%, nodefs.inodesFree: 1%}
+syncFrequency: 10s
+fileCheckFrequency: 10s
+nodeStatusUpdateFrequency: 10s
+EOF
+}
+
+# ---- process control ------------------------------------------------------------------------------
+spawn() { local n=$1; shift
+  if running "$n"; then return; fi
+  # setsid: survive the caller (make, a test run) being interrupted.
+  setsid nohup "$@" > "$LOG/$n.log" 2>&1 < /dev/null & echo $! > "$R/$n.pid"; }
+waitfor() { local what=$1; shift
+  for _ in $(seq 1 240); do "$@" >/dev/null 2>&1 && return 0; sleep 0.5; done
+  log "$what NOT ready; last log lines:"; tail -n 15 "$LOG/$what.log" >&2 2>/dev/null || true; return 1; }
+
+# ours PID: is this process part of this harness? Our binaries, or containerd/its shims naming
+# our state dir. (Not just "mentions $K": a concurrent `go build` with GOMODCACHE=$K/gomod is not ours.)
+ours() { local exe cmd
+  exe=$(readlink "/proc/$1/exe" 2>/dev/null || true)
+  cmd=$(tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null || true)
+  case "$exe" in "$B"/*|"$TOOLS"/registry) return 0 ;; esac
+  case "${exe##*/}:$cmd" in containerd*:*"$K/"*) return 0 ;; esac
+  return 1; }
+# port owners: PIDs listening on our fixed ports
+portpids() { local p; for p in $PORTS; do ss -Hltnp "sport = :$p" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2; done | sort -u; }
+# every leftover process of ours (incl. containerd shims of a killed run)
+strays() { local p; for p in $(portpids) $(pgrep -f "$K/" 2>/dev/null || true); do
+  [ "$p" != $$ ] && [ "$p" != "$BASHPID" ] && ours "$p" && echo "$p"; done | sort -u; }
+
+healthy() {
+  local n; for n in $COMPONENTS; do running "$n" || return 1; done
+  kc get --raw /readyz >/dev/null 2>&1 &&
+    [ "$(kc get node "$NODE" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
+}
+
+start() {
+  local t0 nip; t0=$(ts); nip=$(nodeip)
+  mkdir -p "$R" "$LOG" "$K/etcd-data" "$K/kubelet" "$K/pod-logs" "$K/kubelet-plugins"
+  spawn registry "$TOOLS/registry" -port "$REGISTRY_PORT"
+  spawn containerd containerd --config "$K/containerd/config.toml"
+  waitfor containerd ctr_ version
+  ctr_ images ls -q | grep -qx "$PAUSE_IMAGE" || ctr_ images import "$K/images/pause.tar" >/dev/null
+  spawn etcd "$B/etcd" --name default --data-dir "$K/etcd-data" \
+    --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+    --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+    --initial-cluster default=http://127.0.0.1:2380 --listen-metrics-urls http://127.0.0.1:2381
+  waitfor etcd curl -sf http://127.0.0.1:2381/health
+  # 0.0.0.0 so pods reach it through the kubernetes Service (10.96.0.1) via kube-proxy.
+  spawn kube-apiserver "$B/kube-apiserver" --etcd-servers=http://127.0.0.1:2379 \
+    --bind-address=0.0.0.0 --secure-port=6443 --advertise-address="$nip" \
+    --service-cluster-ip-range=10.96.0.0/16 --allow-privileged=true \
+    --client-ca-file="$P/ca.crt" --tls-cert-file="$P/apiserver.crt" --tls-private-key-file="$P/apiserver.key" \
+    --kubelet-client-certificate="$P/apiserver-kubelet-client.crt" --kubelet-client-key="$P/apiserver-kubelet-client.key" \
+    --kubelet-certificate-authority="$P/ca.crt" --kubelet-preferred-address-types=InternalIP \
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file="$P/sa.pub" --service-account-signing-key-file="$P/sa.key" \
+    --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction --profiling=false
+  waitfor kube-apiserver kc get --raw /readyz
+  spawn kube-controller-manager "$B/kube-controller-manager" --kubeconfig="$K/controller-manager.kubeconfig" \
+    --authentication-kubeconfig="$K/controller-manager.kubeconfig" --authorization-kubeconfig="$K/controller-manager.kubeconfig" \
+    --bind-address=127.0.0.1 --leader-elect=false --use-service-account-credentials=true \
+    --service-account-private-key-file="$P/sa.key" --root-ca-file="$P/ca.crt" \
+    --cluster-signing-cert-file="$P/ca.crt" --cluster-signing-key-file="$P/ca.key" --profiling=false
+  spawn kube-scheduler "$B/kube-scheduler" --kubeconfig="$K/scheduler.kubeconfig" \
+    --authentication-kubeconfig="$K/scheduler.kubeconfig" --authorization-kubeconfig="$K/scheduler.kubeconfig" \
+    --bind-address=127.0.0.1 --leader-elect=false --profiling=false
+  spawn kubelet "$B/kubelet" --config="$K/kubelet-config.yaml" --kubeconfig="$K/kubelet.kubeconfig" \
+    --root-dir="$K/kubelet" --hostname-override="$NODE" --node-ip="$nip"
+  spawn kube-proxy "$B/kube-proxy" --kubeconfig="$K/kube-proxy.kubeconfig" --hostname-override="$NODE" \
+    --cluster-cidr=10.244.0.0/16 --proxy-mode=iptables --conntrack-max-per-core=0 \
+    --metrics-bind-address=127.0.0.1:10249 --healthz-bind-address=127.0.0.1:10256
+  waitfor kubelet kc wait --for=condition=Ready "node/$NODE" --timeout=1s
+  waitfor kube-controller-manager kc get serviceaccount default
+  log "start: components up in $(dt "$t0")"
+}
+
+stopproc() { local n=$1 p; p=$(pidof_ "$n") || return 0
+  if alive "$p"; then kill "$p" 2>/dev/null || true
+    for _ in $(seq 1 40); do alive "$p" || break; sleep 0.25; done
+    if alive "$p"; then kill -9 "$p" 2>/dev/null || true; fi; log "stopped $n"; fi
+  rm -f "$R/$n.pid"; }
+
+stop() {
+  mkdir -p "$R"
+  if running kube-apiserver && kc get --raw /readyz >/dev/null 2>&1; then
+    kc delete jobs,pods --all --all-namespaces --grace-period=1 --timeout=60s >/dev/null 2>&1 || true
+  fi
+  local n p c
+  for n in kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd; do stopproc "$n"; done
+  # containerd owns the sandboxes: kill their tasks through it (start it briefly if a killed run
+  # left shims behind), then stop it.
+  if ! running containerd && [ -n "$(pgrep -f "containerd-shim.*$R/" || true)" ] && [ -f "$K/containerd/config.toml" ]; then
+    spawn containerd containerd --config "$K/containerd/config.toml"; waitfor containerd ctr_ version || true
+  fi
+  if running containerd; then
+    for c in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks kill -s KILL "$c" 2>/dev/null || true; done; sleep 1
+    for c in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks delete "$c" >/dev/null 2>&1 || true; done
+    for c in $(ctr_ containers ls -q 2>/dev/null); do ctr_ containers delete "$c" >/dev/null 2>&1 || true; done
+  fi
+  stopproc containerd
+  stopproc registry
+  # Whatever is left from a killed run (our binaries, shims naming $K) goes by PID.
+  for _ in 1 2; do
+    for p in $(strays); do log "killing leftover pid $p: $(tr '\0' ' ' < "/proc/$p/cmdline" | cut -c1-100)"; kill -9 "$p" 2>/dev/null || true; done
+    sleep 0.5
+  done
+  awk -v k="$K/" 'index($2,k)==1 {print $2}' /proc/mounts | sort -r | while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" || true; done
+}
+
+# Host-level leftovers that kubelet/containerd/CNI/kube-proxy create outside $K.
+hostclean() {
+  find /var/log/containers -maxdepth 1 -lname "$K/*" -delete 2>/dev/null || true
+  rm -f /var/lib/kubelet/device-plugins/kubelet.sock
+  rm -rf /var/lib/cni/results
+  local ns t d
+  for ns in /var/run/netns/cni-*; do [ -e "$ns" ] && { umount "$ns" 2>/dev/null || true; rm -f "$ns"; }; done
+  ip link del cni0 2>/dev/null || true
+  for t in nat filter mangle; do
+    iptables-save -t "$t" | grep -vE '(^:(CNI|KUBE)-|-j (CNI|KUBE)-|-A (CNI|KUBE)-)' | iptables-restore -T "$t" 2>/dev/null || true
+  done
+  for d in /sys/fs/cgroup/*/kubepods; do [ -d "$d" ] && { find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true; }; done
+  return 0
+}
+
+down() { stop; hostclean; rm -f "$K/e2e.env"; log "down"; }
+
+purge() {
+  down
+  rm -rf "$K/etcd-data" "$K/containerd" "$K/kubelet" "$K/pod-logs" "$K/kubelet-plugins" "$K/cni" "$K/pki" \
+         "$K/images" "$K/run" "$K/logs" "$K"/*.kubeconfig "$K/kubelet-config.yaml"
+  log "purged cluster state (kept $B and Go caches)"
+}
+
+# ---- images ---------------------------------------------------------------------------------------
+# docker-archive with one layer, for `ctr images import` (the sandbox image must exist before any pull).
+mkarchive() { # rootfs ref out.tar config-json
+  local w diff csum; w=$(mktemp -d "$K/images/tmp.XXXX")
+  tar --numeric-owner --owner=0 --group=0 --sort=name --mtime=@0 -C "$1" -cf "$w/layer.tar" .
+  diff=$(sha256sum "$w/layer.tar" | cut -d' ' -f1)
+  jq -n --arg d "sha256:$diff" --argjson c "$4" '{architecture:"amd64",os:"linux",created:"1970-01-01T00:00:00Z",
+     config:({Env:["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]} + $c), rootfs:{type:"layers",diff_ids:[$d]}}' > "$w/config.json"
+  csum=$(sha256sum "$w/config.json" | cut -d' ' -f1); mv "$w/config.json" "$w/$csum.json"
+  jq -n --arg c "$csum.json" --arg r "$2" '[{Config:$c,RepoTags:[$r],Layers:["layer.tar"]}]' > "$w/manifest.json"
+  tar -C "$w" -cf "$3" manifest.json "$csum.json" layer.tar; rm -rf "$w"
+}
+
+rootfs() { # once: pause archive + busybox layer tarball
+  mkdir -p "$K/images"; cd "$K/images"
+  if [ ! -f pause.tar ]; then
+    rm -rf pause-root; mkdir -p pause-root; cp "$B/pause" pause-root/pause
+    mkarchive pause-root "$PAUSE_IMAGE" pause.tar '{"Entrypoint":["/pause"]}'
+  fi
+  if [ ! -f busybox-layer.tar ] || [ /bin/busybox -nt busybox-layer.tar ]; then
+    local a
+    rm -rf busybox-root; mkdir -p busybox-root/{bin,tmp,etc,root,home,proc,sys,dev,var,run}
+    cp /bin/busybox busybox-root/bin/busybox
+    for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "busybox-root/bin/$a"; done
+    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n' > busybox-root/etc/passwd
+    printf 'root:x:0:\nnogroup:x:65534:\n' > busybox-root/etc/group; chmod 1777 busybox-root/tmp
+    tar --numeric-owner --owner=0 --group=0 --sort=name --mtime=@0 -C busybox-root -cf busybox-layer.tar .
+  fi
+}
+
+setenv() { # key value: update $K/e2e.env
+  touch "$K/e2e.env"; sed -i "/^$1=/d" "$K/e2e.env"; echo "$1=$2" >> "$K/e2e.env"; }
+
+# The registry is in-memory: push the test images after every registry start.
+testimages() {
+  local t0 cr="$TOOLS/crane" tag; t0=$(ts)
+  # (called in || lists, where set -e is off: check every step)
+  "$cr" append --insecure -f "$K/images/busybox-layer.tar" -t "$REG/library/busybox:base" >>"$LOG/crane.log" 2>&1 || die "crane append failed (see $LOG/crane.log)"
+  "$cr" mutate --insecure "$REG/library/busybox:base" --set-platform linux/amd64 --cmd sh \
+    -e PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin -t "$REG/library/busybox:1.35" >>"$LOG/crane.log" 2>&1 || die "crane mutate failed (see $LOG/crane.log)"
+  for tag in library/busybox:latest library/alpine:latest library/alpine:3.19; do
+    "$cr" copy --insecure "$REG/library/busybox:1.35" "$REG/$tag" >>"$LOG/crane.log" 2>&1 || die "crane copy $tag failed (see $LOG/crane.log)"
+  done
+  log "images: test images pushed in $(dt "$t0") (busybox:1.35/latest, alpine:latest/3.19 from busybox-static)"
+}
+
+serviceimage() {
+  local t0 ref; t0=$(ts)
+  ref=$(cd "$REPO" && PATH=/usr/local/go/bin:$PATH KO_DOCKER_REPO="$REG/job-executor-service" \
+    KO_DEFAULTBASEIMAGE="$REG/library/busybox:1.35" "$TOOLS/ko" build --insecure-registry --bare --sbom=none \
+    --platform=linux/amd64 ./cmd/job-executor-service 2>"$LOG/ko.log") || { tail -20 "$LOG/ko.log" >&2; die "ko build failed"; }
+  setenv JES_IMAGE "$ref"
+  log "images: service image $ref in $(dt "$t0")"
+}
+
+images() {
+  mkdir -p "$R" "$LOG"
+  running registry || { spawn registry "$TOOLS/registry" -port "$REGISTRY_PORT"; }
+  waitfor registry curl -sf "http://$REG/v2/"
+  rootfs
+  "$TOOLS/crane" digest --insecure "$REG/library/alpine:3.19" >/dev/null 2>&1 || testimages
+  serviceimage
+}
+
+writeenv() {
+  setenv KUBECONFIG "$KUBECONFIG"
+  setenv E2E_KUBECTL "$B/kubectl"
+  setenv E2E_REGISTRY "$REG"
+  setenv E2E_NODE "$NODE"
+}
+
+# ---- top level ------------------------------------------------------------------------------------
+up() {
+  local t0; t0=$(ts)
+  mkdir -p "$K" "$R" "$LOG"
+  if healthy; then
+    log "up: cluster already healthy"
+  else
+    deps
+    build
+    local half=0 n
+    for n in $COMPONENTS registry; do running "$n" && half=1; done
+    [ -n "$(strays)" ] && half=1
+    [ -e /sys/class/net/cni0 ] && half=1
+    if [ $half = 1 ]; then log "up: half-dead cluster found: cleaning it first"; stop; hostclean; fi
+    # Ports held by something that is not ours cannot be fixed here.
+    local p; for p in $(portpids); do
+      die "port in use by a process that is not this harness's (pid $p: $(tr '\0' ' ' < "/proc/$p/cmdline" | cut -c1-80))"; done
+    certs; configs; rootfs; start
+  fi
+  running registry || spawn registry "$TOOLS/registry" -port "$REGISTRY_PORT"
+  waitfor registry curl -sf "http://$REG/v2/"
+  "$TOOLS/crane" digest --insecure "$REG/library/alpine:3.19" >/dev/null 2>&1 || testimages
+  writeenv
+  log "up: cluster ready in $(dt "$t0"); export KUBECONFIG=$KUBECONFIG"
+}
+
+status() {
+  local n rc=0
+  for n in $COMPONENTS registry; do
+    if running "$n"; then printf '%-24s running pid %s\n' "$n" "$(pidof_ "$n")"; else printf '%-24s down\n' "$n"; rc=1; fi
+  done
+  if healthy && curl -sf "http://$REG/v2/" >/dev/null; then echo "cluster: healthy (KUBECONFIG=$KUBECONFIG)"; kc get nodes -o wide 2>/dev/null || true
+  else echo "cluster: NOT healthy"; rc=1; fi
+  return $rc
+}
+
+env_() { cat "$K/e2e.env"; }
+
+case "${1:-}" in
+  up|down|status|purge|images|build|deps) "$1" ;;
+  env) env_ ;;
+  *) echo "usage: $0 up|down|status|purge|images|env|build|deps" >&2; exit 2 ;;
+esac
