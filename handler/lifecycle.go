@@ -410,8 +410,12 @@ func render(results []actionResult, logBudget int) string {
 				fmt.Fprintf(&b, "Task '%s' finished successfully!\n", t.name)
 			} else {
 				fmt.Fprintf(&b, "Task '%s' failed: %s", t.name, t.result.Reason)
-				if t.result.Message != "" {
-					b.WriteString(": " + t.result.Message)
+				// Runner messages name the task themselves; don't say it twice.
+				m := strings.TrimPrefix(t.result.Message, fmt.Sprintf("task '%s' failed: ", t.name))
+				m = strings.TrimPrefix(m, fmt.Sprintf("task '%s': ", t.name))
+				m = strings.TrimPrefix(m, t.result.Reason+": ")
+				if m != "" && m != t.result.Reason {
+					b.WriteString(": " + m)
 				}
 				b.WriteString("\n")
 			}

@@ -1,0 +1,234 @@
+package handler
+
+import (
+	"context"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/keptn-contrib/job-executor-service/config"
+	"github.com/keptn-contrib/job-executor-service/e2e/keptnapi"
+	"github.com/keptn-contrib/job-executor-service/jobs"
+)
+
+// fakeKubelet finishes every Job created in the fake cluster: Failed for tasks named in fail,
+// Complete otherwise. It stands in for the controller-manager and kubelet.
+func fakeKubelet(t *testing.T, client *fake.Clientset, fail map[string]bool) {
+	t.Helper()
+	w, err := client.BatchV1().Jobs("").Watch(context.Background(), metav1.ListOptions{})
+	require.NoError(t, err)
+	t.Cleanup(w.Stop)
+	go func() {
+		for ev := range w.ResultChan() {
+			job, ok := ev.Object.(*batchv1.Job)
+			if !ok || ev.Type != watch.Added {
+				continue
+			}
+			now := metav1.Now()
+			cond := batchv1.JobCondition{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastTransitionTime: now}
+			if fail[job.Annotations[jobs.AnnotationTaskName]] {
+				cond = batchv1.JobCondition{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "BackoffLimitExceeded",
+					Message: "Job has reached the specified backoff limit", LastTransitionTime: now}
+			} else {
+				job.Status.CompletionTime = &now
+			}
+			job.Status.Conditions = append(job.Status.Conditions, cond)
+			_, _ = client.BatchV1().Jobs(job.Namespace).UpdateStatus(context.Background(), job, metav1.UpdateOptions{})
+		}
+	}()
+}
+
+type flowEnv struct {
+	keptn  *keptnapi.Server
+	client *fake.Clientset
+	proc   *Processor
+	url    string
+}
+
+// newFlow wires the real components (Keptn source, loader, runner, HTTP sender, receiver)
+// against a Keptn API stand-in and a fake Kubernetes clientset.
+func newFlow(t *testing.T, fail map[string]bool, opts Options) *flowEnv {
+	t.Helper()
+	const token = "secret-token"
+	keptn := keptnapi.New(keptnapi.Options{Token: token})
+	api := httptest.NewServer(keptn.Handler())
+	t.Cleanup(api.Close)
+
+	src, err := config.NewKeptnSource(api.URL+"/resource-service", config.WithToken(token))
+	require.NoError(t, err)
+	loader := config.NewLoader(src)
+	files := func(ctx context.Context, ref config.Ref, level config.Level, paths []string) (map[string][]byte, error) {
+		return config.CollectFiles(ctx, src, ref, level, paths, jobs.MaxFilesBytes)
+	}
+	client := fake.NewClientset()
+	fakeKubelet(t, client, fail)
+	runner := jobs.NewRunner(client, zap.NewNop(), jobs.RunnerOptions{})
+	t.Cleanup(runner.Watcher().Stop)
+	sender, err := NewHTTPSender(api.URL+"/v1/event", HTTPSenderOptions{Headers: map[string]string{"x-token": token}})
+	require.NoError(t, err)
+	opts.StartedViaSink = true
+	opts.Settings.Namespace = "keptn"
+	opts.Settings.InitImage = "job-executor-service:test"
+	proc := NewProcessor(context.Background(), loader, files, runner, sender, zap.NewNop(), nil, opts)
+	srv := httptest.NewServer(NewServer(proc, zap.NewNop(), ServerOptions{}).Router())
+	t.Cleanup(srv.Close)
+	return &flowEnv{keptn: keptn, client: client, proc: proc, url: srv.URL}
+}
+
+func (f *flowEnv) send(t *testing.T, e cloudevents.Event) *cloudevents.Event {
+	t.Helper()
+	c, err := cloudevents.NewClientHTTP(cloudevents.WithTarget(f.url))
+	require.NoError(t, err)
+	reply, res := c.Request(context.Background(), e)
+	require.True(t, cloudevents.IsACK(res), "delivery: %v", res)
+	f.proc.Wait()
+	return reply
+}
+
+func (f *flowEnv) events(t *testing.T) []keptnapi.Event {
+	t.Helper()
+	return f.keptn.Events()
+}
+
+const flowConfig = `apiVersion: v2
+actions:
+  - name: "Deploy"
+    events: [{name: "sh.keptn.event.deployment.triggered"}]
+    tasks:
+      - name: "prepare"
+        image: "alpine"
+        files: [scripts/run.sh]
+        cmd: ["sh", "/keptn/scripts/run.sh"]
+      - name: "apply"
+        image: "alpine"
+      - name: "verify"
+        image: "alpine"
+  - name: "Notify"
+    events: [{name: "sh.keptn.event.deployment.triggered"}]
+    tasks: [{name: "notify", image: "alpine"}]
+  - name: "Audit"
+    silent: true
+    events: [{name: "sh.keptn.event.*"}]
+    tasks: [{name: "audit", image: "alpine"}]
+`
+
+func TestFlow(t *testing.T) {
+	tests := []struct {
+		name        string
+		fail        map[string]bool
+		noConfig    bool
+		opts        Options
+		wantTypes   []string
+		wantStatus  string
+		wantJobs    []string
+		wantMessage []string
+		notMessage  []string
+	}{
+		{
+			name:      "all actions succeed, silent action reports nothing",
+			wantTypes: []string{"sh.keptn.event.deployment.started", "sh.keptn.event.deployment.finished"}, wantStatus: "succeeded",
+			wantJobs:    []string{"prepare", "apply", "verify", "notify", "audit"},
+			wantMessage: []string{"Task 'prepare' finished successfully!", "Task 'verify' finished successfully!", "Task 'notify' finished successfully!"},
+			notMessage:  []string{"audit"},
+		},
+		{
+			name: "a failing task stops its action and fails the event", fail: map[string]bool{"apply": true},
+			wantTypes: []string{"sh.keptn.event.deployment.started", "sh.keptn.event.deployment.finished"}, wantStatus: "errored",
+			wantJobs:    []string{"prepare", "apply", "notify", "audit"},
+			wantMessage: []string{"Task 'apply' failed: BackoffLimitExceeded: Job has reached the specified backoff limit\n", "Task 'notify' finished successfully!"},
+			notMessage:  []string{"verify"},
+		},
+		{
+			name: "missing config: error log only", noConfig: true,
+			wantTypes: []string{"sh.keptn.log.error"},
+		},
+		{
+			name: "missing config with ALWAYS_SEND_FINISHED_EVENT", noConfig: true, opts: Options{AlwaysSendFinished: true},
+			wantTypes: []string{"sh.keptn.event.deployment.started", "sh.keptn.event.deployment.finished"}, wantStatus: "errored",
+			wantMessage: []string{"job/config.yaml"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFlow(t, tc.fail, tc.opts)
+			svc := keptnapi.Scope{Project: "sockshop", Stage: "dev", Service: "carts"}
+			if !tc.noConfig {
+				f.keptn.Put("c1", svc, "job/config.yaml", []byte(flowConfig))
+				f.keptn.Put("c1", svc, "scripts/run.sh", []byte("echo hi\n"))
+			} else {
+				f.keptn.AddScope("c1", svc)
+			}
+			in := keptnEvent(t, "sh.keptn.event.deployment.triggered", nil)
+			in.SetExtension("gitcommitid", "c1")
+			reply := f.send(t, in)
+
+			var types []string
+			for _, e := range f.events(t) {
+				types = append(types, e.TypeName())
+				assert.Equal(t, in.ID(), e.Triggeredid)
+				assert.Equal(t, "08735340-6f9e-4b32-97ff-3b6c292bc50i", e.Shkeptncontext)
+				assert.Equal(t, Source, *e.Source)
+			}
+			require.Equal(t, tc.wantTypes, types)
+			if strings.HasSuffix(tc.wantTypes[0], ".started") {
+				require.NotNil(t, reply)
+				assert.Equal(t, f.events(t)[0].ID, reply.ID(), "the reply is the .started event sent to Keptn")
+			}
+
+			list, err := f.client.BatchV1().Jobs("keptn").List(context.Background(), metav1.ListOptions{})
+			require.NoError(t, err)
+			var ran []string
+			for _, j := range list.Items {
+				ran = append(ran, j.Annotations[jobs.AnnotationTaskName])
+			}
+			assert.ElementsMatch(t, tc.wantJobs, ran)
+			if tc.wantStatus == "" {
+				return
+			}
+			d := f.events(t)[len(f.events(t))-1].DataMap()
+			assert.Equal(t, tc.wantStatus, d["status"])
+			for _, m := range tc.wantMessage {
+				assert.Contains(t, d["message"], m)
+			}
+			for _, m := range tc.notMessage {
+				assert.NotContains(t, d["message"], m)
+			}
+		})
+	}
+}
+
+// TestFlowRedeliveryCreatesNothingNew delivers one event many times at once: one set of
+// Jobs, one .started, one .finished.
+func TestFlowRedeliveryCreatesNothingNew(t *testing.T) {
+	f := newFlow(t, nil, Options{})
+	svc := keptnapi.Scope{Project: "sockshop", Stage: "dev", Service: "carts"}
+	f.keptn.Put("c1", svc, "job/config.yaml", []byte(flowConfig))
+	f.keptn.Put("c1", svc, "scripts/run.sh", []byte("echo hi\n"))
+	in := keptnEvent(t, "sh.keptn.event.deployment.triggered", nil)
+	in.SetExtension("gitcommitid", "c1")
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() { f.send(t, in) })
+	}
+	wg.Wait()
+	f.proc.Wait()
+	var types []string
+	for _, e := range f.events(t) {
+		types = append(types, e.TypeName())
+	}
+	assert.Equal(t, []string{"sh.keptn.event.deployment.started", "sh.keptn.event.deployment.finished"}, types)
+	list, err := f.client.BatchV1().Jobs("keptn").List(context.Background(), metav1.ListOptions{})
+	require.NoError(t, err)
+	assert.Len(t, list.Items, 5)
+}
