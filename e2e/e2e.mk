@@ -1,0 +1,38 @@
+# Real-cluster e2e (included by the Makefile). See e2e/cluster.sh for the cluster itself.
+#   make e2e                 cluster up if needed → images → scenarios → summary → cluster down
+#   make e2e E2E_KEEP=1      ... and leave the cluster running
+#   make e2e E2E_RUN=Smoke   only scenarios matching the -run regexp
+E2E_DIR ?= $(HOME)/.cache/jes-e2e
+E2E_RUN ?= .
+E2E_TIMEOUT ?= 30m
+export JES_E2E_DIR := $(E2E_DIR)
+E2E_SH := TOOLS=$(TOOLS) bash e2e/cluster.sh
+
+.PHONY: e2e e2e-cluster e2e-cluster-down e2e-cluster-status e2e-cluster-purge e2e-images
+
+e2e-cluster:
+	@$(MAKE) --no-print-directory tools
+	@$(E2E_SH) up
+
+e2e-cluster-down:
+	@$(E2E_SH) down
+
+e2e-cluster-status:
+	@$(E2E_SH) status
+
+e2e-cluster-purge:
+	@$(E2E_SH) purge
+
+e2e-images:
+	@$(MAKE) --no-print-directory tools
+	@$(E2E_SH) images
+
+e2e:
+	@$(MAKE) --no-print-directory tools
+	@$(E2E_SH) up
+	@$(E2E_SH) images
+	@rc=0; set -o pipefail; \
+	go test -tags e2e -count=1 -v -timeout $(E2E_TIMEOUT) -run '$(E2E_RUN)' ./e2e/... 2>&1 | tee $(E2E_DIR)/e2e-test.log || rc=$$?; \
+	bash e2e/summary.sh $(E2E_DIR)/e2e-test.log; \
+	if [ "$(E2E_KEEP)" = 1 ]; then echo "cluster kept running (E2E_KEEP=1): make e2e-cluster-down"; else $(E2E_SH) down; fi; \
+	exit $$rc
