@@ -9,7 +9,7 @@ HELM_VERSION ?= v3.19.0
 KO_VERSION ?= v0.19.1
 GGCR_VERSION ?= v0.22.1
 
-.PHONY: all build test race lint vet fmt run demo bench fuzz tools
+.PHONY: all build test race lint vet fmt run demo bench fuzz tools check
 all: build
 
 build:
@@ -41,6 +41,22 @@ test: lint $(TOOLS)/helm
 
 bench:
 	go test -run '^$$' -bench . -benchmem ./...
+
+# Every fuzz target for FUZZTIME each (CI: a short bounded run; locally: make fuzz FUZZTIME=5m).
+FUZZTIME ?= 30s
+fuzz:
+	@set -e; for pkg in $$(go list ./...); do \
+	  for f in $$(go test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
+	    go test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/jes-fuzz.log 2>&1 || { cat /tmp/jes-fuzz.log; exit 1; }; \
+	    grep -E 'execs' /tmp/jes-fuzz.log | tail -1; \
+	  done; \
+	done
+
+# The README's test command: fast tests, bounded fuzzing, then the real-cluster suite.
+check: test
+	$(MAKE) fuzz FUZZTIME=5s
+	$(MAKE) e2e
 
 -include e2e/e2e.mk
 -include chart/chart.mk
