@@ -1,0 +1,396 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap/zaptest"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/keptn-contrib/job-executor-service/config"
+)
+
+// bound limits how long a test waits for something that should happen promptly; it
+// only fails tests, it never decides an outcome.
+const bound = 20 * time.Second
+
+type runEnv struct {
+	t       *testing.T
+	client  *fake.Clientset
+	runner  *Runner
+	watches chan string
+	ctx     context.Context
+}
+
+func newRunEnv(t *testing.T, opts RunnerOptions, objs ...runtime.Object) *runEnv {
+	client := fake.NewClientset(objs...)
+	watches := make(chan string, 16)
+	// Record when the informers' watches are registered with the tracker: changes
+	// made before that would be missed by the fake (it has no resourceVersions).
+	client.PrependWatchReactor("*", func(a k8stesting.Action) (bool, watch.Interface, error) {
+		var lo metav1.ListOptions
+		if wa, ok := a.(k8stesting.WatchActionImpl); ok {
+			lo = wa.ListOptions
+		}
+		w, err := client.Tracker().Watch(a.GetResource(), a.GetNamespace(), lo)
+		if err != nil {
+			return true, nil, err
+		}
+		watches <- a.GetResource().Resource
+		return true, w, nil
+	})
+	r := NewRunner(client, zaptest.NewLogger(t), opts)
+	t.Cleanup(r.Watcher().Stop)
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	t.Cleanup(cancel)
+	return &runEnv{t: t, client: client, runner: r, watches: watches, ctx: ctx}
+}
+
+// start runs b in the background and returns the Job once it exists and the informers
+// watch, so that the test may drive it.
+func (e *runEnv) start(b *Built) (*batchv1.Job, <-chan Result) {
+	e.t.Helper()
+	jw, err := e.client.BatchV1().Jobs(b.Namespace).Watch(e.ctx, metav1.ListOptions{})
+	require.NoError(e.t, err)
+	defer jw.Stop()
+	<-e.watches // the test's own watch
+	done := make(chan Result, 1)
+	go func() { done <- e.runner.Run(e.ctx, b) }()
+	seen := map[string]bool{}
+	for len(seen) < 3 {
+		select {
+		case r := <-e.watches:
+			seen[r] = true
+		case <-e.ctx.Done():
+			e.t.Fatalf("informers did not start watching: %v", seen)
+		}
+	}
+	job := e.waitJob(jw, b.Job.Name)
+	return job, done
+}
+
+func (e *runEnv) waitJob(jw watch.Interface, name string) *batchv1.Job {
+	e.t.Helper()
+	for {
+		select {
+		case ev := <-jw.ResultChan():
+			if j, ok := ev.Object.(*batchv1.Job); ok && j.Name == name && ev.Type == watch.Added {
+				return j
+			}
+		case <-e.ctx.Done():
+			e.t.Fatal("job was not created")
+		}
+	}
+}
+
+func (e *runEnv) result(done <-chan Result) Result {
+	e.t.Helper()
+	select {
+	case r := <-done:
+		return r
+	case <-e.ctx.Done():
+		e.t.Fatal("Run did not return")
+		return Result{}
+	}
+}
+
+func (e *runEnv) setCondition(job *batchv1.Job, typ batchv1.JobConditionType, reason, msg string) {
+	e.t.Helper()
+	job = job.DeepCopy()
+	now := metav1.Now()
+	job.Status.Conditions = append(job.Status.Conditions, batchv1.JobCondition{
+		Type: typ, Status: corev1.ConditionTrue, Reason: reason, Message: msg, LastTransitionTime: now,
+	})
+	if typ == batchv1.JobComplete {
+		job.Status.CompletionTime = &now
+	}
+	_, err := e.client.BatchV1().Jobs(job.Namespace).UpdateStatus(e.ctx, job, metav1.UpdateOptions{})
+	require.NoError(e.t, err)
+}
+
+func (e *runEnv) pod(job *batchv1.Job, status corev1.PodStatus) *corev1.Pod {
+	e.t.Helper()
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: job.Name + "-abcde", Namespace: job.Namespace, Labels: job.Spec.Template.Labels},
+		Spec:       job.Spec.Template.Spec,
+		Status:     status,
+	}
+	p, err := e.client.CoreV1().Pods(job.Namespace).Create(e.ctx, p, metav1.CreateOptions{})
+	require.NoError(e.t, err)
+	return p
+}
+
+func (e *runEnv) updatePod(p *corev1.Pod, status corev1.PodStatus) {
+	e.t.Helper()
+	p = p.DeepCopy()
+	p.Status = status
+	_, err := e.client.CoreV1().Pods(p.Namespace).UpdateStatus(e.ctx, p, metav1.UpdateOptions{})
+	require.NoError(e.t, err)
+}
+
+func (e *runEnv) jobExists(b *Built) bool {
+	_, err := e.client.BatchV1().Jobs(b.Namespace).Get(e.ctx, b.Job.Name, metav1.GetOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		e.t.Fatal(err)
+	}
+	return err == nil
+}
+
+func built(t *testing.T, files map[string][]byte) *Built {
+	in := testInput(config.Task{Name: "x", Image: "alpine", Cmd: []string{"echo"}})
+	in.Files = files
+	b, err := Build(testSettings(), in)
+	require.NoError(t, err)
+	return b
+}
+
+func terminated(container string, code int32, reason string) corev1.ContainerStatus {
+	return corev1.ContainerStatus{Name: container, State: corev1.ContainerState{
+		Terminated: &corev1.ContainerStateTerminated{ExitCode: code, Reason: reason},
+	}}
+}
+
+func waiting(container, reason, msg string) corev1.ContainerStatus {
+	return corev1.ContainerStatus{Name: container, State: corev1.ContainerState{
+		Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: msg},
+	}}
+}
+
+func TestRunCompletes(t *testing.T) {
+	e := newRunEnv(t, RunnerOptions{})
+	b := built(t, map[string][]byte{"locust/basic.py": []byte("x")})
+	job, done := e.start(b)
+	e.pod(job, corev1.PodStatus{Phase: corev1.PodSucceeded, ContainerStatuses: []corev1.ContainerStatus{terminated(TaskContainer, 0, "Completed")}})
+	e.setCondition(job, batchv1.JobComplete, "", "")
+
+	res := e.result(done)
+	assert.True(t, res.Succeeded, res.Message)
+	assert.Equal(t, ReasonCompleted, res.Reason)
+	assert.Equal(t, "fake logs", res.Logs)
+	assert.False(t, res.Start.IsZero())
+	assert.False(t, res.End.Before(res.Start))
+
+	cm, err := e.client.CoreV1().ConfigMaps(b.Namespace).Get(e.ctx, b.Job.Name, metav1.GetOptions{})
+	require.NoError(t, err)
+	require.Len(t, cm.OwnerReferences, 1, "the Job owns its files so GC removes them")
+	assert.Equal(t, "Job", cm.OwnerReferences[0].Kind)
+	assert.Equal(t, job.Name, cm.OwnerReferences[0].Name)
+	assert.Equal(t, b.Files.BinaryData, cm.BinaryData)
+}
+
+func TestRunFailures(t *testing.T) {
+	cases := []struct {
+		name       string
+		reason     string // Job condition reason
+		containers []corev1.ContainerStatus
+		init       []corev1.ContainerStatus
+		wantReason string
+		wantMsg    string
+		wantLogs   string
+	}{
+		{"exit code", "BackoffLimitExceeded", []corev1.ContainerStatus{terminated(TaskContainer, 3, "Error")}, nil,
+			"BackoffLimitExceeded", "task 'x' failed: container exited with code 3", "fake logs"},
+		{"oom", "BackoffLimitExceeded", []corev1.ContainerStatus{terminated(TaskContainer, 137, "OOMKilled")}, nil,
+			ReasonOOMKilled, "task 'x' failed: container ran out of memory (OOMKilled, exit code 137)", "fake logs"},
+		{"deadline", "DeadlineExceeded", nil, nil,
+			"DeadlineExceeded", "task 'x' failed: DeadlineExceeded: Job was active longer than specified deadline", "fake logs"},
+		{"init failed", "BackoffLimitExceeded", nil, []corev1.ContainerStatus{terminated(InitContainer, 1, "Error")},
+			"BackoffLimitExceeded", "copying files (init container) exited with code 1",
+			"--- init container (copy files) ---\nfake logs\n--- task ---\nfake logs"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newRunEnv(t, RunnerOptions{})
+			b := built(t, nil)
+			job, done := e.start(b)
+			e.pod(job, corev1.PodStatus{Phase: corev1.PodFailed, ContainerStatuses: tc.containers, InitContainerStatuses: tc.init})
+			msg := ""
+			if tc.reason == "DeadlineExceeded" {
+				msg = "Job was active longer than specified deadline"
+			}
+			e.setCondition(job, batchv1.JobFailed, tc.reason, msg)
+			res := e.result(done)
+			assert.False(t, res.Succeeded)
+			assert.Equal(t, tc.wantReason, res.Reason)
+			assert.Contains(t, res.Message, tc.wantMsg)
+			assert.Equal(t, tc.wantLogs, res.Logs)
+			assert.True(t, e.jobExists(b), "failed Jobs are kept for inspection")
+		})
+	}
+}
+
+func TestRunStuck(t *testing.T) {
+	cases := []struct {
+		name       string
+		status     *corev1.PodStatus
+		event      *corev1.Event
+		wantReason string
+		wantMsg    string
+	}{
+		{name: "image pull", status: &corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: []corev1.ContainerStatus{
+			waiting(TaskContainer, "ImagePullBackOff", `Back-off pulling image "nope"`)}},
+			wantReason: "ImagePullBackOff", wantMsg: `task 'x': container task: ImagePullBackOff: Back-off pulling image "nope"`},
+		{name: "invalid image", status: &corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: []corev1.ContainerStatus{
+			waiting(TaskContainer, "InvalidImageName", "couldn't parse image name")}},
+			wantReason: "InvalidImageName", wantMsg: "couldn't parse image name"},
+		{name: "missing secret", status: &corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: []corev1.ContainerStatus{
+			waiting(TaskContainer, "CreateContainerConfigError", `secret "locust-secret" not found`)}},
+			wantReason: "CreateContainerConfigError", wantMsg: `secret "locust-secret" not found`},
+		{name: "init image pull", status: &corev1.PodStatus{Phase: corev1.PodPending, InitContainerStatuses: []corev1.ContainerStatus{
+			waiting(InitContainer, "ErrImagePull", "pull access denied")}},
+			wantReason: "ErrImagePull", wantMsg: "container init-files: ErrImagePull: pull access denied"},
+		{name: "missing service account", event: &corev1.Event{
+			Reason:  "FailedCreate",
+			Message: `Error creating: pods "x" is forbidden: error looking up service account keptn/nope: serviceaccount "nope" not found`,
+		}, wantReason: "FailedCreate", wantMsg: `serviceaccount "nope" not found`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newRunEnv(t, RunnerOptions{StuckGrace: time.Nanosecond})
+			b := built(t, nil)
+			job, done := e.start(b)
+			if tc.status != nil {
+				e.pod(job, *tc.status)
+			}
+			if tc.event != nil {
+				ev := tc.event.DeepCopy()
+				ev.Name, ev.Namespace = job.Name+".1", job.Namespace
+				ev.InvolvedObject = corev1.ObjectReference{Kind: "Job", Namespace: job.Namespace, Name: job.Name}
+				_, err := e.client.CoreV1().Events(job.Namespace).Create(e.ctx, ev, metav1.CreateOptions{})
+				require.NoError(t, err)
+			}
+			res := e.result(done)
+			assert.False(t, res.Succeeded)
+			assert.Equal(t, tc.wantReason, res.Reason)
+			assert.Contains(t, res.Message, tc.wantMsg)
+			assert.False(t, e.jobExists(b), "stuck Jobs are deleted")
+		})
+	}
+}
+
+// A pull error that clears before the grace period ends does not fail the task.
+func TestRunStuckRecovers(t *testing.T) {
+	e := newRunEnv(t, RunnerOptions{StuckGrace: time.Hour})
+	b := built(t, nil)
+	job, done := e.start(b)
+	p := e.pod(job, corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: []corev1.ContainerStatus{
+		waiting(TaskContainer, "ErrImagePull", "timeout")}})
+	e.updatePod(p, corev1.PodStatus{Phase: corev1.PodRunning})
+	e.setCondition(job, batchv1.JobComplete, "", "")
+	res := e.result(done)
+	assert.True(t, res.Succeeded, res.Message)
+}
+
+func TestRunAdoptsExistingJob(t *testing.T) {
+	b := built(t, map[string][]byte{"a.txt": []byte("a")})
+	existing := b.Job.DeepCopy()
+	existing.UID = "first-delivery"
+	e := newRunEnv(t, RunnerOptions{}, existing, b.Files.DeepCopy())
+	creates := 0
+	e.client.PrependReactor("create", "jobs", func(k8stesting.Action) (bool, runtime.Object, error) {
+		creates++
+		return false, nil, nil
+	})
+
+	done := make(chan Result, 1)
+	go func() { done <- e.runner.Run(e.ctx, b) }()
+	for range 3 {
+		<-e.watches
+	}
+	// Run may or may not have looked at the Job yet; completing it now must be seen
+	// either from the cache or from the watch.
+	e.setCondition(existing, batchv1.JobComplete, "", "")
+	res := e.result(done)
+	assert.True(t, res.Succeeded, res.Message)
+	assert.Equal(t, 1, creates, "one create attempt, answered AlreadyExists")
+	jobs, err := e.client.BatchV1().Jobs(b.Namespace).List(e.ctx, metav1.ListOptions{})
+	require.NoError(t, err)
+	assert.Len(t, jobs.Items, 1)
+}
+
+func TestRunMaxPollDuration(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		e := newRunEnv(t, RunnerOptions{KeepAbortedJobs: keep})
+		b := built(t, nil)
+		b.MaxPollDuration = 10 * time.Millisecond
+		_, done := e.start(b)
+		res := e.result(done)
+		assert.False(t, res.Succeeded)
+		assert.Equal(t, ReasonMaxPoll, res.Reason)
+		assert.Equal(t, "task 'x' did not finish within 10ms", res.Message)
+		assert.Equal(t, keep, e.jobExists(b))
+	}
+	assert.Equal(t, "300s", durationText(DefaultMaxPollDuration))
+}
+
+func TestRunCanceled(t *testing.T) {
+	e := newRunEnv(t, RunnerOptions{})
+	b := built(t, nil)
+	ctx, cancel := context.WithCancel(e.ctx)
+	e.ctx = ctx
+	_, done := e.start(b)
+	cancel()
+	e.ctx = context.Background()
+	select {
+	case res := <-done:
+		assert.Equal(t, ReasonCanceled, res.Reason)
+	case <-time.After(bound):
+		t.Fatal("Run did not return after cancel")
+	}
+	assert.True(t, e.jobExists(b), "a canceled wait leaves the Job for a redelivered event to adopt")
+}
+
+func TestRunCreateFails(t *testing.T) {
+	e := newRunEnv(t, RunnerOptions{})
+	e.client.PrependReactor("create", "jobs", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "batch", Resource: "jobs"}, "x", errors.New("no RBAC"))
+	})
+	b := built(t, map[string][]byte{"a.txt": []byte("a")})
+	res := e.runner.Run(e.ctx, b)
+	assert.Equal(t, ReasonCreateFailed, res.Reason)
+	assert.Contains(t, res.Message, "task 'x': creating job keptn/"+b.Job.Name)
+	assert.Contains(t, res.Message, "no RBAC")
+	_, err := e.client.CoreV1().ConfigMaps(b.Namespace).Get(e.ctx, b.Job.Name, metav1.GetOptions{})
+	assert.True(t, apierrors.IsNotFound(err), "the files ConfigMap is removed again: %v", err)
+	assert.Equal(t, ReasonCreateFailed, e.runner.Run(e.ctx, nil).Reason)
+}
+
+func TestBoundLogs(t *testing.T) {
+	cases := []struct {
+		in   string
+		max  int
+		want string
+	}{
+		{"short", 10, "short"},
+		{"", 0, ""},
+		{"0123456789", 10, "0123456789"},
+		{"0123456789abc", 10, "[... 3 bytes truncated ...]\n3456789abc"},
+		{"xäy", 2, "[... 3 bytes truncated ...]\ny"}, // never half a character
+		{"abc", 0, "[... 3 bytes truncated ...]\n"},
+	}
+	for _, tc := range cases {
+		assert.Equal(t, tc.want, BoundLogs(tc.in, tc.max), "%q %d", tc.in, tc.max)
+	}
+}
+
+func TestReadTail(t *testing.T) {
+	big := strings.Repeat("0123456789", 100_000) + "END"
+	got, err := readTail(strings.NewReader(big), 64<<10)
+	require.NoError(t, err)
+	assert.Equal(t, BoundLogs(big, 64<<10), got)
+	assert.True(t, strings.HasPrefix(got, "[... 934467 bytes truncated ...]\n"))
+	assert.True(t, strings.HasSuffix(got, "END"))
+}
