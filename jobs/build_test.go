@@ -258,8 +258,8 @@ func TestBuildErrors(t *testing.T) {
 			in.Task.Env = []config.Env{{Name: "HOST", Value: "$.data.y", ValueFrom: config.FromEvent}}
 		}, nil, "task 'x': env HOST: jsonpath $.data.y not found in event"},
 		{"bad jsonpath", func(in *TaskInput) {
-			in.Task.Env = []config.Env{{Name: "HOST", Value: "data.y", ValueFrom: config.FromEvent}}
-		}, nil, `task 'x': env HOST: jsonpath "data.y" must start with $`},
+			in.Task.Env = []config.Env{{Name: "HOST", Value: "$.data[x]", ValueFrom: config.FromEvent}}
+		}, nil, `task 'x': env HOST: json path "$.data[x]": index "x"`},
 		{"unknown valueFrom", func(in *TaskInput) {
 			in.Task.Env = []config.Env{{Name: "A", ValueFrom: "file"}}
 		}, nil, `task 'x': env A: unknown valueFrom "file"`},

@@ -8,33 +8,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestJSONPathToGJSON(t *testing.T) {
-	cases := []struct{ in, want, err string }{
-		{"$", "", ""},
-		{"$.data.arr[1]", "data.arr.1", ""},
-		{"$.data.deployment.deploymentURIsLocal[0]", "data.deployment.deploymentURIsLocal.0", ""},
-		{"$['a.b'].c", `a\.b.c`, ""},
-		{`$["x*"]`, `x\*`, ""},
-		{"$.a[0][1]", "a.0.1", ""},
-		{"data.x", "", "must start with $"},
-		{"$.", "", "empty key"},
-		{"$.a[", "", "unclosed ["},
-		{"$.a[x]", "", "not an index or quoted key"},
-		{"$x", "", "unexpected"},
-	}
-	for _, tc := range cases {
-		got, err := jsonPathToGJSON(tc.in)
-		if tc.err != "" {
-			if assert.Error(t, err, tc.in) {
-				assert.Contains(t, err.Error(), tc.err)
-			}
-			continue
-		}
-		require.NoError(t, err, tc.in)
-		assert.Equal(t, tc.want, got, tc.in)
-	}
-}
-
 func TestEnvFromEvent(t *testing.T) {
 	raw := []byte(`{"data":{"s":"text","n":1.50,"b":true,"z":null,"o":{"k":"v","l":[1,2]},"arr":["x","y"],"a.b":"dotted"}}`)
 	cases := []struct{ path, as, want, err string }{
