@@ -317,10 +317,16 @@ start() {
   spawn kube-proxy "$B/kube-proxy" --kubeconfig="$K/kube-proxy.kubeconfig" --hostname-override="$NODE" \
     --cluster-cidr=10.244.0.0/16 --proxy-mode=iptables --conntrack-max-per-core=0 \
     --metrics-bind-address=127.0.0.1:10249 --healthz-bind-address=127.0.0.1:10256
-  waitfor kubelet kc wait --for=condition=Ready "node/$NODE" --timeout=1s
+  # A restarted cluster still has last run's Ready node in etcd: wait for a fresh heartbeat.
+  local since; since=$(date -u +%s)
+  waitfor kubelet freshready "$since"
   waitfor kube-controller-manager kc get serviceaccount default
   log "start: components up in $(dt "$t0")"
 }
+
+freshready() { local hb
+  hb=$(kc get node "$NODE" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].lastHeartbeatTime}' 2>/dev/null) || return 1
+  [ "${hb%% *}" = True ] && [ "$(date -u -d "${hb#* }" +%s)" -ge "$1" ]; }
 
 stopproc() { local n=$1 p; p=$(pidof_ "$n") || return 0
   if alive "$p"; then kill "$p" 2>/dev/null || true
@@ -328,8 +334,17 @@ stopproc() { local n=$1 p; p=$(pidof_ "$n") || return 0
     if alive "$p"; then kill -9 "$p" 2>/dev/null || true; fi; log "stopped $n"; fi
   rm -f "$R/$n.pid"; }
 
+# adopt: a killed run may have lost its pid files while its processes live on; take them back
+# so they are stopped in order (containerd must stay to kill its sandboxes).
+adopt() { local p n
+  for p in $(strays); do
+    n=$(basename "$(readlink "/proc/$p/exe" 2>/dev/null)")
+    case " $COMPONENTS registry " in *" $n "*) running "$n" || { echo "$p" > "$R/$n.pid"; log "adopted leftover $n (pid $p)"; } ;; esac
+  done; }
+
 stop() {
   mkdir -p "$R"
+  adopt
   if running kube-apiserver && kc get --raw /readyz >/dev/null 2>&1; then
     kc delete jobs,pods --all --all-namespaces --grace-period=1 --timeout=60s >/dev/null 2>&1 || true
   fi
@@ -472,6 +487,11 @@ up() {
   running registry || spawn registry "$TOOLS/registry" -port "$REGISTRY_PORT"
   waitfor registry curl -sf "http://$REG/v2/"
   "$TOOLS/crane" digest --insecure "$REG/library/alpine:3.19" >/dev/null 2>&1 || testimages
+  # The registry forgets on restart: bring back a service image the env file still names.
+  local img; img=$(sed -n 's/^JES_IMAGE=//p' "$K/e2e.env" 2>/dev/null)
+  if [ -n "$img" ] && ! "$TOOLS/crane" digest --insecure "$img" >/dev/null 2>&1; then
+    ( serviceimage ) || log "warning: service image not rebuilt; run: make e2e-images"
+  fi
   writeenv
   log "up: cluster ready in $(dt "$t0"); export KUBECONFIG=$KUBECONFIG"
 }
