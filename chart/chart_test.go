@@ -593,3 +593,13 @@ func TestReadmeDocumentsEveryValue(t *testing.T) {
 	}
 	walk("", values)
 }
+
+// BenchmarkTemplate measures a full `helm template` of the chart with default values (the cost
+// every test case and CI lint pays).
+func BenchmarkTemplate(b *testing.B) {
+	for b.Loop() {
+		if _, err := render(b, ""); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
