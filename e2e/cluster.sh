@@ -52,7 +52,8 @@ goenv() {
 }
 alive() { [ -r "/proc/$1/stat" ] && ! awk '{exit ($3=="Z")?0:1}' "/proc/$1/stat"; }
 pidof_() { [ -f "$R/$1.pid" ] && cat "$R/$1.pid"; }
-running() { local p; p=$(pidof_ "$1") && alive "$p"; }
+# running: pid file names a live process that is really ours (after a reboot the PID may be reused).
+running() { local p; p=$(pidof_ "$1") && alive "$p" && ours "$p"; }
 
 # ---- deps -----------------------------------------------------------------------------------------
 deps() {
