@@ -1,5 +1,5 @@
 # Chart targets, included by the top-level Makefile (which provides TOOLS and the helm rule).
-.PHONY: chart-lint chart-test chart-golden-update chart-dry-run
+.PHONY: chart-lint chart-test chart-golden-update chart-dry-run chart-smoke
 
 chart-lint: $(TOOLS)/helm
 	$(TOOLS)/helm lint --strict chart
@@ -26,3 +26,7 @@ chart-dry-run: $(TOOLS)/helm
 	      -e 's/^\([[:space:]]*namespace:\) keptn-jobs$$/\1 $(CHART_DRY_RUN_NS)-jobs/' $$f | \
 	    kubectl apply --dry-run=server -f - ; \
 	done
+
+# Real install in a throw-away namespace (see chart/smoke.sh); JES_IMAGE from e2e/cluster.sh images.
+chart-smoke: $(TOOLS)/helm
+	chart/smoke.sh
