@@ -73,4 +73,3 @@ func TestWatcherSyncFailure(t *testing.T) {
 	assert.Equal(t, ReasonWatchFailed, res.Reason)
 	assert.Contains(t, res.Message, "watcher stopped")
 }
-
