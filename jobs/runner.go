@@ -31,6 +31,7 @@ const (
 	ReasonWatchFailed     = "WatchFailed"
 	ReasonCanceled        = "Canceled"
 	ReasonFailedCreatePod = "FailedCreate"
+	ReasonJobDeleted      = "JobDeleted"
 )
 
 // stuckReasons are container waiting reasons that will not resolve by themselves.
@@ -167,10 +168,14 @@ func (r *Runner) wait(ctx context.Context, b *Built, nw *nsWatch, sub *subscript
 			recheck.Stop()
 		}
 	}()
+	seen := false
 	for {
 		cur := job
 		if j, err := nw.jobs.Jobs(job.Namespace).Get(job.Name); err == nil && (job.UID == "" || j.UID == job.UID) {
-			cur = j
+			cur, seen = j, true
+		} else if seen || r.jobGone(ctx, job) {
+			// Deleted by someone else: it will not finish.
+			return Result{Reason: ReasonJobDeleted, Message: fmt.Sprintf("task '%s': job %s/%s was deleted before it finished", task, job.Namespace, job.Name), End: time.Now()}
 		}
 		if res, done := r.finished(ctx, cur, task, log); done {
 			return res
@@ -206,6 +211,12 @@ func (r *Runner) wait(ctx context.Context, b *Built, nw *nsWatch, sub *subscript
 			return Result{Reason: ReasonCanceled, Message: fmt.Sprintf("task '%s': stopped waiting: %v", task, ctx.Err()), End: time.Now()}
 		}
 	}
+}
+
+// jobGone asks the API server whether a Job the cache does not know (yet) is gone.
+func (r *Runner) jobGone(ctx context.Context, job *batchv1.Job) bool {
+	j, err := r.client.BatchV1().Jobs(job.Namespace).Get(ctx, job.Name, metav1.GetOptions{})
+	return apierrors.IsNotFound(err) || err == nil && job.UID != "" && j.UID != job.UID
 }
 
 func durationText(d time.Duration) string {

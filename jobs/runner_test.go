@@ -353,6 +353,16 @@ func TestRunCanceled(t *testing.T) {
 	assert.True(t, e.jobExists(b), "a canceled wait leaves the Job for a redelivered event to adopt")
 }
 
+func TestRunJobDeleted(t *testing.T) {
+	e := newRunEnv(t, RunnerOptions{})
+	b := built(t, nil)
+	job, done := e.start(b)
+	require.NoError(t, e.client.BatchV1().Jobs(job.Namespace).Delete(e.ctx, job.Name, metav1.DeleteOptions{}))
+	res := e.result(done)
+	assert.Equal(t, ReasonJobDeleted, res.Reason)
+	assert.Contains(t, res.Message, "was deleted before it finished")
+}
+
 func TestRunCreateFails(t *testing.T) {
 	e := newRunEnv(t, RunnerOptions{})
 	e.client.PrependReactor("create", "jobs", func(k8stesting.Action) (bool, runtime.Object, error) {

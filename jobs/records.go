@@ -1,0 +1,171 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+)
+
+// An event record is a ConfigMap that makes an accepted event durable: the triggering
+// event and the job config it matched, stored before the first Job is created. With it a
+// restarted service finds its unfinished work (Recover) and a redelivered event is known
+// even after a restart. It holds no secrets: the event and config are not secret in Keptn.
+const (
+	LabelComponent       = "app.kubernetes.io/component"
+	ComponentEventRecord = "event-record"
+	LabelFinished        = "job-executor-service/finished"
+	AnnotationStarted    = "job-executor-service/started-sent"
+	AnnotationFinishedAt = "job-executor-service/finished-at"
+
+	recordEvent  = "event.json"
+	recordConfig = "config.yaml"
+	recordLevel  = "level"
+)
+
+// Record is one accepted event.
+type Record struct {
+	Name string
+	// Event is the CloudEvent in structured JSON.
+	Event []byte
+	// Config is the raw job config the event matched, and Level where it was found, so that
+	// recovery runs what the first delivery would have run.
+	Config   []byte
+	Level    string
+	Started  bool // .started was delivered
+	Finished bool // .finished was delivered
+	// FinishedAt is when Finished was recorded (zero while unfinished).
+	FinishedAt time.Time
+}
+
+// RecordName is the record's name for an event: the Jobs' prefix plus "ev".
+func RecordName(eventSource, eventID string) string {
+	return namePrefix + eventHash(eventSource, eventID) + "-ev"
+}
+
+// Records stores event records in one namespace (JOB_NAMESPACE).
+type Records struct {
+	client    kubernetes.Interface
+	namespace string
+}
+
+// NewRecords returns a store in namespace.
+func NewRecords(client kubernetes.Interface, namespace string) *Records {
+	return &Records{client: client, namespace: namespace}
+}
+
+// Create stores r unless a record of that name exists; then it returns the existing one
+// (a redelivered event) and stores nothing.
+func (s *Records) Create(ctx context.Context, r Record) (existing *Record, err error) {
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: r.Name, Namespace: s.namespace,
+			Labels: map[string]string{LabelManagedBy: ManagedByValue, LabelComponent: ComponentEventRecord, LabelFinished: "false"},
+		},
+		Immutable:  ptr(true), // data never changes; metadata (labels, annotations) still may
+		BinaryData: map[string][]byte{recordEvent: r.Event, recordConfig: r.Config},
+		Data:       map[string]string{recordLevel: r.Level},
+	}
+	_, err = s.client.CoreV1().ConfigMaps(s.namespace).Create(ctx, cm, metav1.CreateOptions{})
+	if err == nil {
+		return nil, nil
+	}
+	if !apierrors.IsAlreadyExists(err) {
+		return nil, fmt.Errorf("storing event record %s/%s: %w", s.namespace, r.Name, err)
+	}
+	got, err := s.client.CoreV1().ConfigMaps(s.namespace).Get(ctx, r.Name, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reading event record %s/%s: %w", s.namespace, r.Name, err)
+	}
+	rec := fromConfigMap(got)
+	return &rec, nil
+}
+
+// MarkStarted notes that .started was delivered, so recovery does not send it twice.
+func (s *Records) MarkStarted(ctx context.Context, name string) error {
+	return s.patch(ctx, name, map[string]any{"annotations": map[string]string{AnnotationStarted: "true"}})
+}
+
+// MarkFinished notes that .finished was delivered; the record then only serves to recognise
+// redeliveries until Prune removes it.
+func (s *Records) MarkFinished(ctx context.Context, name string, at time.Time) error {
+	return s.patch(ctx, name, map[string]any{
+		"labels":      map[string]string{LabelFinished: "true"},
+		"annotations": map[string]string{AnnotationFinishedAt: strconv.FormatInt(at.Unix(), 10)},
+	})
+}
+
+func (s *Records) patch(ctx context.Context, name string, meta map[string]any) error {
+	body, err := json.Marshal(map[string]any{"metadata": meta})
+	if err != nil {
+		return err
+	}
+	_, err = s.client.CoreV1().ConfigMaps(s.namespace).Patch(ctx, name, types.MergePatchType, body, metav1.PatchOptions{})
+	if err != nil {
+		return fmt.Errorf("updating event record %s/%s: %w", s.namespace, name, err)
+	}
+	return nil
+}
+
+// Unfinished lists the records whose .finished was never delivered.
+func (s *Records) Unfinished(ctx context.Context) ([]Record, error) {
+	return s.list(ctx, LabelFinished+"=false")
+}
+
+// Prune deletes finished records older than retention and returns how many it removed.
+func (s *Records) Prune(ctx context.Context, now time.Time, retention time.Duration) (int, error) {
+	recs, err := s.list(ctx, LabelFinished+"=true")
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var errs []error
+	for _, r := range recs {
+		if r.FinishedAt.IsZero() || now.Sub(r.FinishedAt) < retention {
+			continue
+		}
+		err := s.client.CoreV1().ConfigMaps(s.namespace).Delete(ctx, r.Name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, err)
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
+}
+
+func (s *Records) list(ctx context.Context, selector string) ([]Record, error) {
+	sel := LabelManagedBy + "=" + ManagedByValue + "," + LabelComponent + "=" + ComponentEventRecord + "," + selector
+	list, err := s.client.CoreV1().ConfigMaps(s.namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
+		return nil, fmt.Errorf("listing event records in %s: %w", s.namespace, err)
+	}
+	out := make([]Record, 0, len(list.Items))
+	for i := range list.Items {
+		out = append(out, fromConfigMap(&list.Items[i]))
+	}
+	return out, nil
+}
+
+func fromConfigMap(cm *corev1.ConfigMap) Record {
+	r := Record{
+		Name:     cm.Name,
+		Event:    cm.BinaryData[recordEvent],
+		Config:   cm.BinaryData[recordConfig],
+		Level:    cm.Data[recordLevel],
+		Started:  cm.Annotations[AnnotationStarted] == "true",
+		Finished: cm.Labels[LabelFinished] == "true",
+	}
+	if sec, err := strconv.ParseInt(cm.Annotations[AnnotationFinishedAt], 10, 64); err == nil {
+		r.FinishedAt = time.Unix(sec, 0)
+	}
+	return r
+}
