@@ -23,6 +23,16 @@ func (l Level) String() string {
 	return fmt.Sprintf("Level(%d)", int(l))
 }
 
+// ParseLevel is the inverse of Level.String.
+func ParseLevel(s string) (Level, error) {
+	for _, l := range []Level{LevelService, LevelStage, LevelProject} {
+		if l.String() == s {
+			return l, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown config level %q", s)
+}
+
 // DirSource reads resources from a directory tree laid out as
 // <Root>/<project>[/<stage>[/<service>]]/<path> for the project, stage and
 // service levels. CommitID is ignored. All access goes through os.Root, so

@@ -181,16 +181,25 @@ func (l *Loader) load(ctx context.Context, ref Ref) (*Loaded, error) {
 			// wrong config, so fail instead.
 			return nil, fmt.Errorf("reading %s at %s level: %w", ConfigPath, level, err)
 		}
-		cfg, err := Parse(raw)
+		loaded, err := NewLoaded(raw, level)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s at %s level (%s): %w", ErrInvalid, ConfigPath, level, describeRef(ref, level), err)
 		}
-		sum := sha256.Sum256(raw)
-		return &Loaded{Config: cfg, Level: level, Hash: hex.EncodeToString(sum[:])[:16], Raw: raw}, nil
+		return loaded, nil
 	}
 	return nil, fmt.Errorf("%s %w at service (%s), stage (%s) or project (%s) level%s",
 		ConfigPath, ErrNotFound, describeRef(ref, LevelService), describeRef(ref, LevelStage),
 		describeRef(ref, LevelProject), atCommit(ref))
+}
+
+// NewLoaded parses raw as found at level; recovery uses it to rebuild what a load returned.
+func NewLoaded(raw []byte, level Level) (*Loaded, error) {
+	cfg, err := Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(raw)
+	return &Loaded{Config: cfg, Level: level, Hash: hex.EncodeToString(sum[:])[:16], Raw: raw}, nil
 }
 
 func describeRef(ref Ref, level Level) string {

@@ -54,6 +54,12 @@ type flowEnv struct {
 	client *fake.Clientset
 	proc   *Processor
 	url    string
+
+	opts   Options
+	loader ConfigLoader
+	files  FileCollector
+	runner TaskRunner
+	sender Sender
 }
 
 // newFlow wires the real components (Keptn source, loader, runner, HTTP sender, receiver)
@@ -80,10 +86,18 @@ func newFlow(t *testing.T, fail map[string]bool, opts Options) *flowEnv {
 	opts.StartedViaSink = true
 	opts.Settings.Namespace = "keptn"
 	opts.Settings.InitImage = "job-executor-service:test"
-	proc := NewProcessor(context.Background(), loader, files, runner, sender, zap.NewNop(), nil, opts)
-	srv := httptest.NewServer(NewServer(proc, zap.NewNop(), ServerOptions{}).Router())
+	opts.Records = jobs.NewRecords(client, "keptn")
+	f := &flowEnv{keptn: keptn, client: client, opts: opts, loader: loader, files: files, runner: runner, sender: sender}
+	f.restart(t)
+	return f
+}
+
+// restart replaces the processor and receiver, as a new process would, keeping the cluster.
+func (f *flowEnv) restart(t *testing.T) {
+	f.proc = NewProcessor(context.Background(), f.loader, f.files, f.runner, f.sender, zap.NewNop(), nil, f.opts)
+	srv := httptest.NewServer(NewServer(f.proc, zap.NewNop(), ServerOptions{}).Router())
 	t.Cleanup(srv.Close)
-	return &flowEnv{keptn: keptn, client: client, proc: proc, url: srv.URL}
+	f.url = srv.URL
 }
 
 func (f *flowEnv) send(t *testing.T, e cloudevents.Event) *cloudevents.Event {
@@ -231,4 +245,84 @@ func TestFlowRedeliveryCreatesNothingNew(t *testing.T) {
 	list, err := f.client.BatchV1().Jobs("keptn").List(context.Background(), metav1.ListOptions{})
 	require.NoError(t, err)
 	assert.Len(t, list.Items, 5)
+}
+
+func (f *flowEnv) jobCount(t *testing.T) int {
+	t.Helper()
+	list, err := f.client.BatchV1().Jobs("keptn").List(context.Background(), metav1.ListOptions{})
+	require.NoError(t, err)
+	return len(list.Items)
+}
+
+func (f *flowEnv) types() []string {
+	var types []string
+	for _, e := range f.keptn.Events() {
+		types = append(types, e.TypeName())
+	}
+	return types
+}
+
+// TestFlowRedeliveryAfterRestart: a new process knows the event from its record in the
+// cluster and neither runs nor reports it again.
+func TestFlowRedeliveryAfterRestart(t *testing.T) {
+	f := newFlow(t, nil, Options{})
+	svc := keptnapi.Scope{Project: "sockshop", Stage: "dev", Service: "carts"}
+	f.keptn.Put("c1", svc, "job/config.yaml", []byte(flowConfig))
+	f.keptn.Put("c1", svc, "scripts/run.sh", []byte("echo hi\n"))
+	in := keptnEvent(t, "sh.keptn.event.deployment.triggered", nil)
+	in.SetExtension("gitcommitid", "c1")
+	first := f.send(t, in)
+	require.Equal(t, 5, f.jobCount(t))
+
+	f.restart(t)
+	again := f.send(t, in)
+	require.NotNil(t, again)
+	assert.Equal(t, first.Type(), again.Type())
+	assert.Equal(t, 5, f.jobCount(t), "no new Job")
+	assert.Equal(t, []string{"sh.keptn.event.deployment.started", "sh.keptn.event.deployment.finished"}, f.types())
+}
+
+// TestFlowRecover: the process died after storing the record, sending .started and creating
+// a Job; the next process adopts that Job, creates the rest and sends one .finished.
+func TestFlowRecover(t *testing.T) {
+	f := newFlow(t, nil, Options{})
+	svc := keptnapi.Scope{Project: "sockshop", Stage: "dev", Service: "carts"}
+	f.keptn.Put("c1", svc, "scripts/run.sh", []byte("echo hi\n"))
+	in := keptnEvent(t, "sh.keptn.event.deployment.triggered", nil)
+	in.SetExtension("gitcommitid", "c1")
+	decoded, err := decodeKeptn(in)
+	require.NoError(t, err)
+	records := jobs.NewRecords(f.client, "keptn")
+	_, err = records.Create(context.Background(), jobs.Record{Name: recordName(decoded), Event: decoded.Raw, Config: []byte(flowConfig), Level: "service"})
+	require.NoError(t, err)
+	require.NoError(t, records.MarkStarted(context.Background(), recordName(decoded)))
+	// One Job exists already (the "apply" task's); it completes while no service is up.
+	loaded, err := config.NewLoaded([]byte(flowConfig), config.LevelService)
+	require.NoError(t, err)
+	built, err := jobs.Build(f.opts.Settings, jobs.TaskInput{
+		Event:  jobs.EventInfo{ID: in.ID(), Source: in.Source(), Type: in.Type(), Project: "sockshop", Stage: "dev", Service: "carts", Raw: decoded.Raw},
+		Action: "Deploy", ActionIdx: 0, Task: loaded.Config.Actions[0].Tasks[1], TaskIdx: 1, ConfigHash: loaded.Hash,
+	})
+	require.NoError(t, err)
+	_, err = f.client.BatchV1().Jobs("keptn").Create(context.Background(), built.Job, metav1.CreateOptions{})
+	require.NoError(t, err)
+
+	n, err := f.proc.Recover(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	f.proc.Wait()
+	assert.Equal(t, []string{"sh.keptn.event.deployment.finished"}, f.types(), ".started was sent before the crash")
+	assert.Equal(t, 5, f.jobCount(t))
+	unfinished, err := records.Unfinished(context.Background())
+	require.NoError(t, err)
+	assert.Empty(t, unfinished)
+	d := f.keptn.Events()[0].DataMap()
+	assert.Equal(t, "succeeded", d["status"])
+	assert.Contains(t, d["message"], "Task 'verify' finished successfully!")
+
+	// A second recovery finds nothing to do.
+	f.restart(t)
+	n, err = f.proc.Recover(context.Background())
+	require.NoError(t, err)
+	assert.Zero(t, n)
 }

@@ -2,6 +2,7 @@ package handler
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -28,8 +29,20 @@ type TaskRunner interface {
 	Run(ctx context.Context, b *jobs.Built) jobs.Result
 }
 
+// Records keep accepted events in the cluster (jobs.Records), for redeliveries after a
+// restart and for recovery.
+type Records interface {
+	Create(ctx context.Context, r jobs.Record) (existing *jobs.Record, err error)
+	MarkStarted(ctx context.Context, name string) error
+	MarkFinished(ctx context.Context, name string, at time.Time) error
+	Unfinished(ctx context.Context) ([]jobs.Record, error)
+	Prune(ctx context.Context, now time.Time, retention time.Duration) (int, error)
+}
+
 // Options tune the lifecycle; zero values get the defaults noted.
 type Options struct {
+	// Records, when set, make accepted events durable (crash recovery, redelivery after restart).
+	Records  Records
 	Settings jobs.Settings
 	// AlwaysSendFinished answers a .triggered event whose config is missing with .started and an
 	// errored .finished, not only a log.error (ALWAYS_SEND_FINISHED_EVENT).
@@ -183,16 +196,48 @@ func (p *Processor) accept(ctx context.Context, in *Incoming, t *tracked, log *z
 		return nil, nil
 	}
 	p.metrics.event("matched")
+	if p.opts.Records != nil {
+		rec := jobs.Record{Name: recordName(in), Event: in.Raw, Config: loaded.Raw, Level: loaded.Level.String()}
+		existing, err := p.opts.Records.Create(ctx, rec)
+		if err != nil {
+			log.Error("cannot store the event record", zap.Error(err))
+			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		if existing != nil {
+			// Accepted before this process knew it (restart, another replica): the record's
+			// owner runs it; answer as the first delivery was answered.
+			p.metrics.event("duplicate")
+			log.Info("event was accepted before (event record exists): running nothing", zap.Bool("finished", existing.Finished))
+			p.markDone(t)
+			if reporting, _ := split(actions, isTriggered(in.Event.Type())); len(reporting) > 0 {
+				s := startedEvent(in)
+				return &s, nil
+			}
+			return nil, nil
+		}
+	}
+	return p.execute(in, t, loaded, actions, false, log), nil
+}
 
-	var reporting, silent []config.MatchedAction
+// split separates actions that answer with .started/.finished from silent ones. Only a
+// .triggered event has a .started/.finished to answer with.
+func split(actions []config.MatchedAction, triggered bool) (reporting, silent []config.MatchedAction) {
 	for _, a := range actions {
-		// Only a .triggered event has a .started/.finished to answer with.
 		if a.Action.Silent || !triggered {
 			silent = append(silent, a)
 		} else {
 			reporting = append(reporting, a)
 		}
 	}
+	return reporting, silent
+}
+
+func recordName(in *Incoming) string { return jobs.RecordName(in.Event.Source(), in.Event.ID()) }
+
+// execute runs the matched actions in the background and returns the .started reply (nil
+// when only silent actions matched). startedSent skips sending .started again (recovery).
+func (p *Processor) execute(in *Incoming, t *tracked, loaded *config.Loaded, actions []config.MatchedAction, startedSent bool, log *zap.Logger) *cloudevents.Event {
+	reporting, silent := split(actions, isTriggered(in.Event.Type()))
 	var reply *cloudevents.Event
 	if len(reporting) > 0 {
 		s := startedEvent(in)
@@ -204,9 +249,10 @@ func (p *Processor) accept(ctx context.Context, in *Incoming, t *tracked, log *z
 		for _, a := range silent {
 			wg.Go(func() { p.runAction(ctx, in, loaded, a, log) })
 		}
+		delivered := true
 		if reply != nil {
-			if p.opts.StartedViaSink {
-				p.send(ctx, *reply, log)
+			if p.opts.StartedViaSink && !startedSent && p.send(ctx, *reply, log) == nil {
+				p.record(ctx, log, func(r Records) error { return r.MarkStarted(ctx, recordName(in)) })
 			}
 			results := make([]actionResult, len(reporting))
 			var rwg sync.WaitGroup
@@ -214,12 +260,113 @@ func (p *Processor) accept(ctx context.Context, in *Incoming, t *tracked, log *z
 				rwg.Go(func() { results[i] = p.runAction(ctx, in, loaded, a, log) })
 			}
 			rwg.Wait()
+			if ctx.Err() != nil {
+				// Shutting down: the Jobs go on; the next start resumes from the event record.
+				log.Info("stopped before the actions ended; recovery will finish this event")
+				wg.Wait()
+				return
+			}
 			ok, msg, start, end := summarize(results, p.opts.MaxMessageBytes)
-			p.send(ctx, finishedEvent(in, ok, msg, start, end), log)
+			delivered = p.send(ctx, finishedEvent(in, ok, msg, start, end), log) == nil
 		}
 		wg.Wait()
+		if delivered && ctx.Err() == nil {
+			p.record(ctx, log, func(r Records) error { return r.MarkFinished(ctx, recordName(in), time.Now()) })
+		}
 	})
-	return reply, nil
+	return reply
+}
+
+// record updates the event record, when records are kept; failures only cost a repeat
+// after a restart, so they are logged.
+func (p *Processor) record(ctx context.Context, log *zap.Logger, fn func(Records) error) {
+	if p.opts.Records == nil {
+		return
+	}
+	if err := fn(p.opts.Records); err != nil {
+		log.Warn("updating the event record failed", zap.Error(err))
+	}
+}
+
+// Recover resumes every event whose record says it is unfinished: Jobs that exist are
+// adopted, the rest are created, and .finished is sent once. Call it once at start-up.
+func (p *Processor) Recover(ctx context.Context) (int, error) {
+	if p.opts.Records == nil {
+		return 0, nil
+	}
+	recs, err := p.opts.Records.Unfinished(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, r := range recs {
+		log := p.log.With(zap.String("record", r.Name))
+		in, loaded, actions, err := fromRecord(r)
+		if err != nil {
+			// It can never run; without this it would be retried at every start.
+			log.Error("event record cannot be resumed; dropping it", zap.Error(err))
+			p.record(ctx, log, func(rs Records) error { return rs.MarkFinished(ctx, r.Name, time.Now()) })
+			continue
+		}
+		log = log.With(zap.String("keptnContext", in.KeptnContext), zap.String("eventID", in.Event.ID()), zap.String("type", in.Event.Type()))
+		p.mu.Lock()
+		if _, ok := p.events[in.Key()]; ok {
+			p.mu.Unlock()
+			continue
+		}
+		t := &tracked{ready: make(chan struct{})}
+		p.events[in.Key()] = t
+		p.mu.Unlock()
+		log.Info("resuming event after restart")
+		t.reply = p.execute(in, t, loaded, actions, r.Started, log)
+		close(t.ready)
+		n++
+	}
+	return n, nil
+}
+
+func fromRecord(r jobs.Record) (*Incoming, *config.Loaded, []config.MatchedAction, error) {
+	var e cloudevents.Event
+	if err := json.Unmarshal(r.Event, &e); err != nil {
+		return nil, nil, nil, fmt.Errorf("event: %w", err)
+	}
+	in, err := decodeKeptn(e)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	level, err := config.ParseLevel(r.Level)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	loaded, err := config.NewLoaded(r.Config, level)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("job config: %w", err)
+	}
+	actions, err := loaded.Config.Match(in.Event.Type(), in.Raw)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return in, loaded, actions, nil
+}
+
+// Prune forgets finished event records older than the de-duplication retention, every
+// interval until ctx ends.
+func (p *Processor) Prune(ctx context.Context, interval time.Duration) {
+	if p.opts.Records == nil {
+		return
+	}
+	for {
+		if n, err := p.opts.Records.Prune(ctx, time.Now(), p.opts.DedupRetention); err != nil {
+			p.log.Warn("pruning event records failed", zap.Error(err))
+		} else if n > 0 {
+			p.log.Info("pruned finished event records", zap.Int("count", n))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+	}
 }
 
 // fail answers a .triggered event that cannot run with .started and an errored .finished.
@@ -228,10 +375,10 @@ func (p *Processor) fail(in *Incoming, t *tracked, msg string) *cloudevents.Even
 	log := p.log.With(zap.String("keptnContext", in.KeptnContext), zap.String("eventID", in.Event.ID()))
 	p.background(in, t, func(ctx context.Context) {
 		if p.opts.StartedViaSink {
-			p.send(ctx, s, log)
+			_ = p.send(ctx, s, log)
 		}
 		now := time.Now()
-		p.send(ctx, finishedEvent(in, false, msg, now, now), log)
+		_ = p.send(ctx, finishedEvent(in, false, msg, now, now), log)
 	})
 	return &s
 }
@@ -244,11 +391,15 @@ func (p *Processor) background(in *Incoming, t *tracked, fn func(ctx context.Con
 		defer p.wg.Done()
 		defer p.metrics.inflight(-1)
 		fn(p.ctx)
-		p.mu.Lock()
-		t.done, t.finished = true, time.Now()
-		p.pruneLocked()
-		p.mu.Unlock()
+		p.markDone(t)
 	}()
+}
+
+func (p *Processor) markDone(t *tracked) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t.done, t.finished = true, time.Now()
+	p.pruneLocked()
 }
 
 func (p *Processor) forget(in *Incoming) {
@@ -277,10 +428,12 @@ func (p *Processor) pruneLocked() {
 	}
 }
 
-func (p *Processor) send(ctx context.Context, e cloudevents.Event, log *zap.Logger) {
-	if err := p.sender.Send(ctx, e); err != nil {
+func (p *Processor) send(ctx context.Context, e cloudevents.Event, log *zap.Logger) error {
+	err := p.sender.Send(ctx, e)
+	if err != nil {
 		log.Error("event not delivered", zap.String("outgoingType", e.Type()), zap.Error(err))
 	}
+	return err
 }
 
 // taskOutcome is one task's part of the .finished message.

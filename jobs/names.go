@@ -13,7 +13,7 @@ const namePrefix = "jes-"
 
 // JobName is the deterministic name of the Job (and its files ConfigMap) for one task of
 // one event. The same event redelivered gets the same name, which is what makes Run
-// idempotent. The result is a DNS-1123 label of at most 56 characters for any input.
+// idempotent. The result is a DNS-1123 label of at most 62 characters for any input.
 func JobName(eventSource, eventID string, actionIdx, taskIdx int) string {
 	return namePrefix + eventHash(eventSource, eventID) + "-" + idx(actionIdx) + "-" + idx(taskIdx)
 }
@@ -27,10 +27,12 @@ func idx(i int) string {
 	return strconv.Itoa(i)
 }
 
-// eventHash is the first 10 hex digits of sha256(source NUL id); NUL keeps
-// ("ab","c") and ("a","bc") apart.
+// eventHash is the first 16 hex digits (64 bits) of sha256(source NUL id); NUL keeps
+// ("ab","c") and ("a","bc") apart. Two events with the same hash would share Jobs and event
+// records, so the hash is long enough to make that practically impossible.
 func eventHash(source, id string) string {
-	return shortHash(source + "\x00" + id)
+	sum := sha256.Sum256([]byte(source + "\x00" + id))
+	return hex.EncodeToString(sum[:])[:16]
 }
 
 func shortHash(s string) string {

@@ -10,7 +10,7 @@ import (
 
 func TestJobName(t *testing.T) {
 	n := JobName("shipyard-controller", "4fe1eed1-49e2-49a9-91af-a42c8b0f7811", 0, 1)
-	assert.Equal(t, "jes-bf70b767f7-0-1", n)
+	assert.Equal(t, "jes-bf70b767f72bc2e0-0-1", n)
 	assert.Equal(t, n, JobName("shipyard-controller", "4fe1eed1-49e2-49a9-91af-a42c8b0f7811", 0, 1))
 	assert.NotEqual(t, n, JobName("shipyard-controller", "4fe1eed1-49e2-49a9-91af-a42c8b0f7811", 1, 0))
 	assert.NotEqual(t, JobName("ab", "c", 0, 0), JobName("a", "bc", 0, 0))

@@ -42,6 +42,7 @@ type env struct {
 	FailFastAfter        time.Duration
 	ConfigCacheTTL       time.Duration
 	ShutdownGrace        time.Duration
+	DedupRetention       time.Duration
 
 	Settings jobs.Settings
 }
@@ -74,6 +75,7 @@ func readEnv(get func(string) string) (*env, error) {
 		FailFastAfter:        r.seconds("FAIL_FAST_SECONDS", 30),
 		ConfigCacheTTL:       r.seconds("CONFIG_CACHE_TTL_SECONDS", 10),
 		ShutdownGrace:        r.seconds("SHUTDOWN_GRACE_SECONDS", 20),
+		DedupRetention:       r.seconds("DEDUP_RETENTION_SECONDS", 3600),
 	}
 	if e.ConfigurationService == "" && e.KeptnAPIEndpoint != "" {
 		e.ConfigurationService = e.KeptnAPIEndpoint + "/resource-service"

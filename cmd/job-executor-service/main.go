@@ -81,7 +81,16 @@ func run() error {
 		MaxConcurrentActions: e.MaxConcurrentActions,
 		MaxQueuedEvents:      e.MaxQueuedEvents,
 		MaxMessageBytes:      e.MaxMessageBytes,
+		DedupRetention:       e.DedupRetention,
+		Records:              jobs.NewRecords(kube, e.Settings.Namespace),
 	})
+	// Resume what a previous process left unfinished before taking new events.
+	if n, err := proc.Recover(ctx); err != nil {
+		log.Error("recovering unfinished events failed; they resume at the next start", zap.Error(err))
+	} else if n > 0 {
+		log.Info("resumed unfinished events", zap.Int("count", n))
+	}
+	go proc.Prune(ctx, 10*time.Minute)
 	srv := handler.NewServer(proc, log, handler.ServerOptions{
 		Path: e.Path, MaxBodyBytes: e.MaxBodyBytes, Gatherer: reg,
 		Ready: func(ctx context.Context) error {
