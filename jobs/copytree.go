@@ -36,11 +36,17 @@ func copyDir(root, dir, dst string, depth int) error {
 	if err != nil {
 		return fmt.Errorf("copy-files: %w", err)
 	}
+	// Only directories made here get their mode fixed: the top one is usually the emptyDir
+	// mount (/keptn), owned by root and writable by all, where chmod fails for a non-root
+	// init container and would leave /keptn read-only for a task running as another user.
+	_, statErr := os.Lstat(dst)
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		return fmt.Errorf("copy-files: %w", err)
 	}
-	if err := os.Chmod(dst, 0o755); err != nil {
-		return fmt.Errorf("copy-files: %w", err)
+	if os.IsNotExist(statErr) {
+		if err := os.Chmod(dst, 0o755); err != nil {
+			return fmt.Errorf("copy-files: %w", err)
+		}
 	}
 	for _, e := range entries {
 		name := e.Name()

@@ -90,3 +90,19 @@ func TestCopyTreeLoopAndMissing(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "copy-files")
 }
+
+// The destination is usually the emptyDir mount point: it exists, is world-writable and not
+// ours, so CopyTree must leave its mode alone (chmod fails there for a non-root user).
+func TestCopyTreeKeepsExistingDestinationMode(t *testing.T) {
+	src := configMapVolume(t, map[string]string{"a/b.txt": "b\n"})
+	dst := filepath.Join(t.TempDir(), "keptn")
+	require.NoError(t, os.Mkdir(dst, 0o777))
+	require.NoError(t, os.Chmod(dst, 0o777)) // past the umask
+	require.NoError(t, CopyTree(src, dst))
+	info, err := os.Stat(dst)
+	require.NoError(t, err)
+	assert.Equal(t, fs.FileMode(0o777), info.Mode().Perm(), "existing destination keeps its mode")
+	info, err = os.Stat(filepath.Join(dst, "a"))
+	require.NoError(t, err)
+	assert.Equal(t, fs.FileMode(0o755), info.Mode().Perm(), "created directories get 0755")
+}
