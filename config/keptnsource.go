@@ -300,3 +300,21 @@ func (s *KeptnSource) List(ctx context.Context, ref Ref, level Level, dir string
 	}
 	return nil, fmt.Errorf("listing %s resources under %s: more than %d pages", level, dir, maxPages)
 }
+
+// Transport authenticates like the source (x-token or OAuth) over the same TLS settings:
+// the service sends its outgoing events to the same Keptn API with it.
+func (s *KeptnSource) Transport() http.RoundTripper { return keptnTransport{s} }
+
+type keptnTransport struct{ s *KeptnSource }
+
+func (t keptnTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	client, err := t.s.httpClient(req.Context())
+	if err != nil {
+		return nil, err
+	}
+	if t.s.token != "" {
+		req = req.Clone(req.Context())
+		req.Header.Set("x-token", t.s.token)
+	}
+	return client.Transport.RoundTrip(req)
+}

@@ -2,10 +2,12 @@ package handler
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"github.com/cloudevents/sdk-go/v2/binding"
@@ -27,6 +29,10 @@ type ServerOptions struct {
 	Gatherer prometheus.Gatherer
 	// Ready reports whether dependencies (Kubernetes API) are usable, for /readyz.
 	Ready func(ctx context.Context) error
+	// Token, when set, must come with every event as "x-token: <token>" or
+	// "Authorization: Bearer <token>" (RCV_TOKEN): for receivers reachable from outside a
+	// pod or cluster. Health and metrics stay open.
+	Token string
 }
 
 // Server is the CloudEvents HTTP endpoint.
@@ -62,8 +68,26 @@ func (s *Server) Router() http.Handler {
 	if s.opts.Gatherer != nil {
 		r.Handle("/metrics", promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{}))
 	}
-	r.Post(s.opts.Path, s.receive)
+	r.With(s.authorize).Post(s.opts.Path, s.receive)
 	return r
+}
+
+func (s *Server) authorize(next http.Handler) http.Handler {
+	if s.opts.Token == "" {
+		return next
+	}
+	want := []byte(s.opts.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := r.Header.Get("x-token")
+		if bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+			got = bearer
+		}
+		if subtle.ConstantTimeCompare([]byte(got), want) != 1 {
+			writeError(w, http.StatusUnauthorized, "unauthorized", "missing or wrong token (x-token or Authorization: Bearer)")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {

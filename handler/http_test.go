@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -123,4 +124,37 @@ func TestHealthAndMetrics(t *testing.T) {
 	code, body = get("/metrics")
 	assert.Equal(t, 200, code)
 	assert.Contains(t, body, "jes_events_in_flight")
+}
+
+func TestReceiverToken(t *testing.T) {
+	srv, _ := newTestServer(t, ServerOptions{Token: "s3cret"})
+	tests := []struct {
+		name    string
+		headers map[string]string
+		status  int
+	}{
+		{"no token", nil, 401},
+		{"wrong token", map[string]string{"x-token": "nope"}, 401},
+		{"x-token", map[string]string{"x-token": "s3cret"}, 200},
+		{"bearer", map[string]string{"Authorization": "Bearer s3cret"}, 200},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			body := strings.Replace(sampleStructured, "f2b878d3", fmt.Sprint("tok-", i), 1)
+			req, err := http.NewRequest(http.MethodPost, srv.URL+"/", strings.NewReader(body))
+			require.NoError(t, err)
+			req.Header.Set("Content-Type", "application/cloudevents+json")
+			for k, v := range tc.headers {
+				req.Header.Set(k, v)
+			}
+			res, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			defer res.Body.Close()
+			assert.Equal(t, tc.status, res.StatusCode)
+		})
+	}
+	res, err := http.Get(srv.URL + "/healthz")
+	require.NoError(t, err)
+	res.Body.Close()
+	assert.Equal(t, 200, res.StatusCode, "health stays open")
 }

@@ -40,6 +40,8 @@ type HTTPSenderOptions struct {
 	Headers map[string]string
 	// InsecureSkipVerify turns TLS verification off for this sender only (HTTP_SSL_VERIFY=false).
 	InsecureSkipVerify bool
+	// Transport replaces the sender's own transport (e.g. the Keptn source's, for OAuth).
+	Transport http.RoundTripper
 	Timeout            time.Duration
 	Retry              Retry
 	Log                *zap.Logger
@@ -56,9 +58,13 @@ type HTTPSender struct {
 
 // NewHTTPSender sends to target with its own transport, so TLS settings never leak process-wide.
 func NewHTTPSender(target string, opts HTTPSenderOptions) (*HTTPSender, error) {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if opts.InsecureSkipVerify {
-		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // explicit opt-in
+	var tr http.RoundTripper = opts.Transport
+	if tr == nil {
+		own := http.DefaultTransport.(*http.Transport).Clone()
+		if opts.InsecureSkipVerify {
+			own.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // explicit opt-in
+		}
+		tr = own
 	}
 	if opts.Timeout == 0 {
 		opts.Timeout = 15 * time.Second

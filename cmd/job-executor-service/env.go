@@ -20,6 +20,7 @@ type env struct {
 	Path         string
 	MaxBodyBytes int64
 	LogLevel     string
+	Token        string // RCV_TOKEN
 
 	ConfigDir            string // JOB_CONFIG_DIR: local job configs instead of Keptn
 	ConfigurationService string // resource-service base URL
@@ -55,6 +56,7 @@ func readEnv(get func(string) string) (*env, error) {
 		Path:                 r.str("RCV_PATH", "/"),
 		MaxBodyBytes:         int64(r.int("MAX_REQUEST_BYTES", 4<<20)),
 		LogLevel:             r.str("LOG_LEVEL", "info"),
+		Token:                r.str("RCV_TOKEN", ""),
 		ConfigDir:            r.str("JOB_CONFIG_DIR", ""),
 		ConfigurationService: r.str("CONFIGURATION_SERVICE", ""),
 		KeptnAPIEndpoint:     strings.TrimRight(r.str("KEPTN_API_ENDPOINT", ""), "/"),

@@ -59,13 +59,13 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	sender, startedViaSink, err := eventSender(e, log)
-	if err != nil {
-		return err
-	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := handler.NewMetrics(reg)
+	sender, startedViaSink, err := eventSender(e, src, log, metrics)
+	if err != nil {
+		return err
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -92,7 +92,7 @@ func run() error {
 	}
 	go proc.Prune(ctx, 10*time.Minute)
 	srv := handler.NewServer(proc, log, handler.ServerOptions{
-		Path: e.Path, MaxBodyBytes: e.MaxBodyBytes, Gatherer: reg,
+		Path: e.Path, MaxBodyBytes: e.MaxBodyBytes, Gatherer: reg, Token: e.Token,
 		Ready: func(ctx context.Context) error {
 			_, err := kube.Discovery().ServerVersion()
 			return err
@@ -179,8 +179,8 @@ func keptnAuth(e *env) []config.KeptnOption {
 
 // eventSender picks where outgoing events go. Knative (K_SINK) gets .started in the HTTP reply,
 // so only the others also send it through the sender.
-func eventSender(e *env, log *zap.Logger) (handler.Sender, bool, error) {
-	opts := handler.HTTPSenderOptions{InsecureSkipVerify: !e.SSLVerify, Log: log}
+func eventSender(e *env, src config.Source, log *zap.Logger, m *handler.Metrics) (handler.Sender, bool, error) {
+	opts := handler.HTTPSenderOptions{InsecureSkipVerify: !e.SSLVerify, Log: log, Metrics: m}
 	switch {
 	case e.Sink != "":
 		s, err := handler.NewHTTPSender(e.Sink, opts)
@@ -189,7 +189,9 @@ func eventSender(e *env, log *zap.Logger) (handler.Sender, bool, error) {
 		s, err := handler.NewHTTPSender(e.EventBroker, opts)
 		return s, true, err
 	case e.KeptnAPIEndpoint != "":
-		if e.KeptnAPIToken != "" {
+		if ks, ok := src.(*config.KeptnSource); ok {
+			opts.Transport = ks.Transport() // same token or OAuth client as for resources
+		} else if e.KeptnAPIToken != "" {
 			opts.Headers = map[string]string{"x-token": e.KeptnAPIToken}
 		}
 		s, err := handler.NewHTTPSender(e.KeptnAPIEndpoint+"/v1/event", opts)

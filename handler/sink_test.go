@@ -1,0 +1,111 @@
+package handler
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var fastRetry = Retry{Initial: time.Millisecond, Max: 5 * time.Millisecond, MaxElapsed: 2 * time.Second}
+
+func testEvent() cloudevents.Event {
+	e := cloudevents.NewEvent()
+	e.SetID("1")
+	e.SetSource(Source)
+	e.SetType("sh.keptn.event.test.finished")
+	_ = e.SetData(cloudevents.ApplicationJSON, map[string]string{"project": "p"})
+	return e
+}
+
+func TestHTTPSenderRetries(t *testing.T) {
+	tests := []struct {
+		name      string
+		statuses  []int // answers in order; the last repeats
+		wantErr   bool
+		wantCalls int32
+	}{
+		{"first try", []int{200}, false, 1},
+		{"server errors then success", []int{503, 500, 502, 202}, false, 4},
+		{"rate limited then success", []int{429, 200}, false, 2},
+		{"client error is final", []int{400}, true, 1},
+		{"unauthorized is final", []int{401}, true, 1},
+		{"gives up after the retry budget", []int{503}, true, -1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var calls atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				n := int(calls.Add(1)) - 1
+				assert.Equal(t, "application/cloudevents+json", r.Header.Get("Content-Type"), "structured mode")
+				assert.Equal(t, "tok", r.Header.Get("x-token"))
+				w.WriteHeader(tc.statuses[min(n, len(tc.statuses)-1)])
+			}))
+			defer srv.Close()
+			retry := fastRetry
+			if tc.wantCalls < 0 {
+				retry.MaxElapsed = 50 * time.Millisecond
+			}
+			s, err := NewHTTPSender(srv.URL, HTTPSenderOptions{Headers: map[string]string{"x-token": "tok"}, Retry: retry})
+			require.NoError(t, err)
+			err = s.Send(context.Background(), testEvent())
+			if tc.wantErr {
+				require.Error(t, err)
+			} else {
+				require.NoError(t, err)
+			}
+			if tc.wantCalls > 0 {
+				assert.Equal(t, tc.wantCalls, calls.Load())
+			} else {
+				assert.Greater(t, calls.Load(), int32(2))
+			}
+		})
+	}
+}
+
+func TestHTTPSenderVerifiesTLS(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		calls.Add(1)
+		w.WriteHeader(200)
+	}))
+	defer srv.Close()
+	strict, err := NewHTTPSender(srv.URL, HTTPSenderOptions{Retry: Retry{Initial: time.Millisecond, Max: time.Millisecond, MaxElapsed: 10 * time.Millisecond}})
+	require.NoError(t, err)
+	err = strict.Send(context.Background(), testEvent())
+	require.Error(t, err, "a self-signed certificate is rejected by default")
+	assert.Contains(t, err.Error(), "certificate")
+	assert.Zero(t, calls.Load())
+
+	lax, err := NewHTTPSender(srv.URL, HTTPSenderOptions{InsecureSkipVerify: true})
+	require.NoError(t, err)
+	require.NoError(t, lax.Send(context.Background(), testEvent()))
+	assert.Equal(t, int32(1), calls.Load())
+
+	// The opt-in is the sender's own: the process-wide default transport still verifies.
+	_, err = http.Get(srv.URL)
+	require.Error(t, err)
+}
+
+func TestHTTPSenderStopsOnContext(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(503) }))
+	defer srv.Close()
+	s, err := NewHTTPSender(srv.URL, HTTPSenderOptions{Retry: Retry{Initial: time.Hour, Max: time.Hour, MaxElapsed: 10 * time.Hour}})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Send(ctx, testEvent()) }()
+	cancel()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, context.Canceled)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Send did not return after cancel")
+	}
+}
