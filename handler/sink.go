@@ -42,10 +42,10 @@ type HTTPSenderOptions struct {
 	InsecureSkipVerify bool
 	// Transport replaces the sender's own transport (e.g. the Keptn source's, for OAuth).
 	Transport http.RoundTripper
-	Timeout            time.Duration
-	Retry              Retry
-	Log                *zap.Logger
-	Metrics            *Metrics
+	Timeout   time.Duration
+	Retry     Retry
+	Log       *zap.Logger
+	Metrics   *Metrics
 }
 
 // HTTPSender POSTs events in structured mode (application/cloudevents+json), which the Keptn API
