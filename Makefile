@@ -53,6 +53,10 @@ fuzz:
 	  done; \
 	done
 
+# The README's demo: real cluster, one sample event, .started/.finished printed.
+demo: tools
+	bash e2e/demo.sh
+
 # The README's test command: fast tests, bounded fuzzing, then the real-cluster suite.
 check: test
 	$(MAKE) fuzz FUZZTIME=5s
