@@ -351,6 +351,11 @@ func mergeSecurityContext(def *corev1.SecurityContext, t *config.SecurityContext
 	}
 	if t.Privileged != nil {
 		out.Privileged = ptr(*t.Privileged)
+		// Kubernetes rejects privileged: true with allowPrivilegeEscalation: false; a
+		// restrictive installation default must not make an allowed privileged task invalid.
+		if *t.Privileged && t.AllowPrivilegeEscalation == nil {
+			out.AllowPrivilegeEscalation = nil
+		}
 	}
 	if t.AllowPrivilegeEscalation != nil {
 		out.AllowPrivilegeEscalation = ptr(*t.AllowPrivilegeEscalation)

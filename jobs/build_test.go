@@ -327,6 +327,20 @@ func TestBuildDetails(t *testing.T) {
 	assert.Nil(t, b.Job.Spec.Template.Spec.AutomountServiceAccountToken)
 	assert.Equal(t, "admin", b.Job.Spec.Template.Spec.ServiceAccountName)
 
+	// A privileged task drops the default allowPrivilegeEscalation: false, which
+	// Kubernetes would reject together with privileged: true; an explicit value stays.
+	in.Task.SecurityContext = &config.SecurityContext{Privileged: ptr(true)}
+	b, err = Build(s, in)
+	require.NoError(t, err)
+	sc := b.Job.Spec.Template.Spec.Containers[0].SecurityContext
+	assert.Equal(t, ptr(true), sc.Privileged)
+	assert.Nil(t, sc.AllowPrivilegeEscalation)
+	in.Task.SecurityContext.AllowPrivilegeEscalation = ptr(true)
+	b, err = Build(s, in)
+	require.NoError(t, err)
+	assert.Equal(t, ptr(true), b.Job.Spec.Template.Spec.Containers[0].SecurityContext.AllowPrivilegeEscalation)
+	in.Task.SecurityContext = nil
+
 	// Settings are not mutated through the built objects.
 	b.Job.Spec.Template.Spec.Containers[0].SecurityContext.Capabilities.Drop[0] = "NONE"
 	b.Job.Spec.Template.Spec.SecurityContext.FSGroup = ptr(int64(1))
