@@ -452,8 +452,10 @@ type actionResult struct {
 }
 
 // runAction runs the tasks of one action in order and stops at the first failure.
-func (p *Processor) runAction(ctx context.Context, in *Incoming, loaded *config.Loaded, a config.MatchedAction, log *zap.Logger) actionResult {
-	res := actionResult{name: a.Action.Name, start: time.Now()}
+// res is a named result so that the deferred end time reaches the caller (an action refused
+// before any task would otherwise report end 0001-01-01).
+func (p *Processor) runAction(ctx context.Context, in *Incoming, loaded *config.Loaded, a config.MatchedAction, log *zap.Logger) (res actionResult) {
+	res = actionResult{name: a.Action.Name, start: time.Now()}
 	log = log.With(zap.String("action", a.Action.Name))
 	defer func() {
 		res.end = time.Now()
@@ -513,14 +515,15 @@ func (p *Processor) runAction(ctx context.Context, in *Incoming, loaded *config.
 func summarize(results []actionResult, maxBytes int) (ok bool, msg string, start, end time.Time) {
 	ok = true
 	ntasks := 0
+	var actionsEnd time.Time
 	for i, r := range results {
 		ok = ok && r.ok
 		ntasks += len(r.tasks)
 		if i == 0 || r.start.Before(start) {
 			start = r.start
 		}
-		if r.end.After(end) {
-			end = r.end
+		if r.end.After(actionsEnd) {
+			actionsEnd = r.end
 		}
 		for _, t := range r.tasks {
 			if !t.result.Start.IsZero() && t.result.Start.Before(start) {
@@ -530,6 +533,11 @@ func summarize(results []actionResult, maxBytes int) (ok bool, msg string, start
 				end = t.result.End
 			}
 		}
+	}
+	// The span ends when the last Job did; without any Job (refused or invalid tasks) it
+	// ends when the actions gave up.
+	if end.IsZero() {
+		end = actionsEnd
 	}
 	msg = render(results, -1)
 	if len(msg) > maxBytes {

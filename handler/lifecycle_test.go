@@ -236,6 +236,21 @@ func TestLifecycle(t *testing.T) {
 			eventType: "sh.keptn.event.deployment.triggered", wantReply: true, wantEvents: []string{"sh.keptn.event.deployment.finished"},
 			wantStatus: "errored", wantMessage: []string{"Action 'Pipeline' was not run", "evil.example.com/miner"},
 		},
+		{
+			name:      "refused action still reports a real test span",
+			loader:    fakeLoader{yaml: strings.ReplaceAll(forbiddenImage, "deployment.triggered", "test.triggered")},
+			opts:      Options{Settings: jobs.Settings{AllowedImages: []string{"docker.io/library/*"}}},
+			eventType: "sh.keptn.event.test.triggered", wantReply: true, wantEvents: []string{"sh.keptn.event.test.finished"},
+			wantStatus: "errored",
+			check: func(t *testing.T, d map[string]any) {
+				test, _ := d["test"].(map[string]any)
+				for _, k := range []string{"start", "end"} {
+					ts, err := time.Parse(time.RFC3339, fmt.Sprint(test[k]))
+					require.NoError(t, err, k)
+					assert.WithinDuration(t, time.Now(), ts, time.Minute, "test.%s", k)
+				}
+			},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
