@@ -111,6 +111,13 @@ type failRule struct {
 	status int
 }
 
+// outage fails every request of a kind until a point in time.
+type outage struct {
+	kind   Kind
+	until  time.Time
+	status int
+}
+
 type tree struct {
 	files  map[Scope]map[string][]byte
 	scopes map[Scope]bool // known projects/stages/services, even without files
@@ -125,6 +132,7 @@ type Server struct {
 	events   []Event
 	requests []Request
 	fails    []failRule
+	outages  []outage
 	stall    time.Duration
 	changed  chan struct{} // closed and replaced whenever an event arrives
 
@@ -205,7 +213,7 @@ func (s *Server) Requests() []Request {
 func (s *Server) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.events, s.requests, s.fails, s.stall = nil, nil, nil, 0
+	s.events, s.requests, s.fails, s.outages, s.stall = nil, nil, nil, nil, 0
 }
 
 // WaitFor returns the first recorded event (past or future) for which match is true, or the
@@ -240,6 +248,21 @@ func (s *Server) FailNextOf(kind Kind, n, status int) {
 	s.fails = append(s.fails, failRule{kind: kind, n: n, status: status})
 }
 
+// FailUntil makes every request of one kind answer with status until the given time: an
+// outage of the Keptn API (e.g. 503 for all event POSTs for a minute), however often the
+// client retries. A time in the past ends earlier outages of that kind.
+func (s *Server) FailUntil(kind Kind, until time.Time, status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kept := s.outages[:0]
+	for _, o := range s.outages {
+		if o.kind != kind {
+			kept = append(kept, o)
+		}
+	}
+	s.outages = append(kept, outage{kind: kind, until: until, status: status})
+}
+
 // Stall delays every following response by d (0 turns it off). A stalled request still
 // ends early when the client gives up.
 func (s *Server) Stall(d time.Duration) {
@@ -262,7 +285,7 @@ func (s *Server) Handler() http.Handler {
 	return s.wrap(mux)
 }
 
-// wrap records the request and applies auth, FailNext and Stall before the real handler.
+// wrap records the request and applies auth, FailUntil, FailNext and Stall before the real handler.
 func (s *Server) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
@@ -278,7 +301,16 @@ func (s *Server) wrap(next http.Handler) http.Handler {
 		}
 		s.mu.Lock()
 		stall, failStatus := s.stall, 0
+		now := time.Now()
+		for _, o := range s.outages {
+			if now.Before(o.until) && (o.kind == AnyRequest || o.kind == kind) {
+				failStatus = o.status
+			}
+		}
 		for i := range s.fails {
+			if failStatus != 0 {
+				break
+			}
 			f := &s.fails[i]
 			if f.n > 0 && (f.kind == AnyRequest || f.kind == kind) {
 				f.n--

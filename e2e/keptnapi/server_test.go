@@ -279,6 +279,43 @@ func TestFailNextAndStall(t *testing.T) {
 	assert.Empty(t, s.Requests())
 }
 
+func TestFailUntil(t *testing.T) {
+	s, ts := newTestServer(t)
+	path := base + "/resource/job%2Fconfig.yaml"
+	ev := `{"type":"x","source":"y"}`
+
+	// An outage far in the future covers every attempt, and only its kind.
+	s.FailUntil(EventRequests, time.Now().Add(time.Hour), http.StatusServiceUnavailable)
+	for i := 0; i < 3; i++ {
+		status, _ := post(t, ts, token, "application/json", ev, nil)
+		assert.Equal(t, 503, status, "attempt %d", i)
+	}
+	status, _ := get(t, ts, path, nil)
+	assert.Equal(t, 200, status, "resources stay up during an event outage")
+	assert.Empty(t, s.Events())
+
+	// FailNext counts are not used up while the outage answers.
+	s.FailNextOf(EventRequests, 1, http.StatusBadGateway)
+	status, _ = post(t, ts, token, "application/json", ev, nil)
+	assert.Equal(t, 503, status)
+
+	// A time in the past ends it; the pending FailNext applies next.
+	s.FailUntil(EventRequests, time.Time{}, http.StatusServiceUnavailable)
+	status, _ = post(t, ts, token, "application/json", ev, nil)
+	assert.Equal(t, 502, status)
+	status, _ = post(t, ts, token, "application/json", ev, nil)
+	assert.Equal(t, 200, status)
+	assert.Len(t, s.Events(), 1)
+
+	// AnyRequest covers resources too; Reset clears outages.
+	s.FailUntil(AnyRequest, time.Now().Add(time.Hour), http.StatusGatewayTimeout)
+	status, _ = get(t, ts, path, nil)
+	assert.Equal(t, 504, status)
+	s.Reset()
+	status, _ = get(t, ts, path, nil)
+	assert.Equal(t, 200, status)
+}
+
 func TestStartAndClose(t *testing.T) {
 	s := New(Options{})
 	s.Put(Latest, Scope{Project: "p"}, "/job/config.yaml", []byte("x"))
