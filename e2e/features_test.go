@@ -309,7 +309,7 @@ func TestFeatureTaskOrder(t *testing.T) {
 	assert.Contains(t, msg, "first ran")
 	assert.Contains(t, msg, "Task 'second fails' failed")
 	assert.Contains(t, msg, "second about to fail", "the failed task's logs are in the message")
-	assert.Contains(t, msg, "3", "the exit code is reported")
+	assert.Contains(t, msg, "exited with code 3", "the exit code is reported")
 	assert.NotContains(t, msg, "third")
 	assert.Less(t, strings.Index(msg, "first ran"), strings.Index(msg, "second about to fail"), "in task order")
 
@@ -458,41 +458,57 @@ actions:
     events:
       - name: "sh.keptn.event.test.triggered"
     tasks:
-      - {name: "l", image: "alpine", cmd: [sh, -c, "echo config from %s level"]}
+      - name: "l"
+        image: "alpine"
+        files: [level.txt]
+        cmd: [sh, -c, "echo config from %s level; cat /keptn/level.txt"]
 `, level))
 }
 
 // TestFeatureConfigLevels: the service config wins over stage over project; removing a level
-// falls back to the next.
+// falls back to the next; task files come from the level the config was found at; with a
+// gitcommitid every level is read at that commit.
 func TestFeatureConfigLevels(t *testing.T) {
 	t.Parallel()
 	ns := namespace(t)
 	api := keptnAPI(t, "")
 	svcScope, stageScope, projScope := cartsScope, keptnapi.Scope{Project: "sockshop", Stage: "dev"}, keptnapi.Scope{Project: "sockshop"}
-	api.Put(keptnapi.Latest, svcScope, "job/config.yaml", levelConfig("service"))
-	api.Put(keptnapi.Latest, stageScope, "job/config.yaml", levelConfig("stage"))
-	api.Put(keptnapi.Latest, projScope, "job/config.yaml", levelConfig("project"))
+	for name, sc := range map[string]keptnapi.Scope{"service": svcScope, "stage": stageScope, "project": projScope} {
+		api.Put(keptnapi.Latest, sc, "job/config.yaml", levelConfig(name))
+		api.Put(keptnapi.Latest, sc, "level.txt", []byte("file from "+name+" level"))
+	}
+	// Commit c1 has only a project config; the latest tree's service config must not win.
+	api.AddScope("c1", svcScope)
+	api.Put("c1", projScope, "job/config.yaml", levelConfig("project@c1"))
+	api.Put("c1", projScope, "level.txt", []byte("file from project level at c1"))
 	// No caching of commit-less configs, so a removed level is noticed at once.
 	svc := startService(t, api, ns, map[string]string{"CONFIG_CACHE_TTL_SECONDS": "0"})
 
 	steps := []struct {
-		want   string
-		remove *keptnapi.Scope // before sending
+		name, commit, want, wantFile string
+		remove                       *keptnapi.Scope // before sending
 	}{
-		{"service", nil},
-		{"stage", &svcScope},
-		{"project", &stageScope},
+		{"all levels", "", "service", "service", nil},
+		{"no service config", "", "stage", "stage", &svcScope},
+		{"only project config", "", "project", "project", &stageScope},
+		{"at a commit", "c1", "project@c1", "project level at c1", nil},
 	}
 	for _, s := range steps {
-		if s.remove != nil {
-			api.Delete(keptnapi.Latest, *s.remove, "job/config.yaml")
-		}
-		ev := triggered(t, "sh.keptn.event.test.triggered", nil)
-		r := sendStructured(t, svc.URL, ev)
-		require.Less(t, r.Status, 300, string(r.Body))
-		fin := waitEvent(t, api, ev, "sh.keptn.event.test.finished", finishTimeout)
-		msg := assertSucceeded(t, fin, ev)
-		assert.Contains(t, msg, "config from "+s.want+" level")
+		t.Run(s.name, func(t *testing.T) {
+			if s.remove != nil {
+				api.Delete(keptnapi.Latest, *s.remove, "job/config.yaml")
+			}
+			ev := triggered(t, "sh.keptn.event.test.triggered", nil)
+			if s.commit != "" {
+				ev.SetExtension("gitcommitid", s.commit)
+			}
+			r := sendStructured(t, svc.URL, ev)
+			require.Less(t, r.Status, 300, string(r.Body))
+			fin := waitEvent(t, api, ev, "sh.keptn.event.test.finished", finishTimeout)
+			msg := assertSucceeded(t, fin, ev)
+			assert.Contains(t, msg, "config from "+s.want+" level\n")
+			assert.Contains(t, msg, "file from "+s.wantFile)
+		})
 	}
 }
 
