@@ -1,7 +1,13 @@
 package handler
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync/atomic"
+	"time"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -325,4 +331,62 @@ func TestFlowRecover(t *testing.T) {
 	n, err = f.proc.Recover(context.Background())
 	require.NoError(t, err)
 	assert.Zero(t, n)
+}
+
+// TestFlowBurst sends 500 distinct events at once into a small queue: some deliveries are
+// turned away with 429 and delivered again, as Knative does; none is lost and each gets
+// exactly one .finished.
+func TestFlowBurst(t *testing.T) {
+	if testing.Short() {
+		t.Skip("burst test")
+	}
+	const events = 500
+	f := newFlow(t, nil, Options{MaxQueuedEvents: 100, MaxConcurrentActions: 10})
+	svc := keptnapi.Scope{Project: "sockshop", Stage: "dev", Service: "carts"}
+	f.keptn.Put("c1", svc, "job/config.yaml", []byte(helloConfig))
+	var busy atomic.Int32
+	var wg sync.WaitGroup
+	ids := make(chan int, events)
+	for i := range events {
+		ids <- i
+	}
+	close(ids)
+	for range 50 {
+		wg.Go(func() {
+			for i := range ids {
+				in := keptnEvent(t, "sh.keptn.event.test.triggered", nil)
+				in.SetID(fmt.Sprint("burst-", i))
+				in.SetExtension("gitcommitid", "c1")
+				body, err := json.Marshal(in)
+				require.NoError(t, err)
+				for {
+					res, err := http.Post(f.url, "application/cloudevents+json", bytes.NewReader(body))
+					require.NoError(t, err)
+					res.Body.Close()
+					if res.StatusCode != http.StatusTooManyRequests {
+						require.Equal(t, http.StatusOK, res.StatusCode)
+						break
+					}
+					busy.Add(1)
+					assert.NotEmpty(t, res.Header.Get("Retry-After"))
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	f.proc.Wait()
+	finished := map[string]int{}
+	for _, e := range f.keptn.Events() {
+		if e.TypeName() == "sh.keptn.event.test.finished" {
+			finished[e.Triggeredid]++
+			assert.Equal(t, "succeeded", e.DataMap()["status"])
+		}
+	}
+	assert.Len(t, finished, events, "every event got its .finished")
+	for id, n := range finished {
+		assert.Equal(t, 1, n, id)
+	}
+	assert.Equal(t, events, f.jobCount(t))
+	t.Logf("%d events, %d deliveries answered 429 and retried", events, busy.Load())
 }

@@ -92,7 +92,7 @@ func (r *recorder) last(t *testing.T) map[string]any {
 	return d
 }
 
-func keptnEvent(t *testing.T, eventType string, data map[string]any) cloudevents.Event {
+func keptnEvent(t testing.TB, eventType string, data map[string]any) cloudevents.Event {
 	t.Helper()
 	e := cloudevents.NewEvent()
 	e.SetID("f2b878d3-03c0-4e8f-bc3f-454bc1b3d79b")
