@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -129,7 +130,8 @@ func namespace(t *testing.T) string {
 	if len(name) > 50 {
 		name = name[:50]
 	}
-	name = strings.TrimRight(name, "-")
+	// A random suffix: namespaces of failed runs are kept, and a re-run must not collide.
+	name = fmt.Sprintf("%s-%04x", strings.TrimRight(name, "-"), rand.IntN(1<<16))
 	out, err := kubectl(t, "create", "namespace", name)
 	require.NoError(t, err, out)
 	t.Cleanup(func() {
