@@ -232,11 +232,7 @@ func TestFlow(t *testing.T) {
 // Jobs, one .started, one .finished.
 func TestFlowRedeliveryCreatesNothingNew(t *testing.T) {
 	f := newFlow(t, nil, Options{})
-	svc := keptnapi.Scope{Project: "sockshop", Stage: "dev", Service: "carts"}
-	f.keptn.Put("c1", svc, "job/config.yaml", []byte(flowConfig))
-	f.keptn.Put("c1", svc, "scripts/run.sh", []byte("echo hi\n"))
-	in := keptnEvent(t, "sh.keptn.event.deployment.triggered", nil)
-	in.SetExtension("gitcommitid", "c1")
+	in := f.deployment(t)
 	var wg sync.WaitGroup
 	for range 20 {
 		wg.Go(func() { f.send(t, in) })
@@ -251,6 +247,16 @@ func TestFlowRedeliveryCreatesNothingNew(t *testing.T) {
 	list, err := f.client.BatchV1().Jobs("keptn").List(context.Background(), metav1.ListOptions{})
 	require.NoError(t, err)
 	assert.Len(t, list.Items, 5)
+}
+
+// deployment publishes flowConfig and its file at commit c1 and returns a matching event.
+func (f *flowEnv) deployment(t *testing.T) cloudevents.Event {
+	svc := keptnapi.Scope{Project: "sockshop", Stage: "dev", Service: "carts"}
+	f.keptn.Put("c1", svc, "job/config.yaml", []byte(flowConfig))
+	f.keptn.Put("c1", svc, "scripts/run.sh", []byte("echo hi\n"))
+	in := keptnEvent(t, "sh.keptn.event.deployment.triggered", nil)
+	in.SetExtension("gitcommitid", "c1")
+	return in
 }
 
 func (f *flowEnv) jobCount(t *testing.T) int {
@@ -272,11 +278,7 @@ func (f *flowEnv) types() []string {
 // cluster and neither runs nor reports it again.
 func TestFlowRedeliveryAfterRestart(t *testing.T) {
 	f := newFlow(t, nil, Options{})
-	svc := keptnapi.Scope{Project: "sockshop", Stage: "dev", Service: "carts"}
-	f.keptn.Put("c1", svc, "job/config.yaml", []byte(flowConfig))
-	f.keptn.Put("c1", svc, "scripts/run.sh", []byte("echo hi\n"))
-	in := keptnEvent(t, "sh.keptn.event.deployment.triggered", nil)
-	in.SetExtension("gitcommitid", "c1")
+	in := f.deployment(t)
 	first := f.send(t, in)
 	require.Equal(t, 5, f.jobCount(t))
 

@@ -75,7 +75,7 @@ func ImageAllowed(patterns []string, image string) bool {
 			continue
 		}
 		for _, c := range candidates {
-			if globMatch(p, c) {
+			if config.GlobMatch(p, c) {
 				return true
 			}
 		}
@@ -108,31 +108,4 @@ func imageCandidates(image string) []string {
 		out = append(out, name+":latest")
 	}
 	return out
-}
-
-// globMatch matches s against a pattern whose only wildcard is '*' (any run of
-// characters, '/' included). It is linear-time backtracking, safe for any input.
-func globMatch(pattern, s string) bool {
-	p, i := 0, 0
-	star, mark := -1, 0
-	for i < len(s) {
-		switch {
-		case p < len(pattern) && pattern[p] == '*':
-			star, mark = p, i
-			p++
-		case p < len(pattern) && pattern[p] == s[i]:
-			p++
-			i++
-		case star >= 0:
-			p = star + 1
-			mark++
-			i = mark
-		default:
-			return false
-		}
-	}
-	for p < len(pattern) && pattern[p] == '*' {
-		p++
-	}
-	return p == len(pattern)
 }
