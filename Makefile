@@ -15,6 +15,10 @@ all: build
 build:
 	CGO_ENABLED=0 go build -trimpath -o bin/job-executor-service ./cmd/job-executor-service
 
+# Run the service locally: needs a kubeconfig and JOB_CONFIG_DIR or KEPTN_API_ENDPOINT (see README).
+run:
+	go run ./cmd/job-executor-service
+
 tools: $(TOOLS)/helm $(TOOLS)/ko $(TOOLS)/crane $(TOOLS)/registry
 $(TOOLS)/helm:
 	GOBIN=$(TOOLS) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
