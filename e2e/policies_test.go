@@ -33,6 +33,8 @@ type policyCase struct {
 	// tasks is the YAML list under the action's tasks:, unindented; @NS2@ is replaced by
 	// the test's second namespace.
 	tasks string
+	// files are resources put beside job/config.yaml (path → content).
+	files map[string]string
 	// setup runs before the event is sent (namespace is the service's JOB_NAMESPACE).
 	setup func(t *testing.T, ns string)
 	// ok is the expected outcome: succeeded/pass or errored/fail.
@@ -89,6 +91,11 @@ func runPolicyCases(t *testing.T, extraEnv map[string]string, cases []policyCase
 	ns := namespace(t)
 	ns2 := namespace(t) // for namespace overrides; cheap enough to always have
 	api := keptnAPI(t, policyConfig(cases, ns2))
+	for _, c := range cases {
+		for path, content := range c.files {
+			api.Put(keptnapi.Latest, keptnapi.Scope{Project: "sockshop", Stage: "dev", Service: "carts"}, path, []byte(content))
+		}
+	}
 	svc := startService(t, api, ns, extraEnv)
 	for i, c := range cases {
 		mode := []string{"binary", "structured", "sdk"}[i%3]
@@ -108,7 +115,7 @@ func runPolicyCases(t *testing.T, extraEnv map[string]string, cases []policyCase
 			}
 			fin := waitEvent(t, api, ev, "sh.keptn.event.test.finished", within)
 			took := time.Since(sent)
-			t.Logf("%s: .finished after %.1fs (sent %s)", c.name, took.Seconds(), mode)
+			t.Logf("%s: .finished after %.1fs (sent %s): %.200q", c.name, took.Seconds(), mode, dataString(fin, "message"))
 			r := caseRun{ns: ns, ns2: ns2, ev: ev, fin: fin, sent: sent, jobs: eventJobs(t, ev), actionIdx: i}
 
 			msg := dataString(fin, "message")
@@ -256,13 +263,21 @@ func TestPolicies(t *testing.T) {
 	}
 	runPolicyCases(t, env, []policyCase{
 		{
-			name:  "resources-default",
-			tasks: "- name: t\n  image: alpine\n  cmd: [\"true\"]",
-			ok:    true,
+			// With a file, so that the init container exists: it gets the defaults too.
+			name:    "resources-default",
+			files:   map[string]string{"policy/hello.txt": "hello from a file\n"},
+			tasks:   "- name: t\n  image: alpine\n  files: [policy/hello.txt]\n  cmd: [cat, /keptn/policy/hello.txt]",
+			ok:      true,
+			message: []string{"hello from a file"},
 			check: func(t *testing.T, r caseRun) {
-				c := container(t, r.onlyJob(t))
+				j := r.onlyJob(t)
+				c := container(t, j)
 				assertResources(t, "limits", c.Resources.Limits, "300m", "96Mi")
 				assertResources(t, "requests", c.Resources.Requests, "20m", "32Mi")
+				inits := j.Spec.Template.Spec.InitContainers
+				require.Len(t, inits, 1)
+				assertResources(t, "init limits", inits[0].Resources.Limits, "300m", "96Mi")
+				assertResources(t, "init requests", inits[0].Resources.Requests, "20m", "32Mi")
 			},
 		},
 		{
@@ -496,8 +511,10 @@ func TestPolicyPrivilegedAllowed(t *testing.T) {
 func TestPolicyTaskDeadline(t *testing.T) {
 	t.Parallel()
 	runPolicyCases(t, map[string]string{"TASK_DEADLINE_SECONDS": "5"}, []policyCase{{
-		name:    "deadline",
-		tasks:   "- name: sleepy\n" + sleeper,
+		name: "deadline",
+		// A plain sleep as PID 1 ignores SIGTERM and would hold the pod for the 30 s grace
+		// period, and Kubernetes (>= 1.31) marks the Job Failed only after its pods ended.
+		tasks:   "- name: sleepy\n  image: busybox\n  cmd: [sh, -c, 'trap \"exit 143\" TERM; sleep 60 & wait']",
 		ok:      false,
 		message: []string{"sleepy", "DeadlineExceeded"},
 		within:  45 * time.Second,
@@ -524,6 +541,7 @@ func TestFailFast(t *testing.T) {
 			check: func(t *testing.T, r caseRun) {
 				msg := dataString(r.fin, "message")
 				assert.True(t, strings.Contains(msg, "ErrImagePull") || strings.Contains(msg, "ImagePullBackOff"), msg)
+				stuckJobRemoved(t, r)
 			},
 		},
 		{
@@ -532,6 +550,7 @@ func TestFailFast(t *testing.T) {
 			ok:      false,
 			message: []string{"CreateContainerConfigError", "no-such-secret"},
 			within:  within,
+			check:   stuckJobRemoved,
 		},
 		{
 			name:    "missing-service-account",
@@ -539,6 +558,7 @@ func TestFailFast(t *testing.T) {
 			ok:      false,
 			message: []string{"FailedCreate", "no-such-sa"},
 			within:  within,
+			check:   stuckJobRemoved,
 		},
 		{
 			// The shell keeps 64 MiB in a variable; the limit is 16 MiB.
@@ -552,4 +572,10 @@ func TestFailFast(t *testing.T) {
 			within:  within,
 		},
 	})
+}
+
+// stuckJobRemoved: a Job that could not start is deleted, not left retrying.
+func stuckJobRemoved(t *testing.T, r caseRun) {
+	t.Helper()
+	waitJobGone(t, r.ns, r.jobName(0), 30*time.Second)
 }
