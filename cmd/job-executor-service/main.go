@@ -114,19 +114,23 @@ func run() error {
 	case s := <-sig:
 		log.Info("shutting down", zap.String("signal", s.String()))
 	}
-	// Drain: refuse new events, let running actions finish within the grace period. Jobs keep
-	// running in the cluster either way.
+	// Drain: let running actions finish within the grace period while the server keeps
+	// answering, so that new events get 503 with Retry-After (and /readyz 503) instead of a
+	// refused connection. Jobs keep running in the cluster either way.
 	srv.Drain()
-	shutdownCtx, stop := context.WithTimeout(context.Background(), e.ShutdownGrace)
+	graceCtx, stop := context.WithTimeout(context.Background(), e.ShutdownGrace)
 	defer stop()
-	_ = httpSrv.Shutdown(shutdownCtx)
 	done := make(chan struct{})
 	go func() { proc.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-shutdownCtx.Done():
+	case <-graceCtx.Done():
 		log.Warn("actions still running at shutdown", zap.Duration("grace", e.ShutdownGrace))
 	}
+	// Requests still open (redeliveries waiting for their first answer) get a moment.
+	httpCtx, stopHTTP := context.WithTimeout(context.Background(), 2*time.Second)
+	defer stopHTTP()
+	_ = httpSrv.Shutdown(httpCtx)
 	return nil
 }
 
