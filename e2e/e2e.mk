@@ -32,7 +32,7 @@ e2e:
 	@$(E2E_SH) up
 	@$(E2E_SH) images
 	@rc=0; set -o pipefail; \
-	go test -tags e2e -count=1 -v -timeout $(E2E_TIMEOUT) -run '$(E2E_RUN)' ./e2e/... 2>&1 | tee $(E2E_DIR)/e2e-test.log || rc=$$?; \
+	go test -tags e2e -count=1 -v -parallel 16 -timeout $(E2E_TIMEOUT) -run '$(E2E_RUN)' ./e2e/... 2>&1 | tee $(E2E_DIR)/e2e-test.log || rc=$$?; \
 	bash e2e/summary.sh $(E2E_DIR)/e2e-test.log; \
 	if [ "$(E2E_KEEP)" = 1 ]; then echo "cluster kept running (E2E_KEEP=1): make e2e-cluster-down"; else $(E2E_SH) down; fi; \
 	exit $$rc
