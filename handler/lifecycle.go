@@ -182,7 +182,8 @@ func (p *Processor) accept(ctx context.Context, in *Incoming, t *tracked, log *z
 	case err != nil:
 		p.metrics.event("config_error")
 		log.Warn("invalid job config", zap.Error(err))
-		msg := fmt.Sprintf("job-executor-service: invalid job config: %v", err)
+		// err starts with config.ErrInvalid ("invalid job config"): do not say it twice.
+		msg := fmt.Sprintf("job-executor-service: %v", err)
 		if triggered {
 			return p.fail(in, t, msg), nil
 		}

@@ -230,6 +230,7 @@ func TestLifecycle(t *testing.T) {
 			name: "invalid config gives an errored finished", loader: fakeLoader{yaml: "apiVersion: v2\nactions:\n  - name: x\n    bogus: 1\n"},
 			eventType: "sh.keptn.event.test.triggered", wantReply: true, wantEvents: []string{"sh.keptn.event.test.finished"},
 			wantStatus: "errored", wantMessage: []string{"invalid job config", "bogus"},
+			notMessage: []string{"invalid job config: invalid job config"},
 		},
 		{
 			name: "forbidden image: no Job at all", loader: fakeLoader{yaml: forbiddenImage}, opts: Options{Settings: jobs.Settings{AllowedImages: []string{"docker.io/library/*"}}},
