@@ -233,13 +233,16 @@ func (r *Runner) finished(ctx context.Context, job *batchv1.Job, task string, lo
 			continue
 		}
 		switch c.Type {
-		case batchv1.JobComplete:
+		case batchv1.JobComplete, batchv1.JobSuccessCriteriaMet:
 			res := Result{Succeeded: true, Reason: ReasonCompleted, Logs: r.logs(ctx, job)}
 			if job.Status.CompletionTime != nil {
 				res.End = job.Status.CompletionTime.Time
 			}
 			return res, true
-		case batchv1.JobFailed:
+		case batchv1.JobFailed, batchv1.JobFailureTarget:
+			// FailureTarget (Kubernetes >= 1.31) is set as soon as the Job is bound to fail, e.g.
+			// at activeDeadlineSeconds; Failed follows only once all pods are gone, which can
+			// take the pods' whole termination grace period.
 			res := Result{Reason: c.Reason, End: c.LastTransitionTime.Time}
 			if res.Reason == "" {
 				res.Reason = "Failed"

@@ -195,19 +195,23 @@ func TestRunFailures(t *testing.T) {
 	cases := []struct {
 		name       string
 		reason     string // Job condition reason
+		condition  batchv1.JobConditionType
 		containers []corev1.ContainerStatus
 		init       []corev1.ContainerStatus
 		wantReason string
 		wantMsg    string
 		wantLogs   string
 	}{
-		{"exit code", "BackoffLimitExceeded", []corev1.ContainerStatus{terminated(TaskContainer, 3, "Error")}, nil,
+		{"exit code", "BackoffLimitExceeded", batchv1.JobFailed, []corev1.ContainerStatus{terminated(TaskContainer, 3, "Error")}, nil,
 			"BackoffLimitExceeded", "task 'x' failed: container exited with code 3", "fake logs"},
-		{"oom", "BackoffLimitExceeded", []corev1.ContainerStatus{terminated(TaskContainer, 137, "OOMKilled")}, nil,
+		{"oom", "BackoffLimitExceeded", batchv1.JobFailed, []corev1.ContainerStatus{terminated(TaskContainer, 137, "OOMKilled")}, nil,
 			ReasonOOMKilled, "task 'x' failed: container ran out of memory (OOMKilled, exit code 137)", "fake logs"},
-		{"deadline", "DeadlineExceeded", nil, nil,
+		{"deadline", "DeadlineExceeded", batchv1.JobFailed, nil, nil,
 			"DeadlineExceeded", "task 'x' failed: DeadlineExceeded: Job was active longer than specified deadline", "fake logs"},
-		{"init failed", "BackoffLimitExceeded", nil, []corev1.ContainerStatus{terminated(InitContainer, 1, "Error")},
+		// Kubernetes >= 1.31 says FailureTarget at the deadline and Failed only after the pods are gone.
+		{"deadline, pods still terminating", "DeadlineExceeded", batchv1.JobFailureTarget, nil, nil,
+			"DeadlineExceeded", "task 'x' failed: DeadlineExceeded: Job was active longer than specified deadline", "fake logs"},
+		{"init failed", "BackoffLimitExceeded", batchv1.JobFailed, nil, []corev1.ContainerStatus{terminated(InitContainer, 1, "Error")},
 			"BackoffLimitExceeded", "copying files (init container) exited with code 1",
 			"--- init container (copy files) ---\nfake logs\n--- task ---\nfake logs"},
 	}
@@ -221,7 +225,7 @@ func TestRunFailures(t *testing.T) {
 			if tc.reason == "DeadlineExceeded" {
 				msg = "Job was active longer than specified deadline"
 			}
-			e.setCondition(job, batchv1.JobFailed, tc.reason, msg)
+			e.setCondition(job, tc.condition, tc.reason, msg)
 			res := e.result(done)
 			assert.False(t, res.Succeeded)
 			assert.Equal(t, tc.wantReason, res.Reason)
