@@ -82,6 +82,9 @@ type Processor struct {
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	events map[string]*tracked // by Incoming.Key
+	// active counts tracked events that are not done (the queue bounded by MaxQueuedEvents).
+	active    int
+	lastPrune time.Time
 }
 
 type tracked struct {
@@ -137,15 +140,14 @@ func (p *Processor) Accept(ctx context.Context, e cloudevents.Event) (*cloudeven
 			return nil, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
 		}
 	}
-	if p.inFlightLocked() >= p.opts.MaxQueuedEvents {
+	if p.active >= p.opts.MaxQueuedEvents {
 		p.mu.Unlock()
 		p.metrics.event("busy")
 		return nil, ErrBusy
 	}
 	// Reserve the key before the (possibly slow) config lookup so that concurrent
 	// redeliveries of the same event are recognised.
-	t := &tracked{ready: make(chan struct{})}
-	p.events[in.Key()] = t
+	t := p.reserveLocked(in.Key())
 	p.mu.Unlock()
 
 	reply, err := p.accept(ctx, in, t, log)
@@ -315,8 +317,7 @@ func (p *Processor) Recover(ctx context.Context) (int, error) {
 			p.mu.Unlock()
 			continue
 		}
-		t := &tracked{ready: make(chan struct{})}
-		p.events[in.Key()] = t
+		t := p.reserveLocked(in.Key())
 		p.mu.Unlock()
 		log.Info("resuming event after restart")
 		t.reply = p.execute(in, t, loaded, actions, r.Started, log)
@@ -396,34 +397,52 @@ func (p *Processor) background(in *Incoming, t *tracked, fn func(ctx context.Con
 	}()
 }
 
+// reserveLocked tracks a new event as in flight.
+func (p *Processor) reserveLocked(key string) *tracked {
+	t := &tracked{ready: make(chan struct{})}
+	p.events[key] = t
+	p.active++
+	return t
+}
+
 func (p *Processor) markDone(t *tracked) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if t.done {
+		return
+	}
 	t.done, t.finished = true, time.Now()
-	p.pruneLocked()
+	p.active--
+	if now := time.Now(); now.Sub(p.lastPrune) > time.Minute || len(p.events) > maxRemembered {
+		p.lastPrune = now
+		p.pruneLocked(now)
+	}
 }
 
 func (p *Processor) forget(in *Incoming) {
 	p.mu.Lock()
-	delete(p.events, in.Key())
-	p.mu.Unlock()
-}
-
-func (p *Processor) inFlightLocked() int {
-	n := 0
-	for _, t := range p.events {
+	defer p.mu.Unlock()
+	if t, ok := p.events[in.Key()]; ok {
+		delete(p.events, in.Key())
 		if !t.done {
-			n++
+			p.active--
 		}
 	}
-	return n
 }
 
-// pruneLocked drops finished events older than the retention.
-func (p *Processor) pruneLocked() {
-	cutoff := time.Now().Add(-p.opts.DedupRetention)
+// maxRemembered bounds the finished events kept in memory; older redeliveries are still
+// recognised through the event records in the cluster.
+const maxRemembered = 50_000
+
+// pruneLocked drops finished events older than the retention (all finished ones when there
+// are too many).
+func (p *Processor) pruneLocked(now time.Time) {
+	cutoff := now.Add(-p.opts.DedupRetention)
+	if len(p.events) > maxRemembered {
+		cutoff = now
+	}
 	for k, t := range p.events {
-		if t.done && t.finished.Before(cutoff) {
+		if t.done && !t.finished.After(cutoff) {
 			delete(p.events, k)
 		}
 	}
