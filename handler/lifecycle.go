@@ -164,7 +164,10 @@ func (p *Processor) accept(ctx context.Context, in *Incoming, t *tracked, log *z
 	loaded, err := p.loader.Load(ctx, ref)
 	var actions []config.MatchedAction
 	if err == nil {
-		actions, err = loaded.Config.Match(in.Event.Type(), in.Raw)
+		if actions, err = loaded.Config.Match(in.Event.Type(), in.Raw); err != nil {
+			// Not a source problem: delivering again would fail the same way.
+			err = fmt.Errorf("%w: %v", config.ErrInvalid, err)
+		}
 	}
 	triggered := isTriggered(in.Event.Type())
 	switch {
