@@ -376,6 +376,18 @@ func TestRBACLeastPrivilege(t *testing.T) {
 	}
 }
 
+// TestRBACMatchesKnative keeps the two deployments' service permissions identical: both run the
+// same service, so a rule needed (or dropped) in one is needed (or dropped) in the other.
+func TestRBACMatchesKnative(t *testing.T) {
+	var chartRole rbacv1.Role
+	decode(t, renderAll(t)["defaults"]["Role/"+release], &chartRole)
+	b, err := os.ReadFile(filepath.Join("..", "knative", "rbac.yaml"))
+	require.NoError(t, err)
+	var knRole rbacv1.Role
+	decode(t, manifests(t, string(b))["Role/job-executor-service"], &knRole)
+	assert.Equal(t, chartRole.Rules, knRole.Rules)
+}
+
 // envContract is the fixed set of variables the service understands (plus the distributor's).
 var envContract = []string{
 	"RCV_PORT", "RCV_PATH", "KEPTN_API_ENDPOINT", "KEPTN_API_TOKEN", "HTTP_SSL_VERIFY", "CONFIGURATION_SERVICE",

@@ -38,8 +38,8 @@ dump() {
 
 sa="system:serviceaccount:$NS:$REL-job-executor-service"
 fail=0
-check() { # check yes|no VERB RESOURCE
-	got="$(kubectl auth can-i "$2" "$3" -n "$NS" --as "$sa" 2>/dev/null || true)"
+check() { # check yes|no VERB RESOURCE[/SUBRESOURCE] ("pods/log" alone would mean the pod named log)
+	got="$(kubectl auth can-i "$2" "${3%%/*}" --subresource="$( [[ "$3" == */* ]] && echo "${3#*/}")" -n "$NS" --as "$sa" 2>/dev/null || true)"
 	if [[ "$got" != "$1" ]]; then echo "smoke: can-i $2 $3 = $got, want $1" >&2; fail=1; fi
 }
 check yes create jobs.batch
