@@ -187,6 +187,8 @@ func checkRBAC(t *testing.T, ns string) {
 		{svcSA, "get", "secrets", ns, false},
 		{svcSA, "list", "secrets", ns, false},
 		{svcSA, "watch", "secrets", ns, false},
+		{svcSA, "update", "configmaps", ns, false}, // records are patched, never replaced
+		{svcSA, "list", "events.events.k8s.io", ns, false},
 		{svcSA, "create", "pods", ns, false},
 		{svcSA, "create", "pods/exec", ns, false},
 		{svcSA, "create", "rolebindings.rbac.authorization.k8s.io", ns, false},
@@ -206,7 +208,9 @@ func checkRBAC(t *testing.T, ns string) {
 		{jobSA, "create", "pods", ns, false},
 	}
 	for _, c := range cases {
-		args := []string{"auth", "can-i", c.verb, c.resource, "--as", c.as,
+		// "pods/log" would be read as the pod named log: subresources need --subresource.
+		res, sub, _ := strings.Cut(c.resource, "/")
+		args := []string{"auth", "can-i", c.verb, res, "--subresource=" + sub, "--as", c.as,
 			"--as-group", "system:serviceaccounts", "--as-group", "system:serviceaccounts:" + ns,
 			"--as-group", "system:authenticated"}
 		if c.ns != "" {
