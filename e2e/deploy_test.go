@@ -24,7 +24,9 @@ import (
 
 // deployConfig's task prints what the scenario checks inside the Job's container: the project
 // (env from the service), the uid (the chart's default pod security context) and whether a
-// service account token is mounted (the chart's job service account has none).
+// service account token is mounted (the chart's job service account has none). The second
+// action's Job cannot create its pod: only the Events informer (RBAC: list/watch events)
+// reports that, so it checks the chart's Role from the service's side.
 const deployConfig = `apiVersion: v2
 actions:
   - name: "Deployed"
@@ -37,6 +39,14 @@ actions:
         args:
           - -c
           - echo "deployed by helm for $(KEPTN_PROJECT)"; echo "uid=$(id -u)"; ls /var/run/secrets/kubernetes.io/serviceaccount/token 2>/dev/null || echo "no-sa-token"
+  - name: "Cannot start"
+    events:
+      - name: "sh.keptn.event.deployment.triggered"
+    tasks:
+      - name: "Missing account"
+        image: "busybox"
+        serviceAccount: "no-such-sa"
+        cmd: ["true"]
 `
 
 const (
@@ -65,6 +75,7 @@ func TestDeployHelm(t *testing.T) {
 		"--set", "remoteControlPlane.api.hostname="+api.Host,
 		"--set", "remoteControlPlane.api.token="+apiToken,
 		"--set", "jobConfig.labels."+jobLabelKey+"=one",
+		"--set-json", `extraEnv=[{"name":"FAIL_FAST_SECONDS","value":"2"}]`,
 		"--wait", "--timeout", "120s")
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -99,6 +110,17 @@ func TestDeployHelm(t *testing.T) {
 	}) {
 		t.FailNow()
 	}
+
+	t.Run("failed-create", func(t *testing.T) {
+		ev := triggered(t, "sh.keptn.event.deployment.triggered", nil)
+		started, err := sendSDK(t, svcURL, ev)
+		require.NoError(t, err)
+		require.NotNil(t, started, "no .started reply")
+		fin := waitEvent(t, api.Server, ev, "sh.keptn.event.deployment.finished", time.Minute)
+		assert.Equal(t, "errored", dataString(fin, "status"), string(fin.Raw))
+		assert.Contains(t, dataString(fin, "message"), "FailedCreate")
+		assert.Contains(t, dataString(fin, "message"), "no-such-sa")
+	})
 
 	t.Run("rbac", func(t *testing.T) { checkRBAC(t, ns) })
 
