@@ -43,6 +43,7 @@ type env struct {
 	FailFastAfter        time.Duration
 	ConfigCacheTTL       time.Duration
 	ShutdownGrace        time.Duration
+	ShutdownDelay        time.Duration
 	DedupRetention       time.Duration
 
 	Settings jobs.Settings
@@ -77,6 +78,7 @@ func readEnv(get func(string) string) (*env, error) {
 		FailFastAfter:        r.seconds("FAIL_FAST_SECONDS", 30),
 		ConfigCacheTTL:       r.seconds("CONFIG_CACHE_TTL_SECONDS", 10),
 		ShutdownGrace:        r.seconds("SHUTDOWN_GRACE_SECONDS", 20),
+		ShutdownDelay:        r.seconds("SHUTDOWN_DELAY_SECONDS", inPodDelay(get)),
 		DedupRetention:       r.seconds("DEDUP_RETENTION_SECONDS", 3600),
 	}
 	if e.ConfigurationService == "" && e.KeptnAPIEndpoint != "" {
@@ -110,6 +112,15 @@ const (
 	defaultPodSecurityContext = `{"runAsUser":1000,"runAsGroup":2000,"runAsNonRoot":true,"fsGroup":2000,"seccompProfile":{"type":"RuntimeDefault"}}`
 	defaultSecurityContext    = `{"privileged":false,"allowPrivilegeEscalation":false,"readOnlyRootFilesystem":true,"runAsNonRoot":true,"runAsUser":1000,"runAsGroup":2000,"capabilities":{"drop":["ALL"]},"seccompProfile":{"type":"RuntimeDefault"}}`
 )
+
+// inPodDelay is the default SHUTDOWN_DELAY_SECONDS: 5 in a Kubernetes pod (time for endpoint
+// updates to reach every node), 0 elsewhere.
+func inPodDelay(get func(string) string) int {
+	if get("KUBERNETES_SERVICE_HOST") != "" {
+		return 5
+	}
+	return 0
+}
 
 type reader struct {
 	get  func(string) string

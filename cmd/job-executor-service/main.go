@@ -120,12 +120,20 @@ func run() error {
 	srv.Drain()
 	graceCtx, stop := context.WithTimeout(context.Background(), e.ShutdownGrace)
 	defer stop()
+	delay := time.NewTimer(e.ShutdownDelay)
+	defer delay.Stop()
 	done := make(chan struct{})
 	go func() { proc.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-graceCtx.Done():
 		log.Warn("actions still running at shutdown", zap.Duration("grace", e.ShutdownGrace))
+	}
+	// In a pod, Service endpoints drop this pod only a few seconds after SIGTERM: stay and
+	// answer 503 until then, or new connections would go to a process that is gone.
+	select {
+	case <-delay.C:
+	case <-graceCtx.Done():
 	}
 	// Requests still open (redeliveries waiting for their first answer) get a moment.
 	httpCtx, stopHTTP := context.WithTimeout(context.Background(), 2*time.Second)

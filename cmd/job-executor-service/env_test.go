@@ -1,0 +1,78 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+)
+
+func getter(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestReadEnvDefaults(t *testing.T) {
+	e, err := readEnv(getter(nil))
+	require.NoError(t, err)
+	assert.Equal(t, 8080, e.Port)
+	assert.Equal(t, "/", e.Path)
+	assert.Equal(t, "keptn", e.Settings.Namespace)
+	assert.True(t, e.SSLVerify)
+	assert.Equal(t, int32(21600), e.Settings.TTLSecondsAfterFinished)
+	assert.Equal(t, "1", e.Settings.DefaultResources.Limits.Cpu().String())
+	assert.Equal(t, "512Mi", e.Settings.DefaultResources.Limits.Memory().String())
+	assert.Equal(t, "50m", e.Settings.DefaultResources.Requests.Cpu().String())
+	assert.Equal(t, "128Mi", e.Settings.DefaultResources.Requests.Memory().String())
+	sc := e.Settings.SecurityContext
+	assert.True(t, *sc.ReadOnlyRootFilesystem)
+	assert.True(t, *sc.RunAsNonRoot)
+	assert.False(t, *sc.AllowPrivilegeEscalation)
+	assert.Equal(t, []corev1.Capability{"ALL"}, sc.Capabilities.Drop)
+	assert.Equal(t, corev1.SeccompProfileTypeRuntimeDefault, e.Settings.PodSecurityContext.SeccompProfile.Type)
+	assert.Zero(t, e.ShutdownDelay, "outside a pod")
+	assert.Empty(t, e.ConfigurationService)
+}
+
+func TestReadEnv(t *testing.T) {
+	e, err := readEnv(getter(map[string]string{
+		"KEPTN_API_ENDPOINT":          "https://keptn.example.com/api/",
+		"HTTP_SSL_VERIFY":             "false",
+		"ALLOWED_IMAGE_LIST":          "docker.io/my-user/*, custom.registry.io/* ,",
+		"OAUTH_SCOPES":                "openid keptn,extra",
+		"JOB_LABELS":                  `{"team":"qa"}`,
+		"DEFAULT_SECURITY_CONTEXT":    "runAsUser: 7\nreadOnlyRootFilesystem: false\n",
+		"DEFAULT_RESOURCE_LIMITS_CPU": "2",
+		"TASK_DEADLINE_SECONDS":       "600",
+		"KUBERNETES_SERVICE_HOST":     "10.96.0.1",
+		"FAIL_FAST_SECONDS":           "7",
+	}))
+	require.NoError(t, err)
+	assert.Equal(t, "https://keptn.example.com/api", e.KeptnAPIEndpoint)
+	assert.Equal(t, "https://keptn.example.com/api/resource-service", e.ConfigurationService)
+	assert.False(t, e.SSLVerify)
+	assert.Equal(t, []string{"docker.io/my-user/*", "custom.registry.io/*"}, e.Settings.AllowedImages)
+	assert.Equal(t, []string{"openid", "keptn", "extra"}, e.OAuthScopes)
+	assert.Equal(t, map[string]string{"team": "qa"}, e.Settings.Labels)
+	assert.Equal(t, int64(7), *e.Settings.SecurityContext.RunAsUser)
+	assert.False(t, *e.Settings.SecurityContext.ReadOnlyRootFilesystem)
+	assert.Equal(t, "2", e.Settings.DefaultResources.Limits.Cpu().String())
+	assert.Equal(t, int64(600), e.Settings.TaskDeadlineSeconds)
+	assert.Equal(t, 5*time.Second, e.ShutdownDelay, "in a pod")
+	assert.Equal(t, 7*time.Second, e.FailFastAfter)
+}
+
+func TestReadEnvReportsEveryProblem(t *testing.T) {
+	_, err := readEnv(getter(map[string]string{
+		"RCV_PORT":                       "eighty",
+		"ALWAYS_SEND_FINISHED_EVENT":     "yes please",
+		"DEFAULT_RESOURCE_REQUESTS_CPU":  "lots",
+		"DEFAULT_POD_SECURITY_CONTEXT":   `{"runAsUsr": 1}`,
+		"MAX_CONCURRENT_ACTIONS":         "-1",
+		"DEFAULT_RESOURCE_LIMITS_MEMORY": "512Mi",
+	}))
+	require.Error(t, err)
+	for _, want := range []string{"RCV_PORT", "ALWAYS_SEND_FINISHED_EVENT", "DEFAULT_RESOURCE_REQUESTS_CPU", "DEFAULT_POD_SECURITY_CONTEXT", "runAsUsr", "MAX_CONCURRENT_ACTIONS"} {
+		assert.Contains(t, err.Error(), want)
+	}
+	assert.NotContains(t, err.Error(), "DEFAULT_RESOURCE_LIMITS_MEMORY")
+}
