@@ -489,7 +489,7 @@ up() {
   waitfor registry curl -sf "http://$REG/v2/"
   "$TOOLS/crane" digest --insecure "$REG/library/alpine:3.19" >/dev/null 2>&1 || testimages
   # The registry forgets on restart: bring back a service image the env file still names.
-  local img; img=$(sed -n 's/^JES_IMAGE=//p' "$K/e2e.env" 2>/dev/null)
+  local img; img=$(sed -n 's/^JES_IMAGE=//p' "$K/e2e.env" 2>/dev/null || true)
   if [ -n "$img" ] && ! "$TOOLS/crane" digest --insecure "$img" >/dev/null 2>&1; then
     ( serviceimage ) || log "warning: service image not rebuilt; run: make e2e-images"
   fi
