@@ -109,3 +109,26 @@ func TestHTTPSenderStopsOnContext(t *testing.T) {
 		t.Fatal("Send did not return after cancel")
 	}
 }
+
+// TestHTTPSenderStalledEndpoint: a request that hangs past the timeout is retried, not waited
+// on forever.
+func TestHTTPSenderStalledEndpoint(t *testing.T) {
+	var calls atomic.Int32
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			select { // stall the first attempt until the client gives up on it
+			case <-r.Context().Done():
+			case <-release:
+			}
+			return
+		}
+		w.WriteHeader(200)
+	}))
+	defer srv.Close()
+	defer close(release)
+	s, err := NewHTTPSender(srv.URL, HTTPSenderOptions{Timeout: 100 * time.Millisecond, Retry: fastRetry})
+	require.NoError(t, err)
+	require.NoError(t, s.Send(context.Background(), testEvent()))
+	assert.Equal(t, int32(2), calls.Load())
+}
