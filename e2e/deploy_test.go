@@ -205,6 +205,8 @@ func checkRBAC(t *testing.T, ns string) {
 		{svcSA, "list", "configmaps", ns, true},
 		{svcSA, "patch", "configmaps", ns, true},
 		{svcSA, "delete", "configmaps", ns, true},
+		{svcSA, "create", "leases.coordination.k8s.io", ns, true},
+		{svcSA, "update", "leases.coordination.k8s.io", ns, true},
 		// What it must not do.
 		{svcSA, "get", "secrets", ns, false},
 		{svcSA, "list", "secrets", ns, false},
@@ -220,6 +222,8 @@ func checkRBAC(t *testing.T, ns string) {
 		{svcSA, "create", "configmaps", "kube-system", false},
 		{svcSA, "get", "secrets", "kube-system", false},
 		{svcSA, "list", "namespaces", "", false},
+		{svcSA, "list", "leases.coordination.k8s.io", ns, false},
+		{svcSA, "update", "leases.coordination.k8s.io", "kube-system", false},
 		{svcSA, "list", "nodes", "", false},
 		// The Jobs' identity can do nothing.
 		{jobSA, "create", "jobs.batch", ns, false},

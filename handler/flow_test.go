@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 	batchv1 "k8s.io/api/batch/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
@@ -92,7 +93,8 @@ func newFlow(t *testing.T, fail map[string]bool, opts Options) *flowEnv {
 	opts.StartedViaSink = true
 	opts.Settings.Namespace = "keptn"
 	opts.Settings.InitImage = "job-executor-service:test"
-	opts.Records = jobs.NewRecords(client, "keptn")
+	opts.Records = jobs.NewRecords(client, "keptn", "test-instance")
+	opts.Instance = "test-instance"
 	f := &flowEnv{keptn: keptn, client: client, opts: opts, loader: loader, files: files, runner: runner, sender: sender}
 	f.restart(t)
 	return f
@@ -300,7 +302,7 @@ func TestFlowRecover(t *testing.T) {
 	in.SetExtension("gitcommitid", "c1")
 	decoded, err := decodeKeptn(in)
 	require.NoError(t, err)
-	records := jobs.NewRecords(f.client, "keptn")
+	records := jobs.NewRecords(f.client, "keptn", "test-instance")
 	_, err = records.Create(context.Background(), jobs.Record{Name: recordName(decoded), Event: decoded.Raw, Config: []byte(flowConfig), Level: "service"})
 	require.NoError(t, err)
 	require.NoError(t, records.MarkStarted(context.Background(), recordName(decoded)))
@@ -391,4 +393,42 @@ func TestFlowBurst(t *testing.T) {
 	}
 	assert.Equal(t, events, f.jobCount(t))
 	t.Logf("%d events, %d deliveries answered 429 and retried", events, busy.Load())
+}
+
+// TestFlowOrphans: after start-up, events of instances whose lease expired are taken over;
+// those of live instances are left to them.
+func TestFlowOrphans(t *testing.T) {
+	f := newFlow(t, nil, Options{})
+	ctx := context.Background()
+	in := f.deployment(t)
+	dead, err := decodeKeptn(in)
+	require.NoError(t, err)
+	other := in.Clone()
+	other.SetID("owned-by-a-live-instance")
+	live, err := decodeKeptn(other)
+	require.NoError(t, err)
+
+	_, err = jobs.NewRecords(f.client, "keptn", "dead-pod").Create(ctx, jobs.Record{Name: recordName(dead), Event: dead.Raw, Config: []byte(flowConfig), Level: "service"})
+	require.NoError(t, err)
+	_, err = jobs.NewRecords(f.client, "keptn", "live-pod").Create(ctx, jobs.Record{Name: recordName(live), Event: live.Raw, Config: []byte(flowConfig), Level: "service"})
+	require.NoError(t, err)
+	now, secs, holder := metav1.NewMicroTime(time.Now()), int32(30), "live-pod"
+	_, err = f.client.CoordinationV1().Leases("keptn").Create(ctx, &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: jobs.LeaseName("live-pod")},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: &holder, RenewTime: &now, LeaseDurationSeconds: &secs},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+
+	n, err := f.proc.recover(ctx, false)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n, "only the dead instance's event")
+	f.proc.Wait()
+	var triggered []string
+	for _, e := range f.keptn.Events() {
+		triggered = append(triggered, e.TypeName()+" "+e.Triggeredid)
+	}
+	assert.Equal(t, []string{
+		"sh.keptn.event.deployment.started " + in.ID(),
+		"sh.keptn.event.deployment.finished " + in.ID(),
+	}, triggered)
 }

@@ -36,13 +36,16 @@ type Records interface {
 	MarkStarted(ctx context.Context, name string) error
 	MarkFinished(ctx context.Context, name string, at time.Time) error
 	Unfinished(ctx context.Context) ([]jobs.Record, error)
+	Claim(ctx context.Context, r jobs.Record) (bool, error)
 	Prune(ctx context.Context, now time.Time, retention time.Duration) (int, error)
 }
 
 // Options tune the lifecycle; zero values get the defaults noted.
 type Options struct {
 	// Records, when set, make accepted events durable (crash recovery, redelivery after restart).
-	Records  Records
+	Records Records
+	// Instance is this process's owner name on event records (the pod name).
+	Instance string
 	Settings jobs.Settings
 	// AlwaysSendFinished answers a .triggered event whose config is missing with .started and an
 	// errored .finished, not only a log.error (ALWAYS_SEND_FINISHED_EVENT).
@@ -294,9 +297,15 @@ func (p *Processor) record(ctx context.Context, log *zap.Logger, fn func(Records
 	}
 }
 
-// Recover resumes every event whose record says it is unfinished: Jobs that exist are
-// adopted, the rest are created, and .finished is sent once. Call it once at start-up.
-func (p *Processor) Recover(ctx context.Context) (int, error) {
+// Recover resumes every unfinished event record that no live instance owns: this process's
+// own after a restart in the same pod, and those of instances that stopped renewing their
+// Lease. Jobs that exist are adopted, the rest created, and .finished is sent once. Call it
+// at start-up; Maintain calls orphans() later.
+func (p *Processor) Recover(ctx context.Context) (int, error) { return p.recover(ctx, true) }
+
+// recover resumes records; after start-up (atStart false) records this instance owns are
+// running here already and are left alone.
+func (p *Processor) recover(ctx context.Context, atStart bool) (int, error) {
 	if p.opts.Records == nil {
 		return 0, nil
 	}
@@ -306,11 +315,33 @@ func (p *Processor) Recover(ctx context.Context) (int, error) {
 	}
 	n := 0
 	for _, r := range recs {
-		log := p.log.With(zap.String("record", r.Name))
-		in, loaded, actions, err := fromRecord(r)
+		if p.ctx.Err() != nil {
+			break // shutting down: leave it to the next instance
+		}
+		if !atStart && r.Owner == p.opts.Instance {
+			continue
+		}
+		log := p.log.With(zap.String("record", r.Name), zap.String("previousOwner", r.Owner))
+		in, loaded, actions, parseErr := fromRecord(r)
+		if parseErr == nil {
+			p.mu.Lock()
+			_, running := p.events[in.Key()]
+			p.mu.Unlock()
+			if running {
+				continue
+			}
+		}
+		mine, err := p.opts.Records.Claim(ctx, r)
 		if err != nil {
-			// It can never run; without this it would be retried at every start.
-			log.Error("event record cannot be resumed; dropping it", zap.Error(err))
+			log.Warn("cannot claim event record", zap.Error(err))
+			continue
+		}
+		if !mine {
+			continue // its owner is alive, or another instance was faster
+		}
+		if parseErr != nil {
+			// It can never run; without this it would be retried forever.
+			log.Error("event record cannot be resumed; dropping it", zap.Error(parseErr))
 			p.record(ctx, log, func(rs Records) error { return rs.MarkFinished(ctx, r.Name, time.Now()) })
 			continue
 		}
@@ -354,17 +385,26 @@ func fromRecord(r jobs.Record) (*Incoming, *config.Loaded, []config.MatchedActio
 	return in, loaded, actions, nil
 }
 
-// Prune forgets finished event records older than the de-duplication retention, every
-// interval until ctx ends.
-func (p *Processor) Prune(ctx context.Context, interval time.Duration) {
+// Maintain resumes orphaned events (Recover) every interval and forgets finished records
+// older than the de-duplication retention, until ctx ends.
+func (p *Processor) Maintain(ctx context.Context, interval time.Duration) {
 	if p.opts.Records == nil {
 		return
 	}
+	var lastPrune time.Time
 	for {
-		if n, err := p.opts.Records.Prune(ctx, time.Now(), p.opts.DedupRetention); err != nil {
-			p.log.Warn("pruning event records failed", zap.Error(err))
+		if n, err := p.recover(ctx, false); err != nil {
+			p.log.Warn("looking for orphaned events failed", zap.Error(err))
 		} else if n > 0 {
-			p.log.Info("pruned finished event records", zap.Int("count", n))
+			p.log.Info("resumed orphaned events", zap.Int("count", n))
+		}
+		if time.Since(lastPrune) > 10*time.Minute {
+			lastPrune = time.Now()
+			if n, err := p.opts.Records.Prune(ctx, time.Now(), p.opts.DedupRetention); err != nil {
+				p.log.Warn("pruning event records failed", zap.Error(err))
+			} else if n > 0 {
+				p.log.Info("pruned finished event records", zap.Int("count", n))
+			}
 		}
 		select {
 		case <-ctx.Done():

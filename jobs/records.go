@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,6 +26,9 @@ const (
 	LabelFinished        = "job-executor-service/finished"
 	AnnotationStarted    = "job-executor-service/started-sent"
 	AnnotationFinishedAt = "job-executor-service/finished-at"
+	// AnnotationOwner names the instance running the event; the instance proves it is alive
+	// by renewing its Lease (see Heartbeat).
+	AnnotationOwner = "job-executor-service/owner"
 
 	recordEvent  = "event.json"
 	recordConfig = "config.yaml"
@@ -44,6 +48,10 @@ type Record struct {
 	Finished bool // .finished was delivered
 	// FinishedAt is when Finished was recorded (zero while unfinished).
 	FinishedAt time.Time
+	// Owner is the instance that runs the event.
+	Owner string
+
+	resourceVersion string // for claiming the record without racing another instance
 }
 
 // RecordName is the record's name for an event: the Jobs' prefix plus "ev".
@@ -51,16 +59,27 @@ func RecordName(eventSource, eventID string) string {
 	return namePrefix + eventHash(eventSource, eventID) + "-ev"
 }
 
-// Records stores event records in one namespace (JOB_NAMESPACE).
+// Records stores event records in one namespace (JOB_NAMESPACE) for one service instance.
 type Records struct {
 	client    kubernetes.Interface
 	namespace string
+	instance  string
+	lease     time.Duration
+	now       func() time.Time
 }
 
-// NewRecords returns a store in namespace.
-func NewRecords(client kubernetes.Interface, namespace string) *Records {
-	return &Records{client: client, namespace: namespace}
+// DefaultLeaseDuration is how long an instance that stopped renewing its Lease still owns its
+// events; after that any instance may resume them.
+const DefaultLeaseDuration = 30 * time.Second
+
+// NewRecords returns a store in namespace for the instance named instance (the pod name:
+// a container restarted in the same pod resumes its own events at once).
+func NewRecords(client kubernetes.Interface, namespace, instance string) *Records {
+	return &Records{client: client, namespace: namespace, instance: instance, lease: DefaultLeaseDuration, now: time.Now}
 }
+
+// WithLeaseDuration changes DefaultLeaseDuration (tests).
+func (s *Records) WithLeaseDuration(d time.Duration) *Records { s.lease = d; return s }
 
 // Create stores r unless a record of that name exists; then it returns the existing one
 // (a redelivered event) and stores nothing.
@@ -68,7 +87,8 @@ func (s *Records) Create(ctx context.Context, r Record) (existing *Record, err e
 	cm := &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: r.Name, Namespace: s.namespace,
-			Labels: map[string]string{LabelManagedBy: ManagedByValue, LabelComponent: ComponentEventRecord, LabelFinished: "false"},
+			Labels:      map[string]string{LabelManagedBy: ManagedByValue, LabelComponent: ComponentEventRecord, LabelFinished: "false"},
+			Annotations: map[string]string{AnnotationOwner: s.instance},
 		},
 		Immutable:  ptr(true), // data never changes; metadata (labels, annotations) still may
 		BinaryData: map[string][]byte{recordEvent: r.Event, recordConfig: r.Config},
@@ -163,9 +183,102 @@ func fromConfigMap(cm *corev1.ConfigMap) Record {
 		Level:    cm.Data[recordLevel],
 		Started:  cm.Annotations[AnnotationStarted] == "true",
 		Finished: cm.Labels[LabelFinished] == "true",
+		Owner:    cm.Annotations[AnnotationOwner],
+
+		resourceVersion: cm.ResourceVersion,
 	}
 	if sec, err := strconv.ParseInt(cm.Annotations[AnnotationFinishedAt], 10, 64); err == nil {
 		r.FinishedAt = time.Unix(sec, 0)
 	}
 	return r
+}
+
+// Claim makes this instance the owner of an unfinished record, unless its owner is alive
+// (its Lease is renewed). It reports whether this instance now owns the record. Two instances
+// claiming at once cannot both win: the update is conditional on the record's version.
+func (s *Records) Claim(ctx context.Context, r Record) (bool, error) {
+	if r.Owner == s.instance {
+		return true, nil
+	}
+	if r.Owner != "" {
+		alive, err := s.alive(ctx, r.Owner)
+		if err != nil || alive {
+			return false, err
+		}
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
+		"resourceVersion": r.resourceVersion,
+		"annotations":     map[string]string{AnnotationOwner: s.instance},
+	}})
+	if err != nil {
+		return false, err
+	}
+	_, err = s.client.CoreV1().ConfigMaps(s.namespace).Patch(ctx, r.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+	switch {
+	case err == nil:
+		return true, nil
+	case apierrors.IsConflict(err), apierrors.IsNotFound(err):
+		return false, nil // another instance was faster, or the record is gone
+	}
+	return false, fmt.Errorf("claiming event record %s/%s: %w", s.namespace, r.Name, err)
+}
+
+// LeaseName is the Lease of an instance: instance names (pod names) can be long.
+func LeaseName(instance string) string { return namePrefix + shortHash(instance) + "-owner" }
+
+func (s *Records) alive(ctx context.Context, instance string) (bool, error) {
+	l, err := s.client.CoordinationV1().Leases(s.namespace).Get(ctx, LeaseName(instance), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading the lease of instance %s: %w", instance, err)
+	}
+	if l.Spec.RenewTime == nil || l.Spec.LeaseDurationSeconds == nil {
+		return false, nil
+	}
+	expires := l.Spec.RenewTime.Add(time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second)
+	return s.now().Before(expires), nil
+}
+
+// Heartbeat keeps this instance's Lease renewed until ctx ends, then deletes it so that other
+// instances may resume what this one leaves unfinished right away. It calls onError for
+// failed renewals and keeps trying.
+func (s *Records) Heartbeat(ctx context.Context, onError func(error)) {
+	tick := time.NewTicker(max(s.lease/3, 10*time.Millisecond))
+	defer tick.Stop()
+	for {
+		if err := s.renew(ctx); err != nil && ctx.Err() == nil {
+			onError(err)
+		}
+		select {
+		case <-ctx.Done():
+			del, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = s.client.CoordinationV1().Leases(s.namespace).Delete(del, LeaseName(s.instance), metav1.DeleteOptions{})
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (s *Records) renew(ctx context.Context) error {
+	now := metav1.NewMicroTime(s.now())
+	secs := int32(max(s.lease/time.Second, 1))
+	leases := s.client.CoordinationV1().Leases(s.namespace)
+	l, err := leases.Get(ctx, LeaseName(s.instance), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = leases.Create(ctx, &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: LeaseName(s.instance), Namespace: s.namespace,
+				Labels: map[string]string{LabelManagedBy: ManagedByValue}},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: &s.instance, LeaseDurationSeconds: &secs, AcquireTime: &now, RenewTime: &now},
+		}, metav1.CreateOptions{})
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	l.Spec.HolderIdentity, l.Spec.LeaseDurationSeconds, l.Spec.RenewTime = &s.instance, &secs, &now
+	_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
+	return err
 }

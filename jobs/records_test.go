@@ -14,7 +14,7 @@ import (
 func TestRecords(t *testing.T) {
 	ctx := context.Background()
 	client := fake.NewClientset()
-	s := NewRecords(client, "keptn")
+	s := NewRecords(client, "keptn", "pod-a")
 	a := Record{Name: RecordName("src", "a"), Event: []byte(`{"id":"a"}`), Config: []byte("apiVersion: v2"), Level: "stage"}
 	b := Record{Name: RecordName("src", "b"), Event: []byte(`{"id":"b"}`), Config: []byte("apiVersion: v2"), Level: "service"}
 	assert.NotEqual(t, a.Name, b.Name)
@@ -66,4 +66,61 @@ func TestRecords(t *testing.T) {
 	assert.Error(t, err, "pruned")
 	_, err = client.CoreV1().ConfigMaps("keptn").Get(ctx, b.Name, metav1.GetOptions{})
 	assert.NoError(t, err, "unfinished records are never pruned")
+}
+
+func TestRecordsClaim(t *testing.T) {
+	ctx := context.Background()
+	client := fake.NewClientset()
+	now := time.Unix(1_700_000_000, 0)
+	clock := func() time.Time { return now }
+	a := NewRecords(client, "keptn", "pod-a")
+	b := NewRecords(client, "keptn", "pod-b")
+	c := NewRecords(client, "keptn", "pod-c")
+	for _, s := range []*Records{a, b, c} {
+		s.now = clock
+	}
+	_, err := a.Create(ctx, Record{Name: RecordName("src", "1"), Event: []byte("{}"), Level: "service"})
+	require.NoError(t, err)
+	require.NoError(t, a.renew(ctx), "pod-a is alive")
+
+	recs, err := b.Unfinished(ctx)
+	require.NoError(t, err)
+	require.Len(t, recs, 1)
+	assert.Equal(t, "pod-a", recs[0].Owner)
+	mine, err := a.Claim(ctx, recs[0])
+	require.NoError(t, err)
+	assert.True(t, mine, "an instance owns what it created")
+	mine, err = b.Claim(ctx, recs[0])
+	require.NoError(t, err)
+	assert.False(t, mine, "the owner's lease is fresh")
+
+	now = now.Add(DefaultLeaseDuration + time.Second) // pod-a stopped renewing
+	mine, err = b.Claim(ctx, recs[0])
+	require.NoError(t, err)
+	assert.True(t, mine, "an expired owner's record is taken over")
+	recs, err = c.Unfinished(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, "pod-b", recs[0].Owner)
+
+	// That a claim based on an outdated read loses needs a real API server (the fake
+	// clientset ignores resourceVersion): e2e/records_test.go.
+
+	// A graceful stop deletes the lease: the records are free at once.
+	hctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { b.Heartbeat(hctx, func(err error) { t.Error(err) }); close(done) }()
+	require.Eventually(t, func() bool {
+		_, err := client.CoordinationV1().Leases("keptn").Get(ctx, LeaseName("pod-b"), metav1.GetOptions{})
+		return err == nil
+	}, 10*time.Second, 5*time.Millisecond)
+	mine, err = c.Claim(ctx, recs[0])
+	require.NoError(t, err)
+	assert.False(t, mine, "pod-b is alive")
+	stop()
+	<-done
+	recs, err = c.Unfinished(ctx)
+	require.NoError(t, err)
+	mine, err = c.Claim(ctx, recs[0])
+	require.NoError(t, err)
+	assert.True(t, mine, "pod-b is gone")
 }

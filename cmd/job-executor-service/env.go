@@ -45,6 +45,8 @@ type env struct {
 	ShutdownGrace        time.Duration
 	ShutdownDelay        time.Duration
 	DedupRetention       time.Duration
+	Instance             string // INSTANCE_ID: who owns the events this process runs
+	InstanceLease        time.Duration
 
 	Settings jobs.Settings
 }
@@ -80,7 +82,11 @@ func readEnv(get func(string) string) (*env, error) {
 		ShutdownGrace:        r.seconds("SHUTDOWN_GRACE_SECONDS", 20),
 		ShutdownDelay:        r.seconds("SHUTDOWN_DELAY_SECONDS", inPodDelay(get)),
 		DedupRetention:       r.seconds("DEDUP_RETENTION_SECONDS", 3600),
+		InstanceLease:        r.seconds("INSTANCE_LEASE_SECONDS", 30),
 	}
+	// In a pod HOSTNAME is the pod name: a container restarted in the same pod is the same
+	// instance and resumes its events at once.
+	e.Instance = r.str("INSTANCE_ID", hostname())
 	if e.ConfigurationService == "" && e.KeptnAPIEndpoint != "" {
 		e.ConfigurationService = e.KeptnAPIEndpoint + "/resource-service"
 	}
@@ -197,6 +203,13 @@ func (r *reader) object(name, def string, out any) {
 	if err := yaml.UnmarshalStrict([]byte(v), out); err != nil {
 		r.errs = append(r.errs, fmt.Sprintf("%s: %v", name, err))
 	}
+}
+
+func hostname() string {
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "job-executor-service"
 }
 
 // osGet is the real environment; tests pass a map.

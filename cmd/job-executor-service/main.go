@@ -74,6 +74,7 @@ func run() error {
 		return config.CollectFiles(ctx, src, ref, level, paths, e.MaxFileBytes)
 	}
 	runner := jobs.NewRunner(kube, log, jobs.RunnerOptions{MaxLogBytes: e.MaxTaskLogBytes, StuckGrace: e.FailFastAfter})
+	records := jobs.NewRecords(kube, e.Settings.Namespace, e.Instance).WithLeaseDuration(e.InstanceLease)
 	proc := handler.NewProcessor(ctx, loader, files, runner, sender, log, metrics, handler.Options{
 		Settings:             e.Settings,
 		AlwaysSendFinished:   e.AlwaysSendFinished,
@@ -82,15 +83,19 @@ func run() error {
 		MaxQueuedEvents:      e.MaxQueuedEvents,
 		MaxMessageBytes:      e.MaxMessageBytes,
 		DedupRetention:       e.DedupRetention,
-		Records:              jobs.NewRecords(kube, e.Settings.Namespace),
+		Records:              records,
+		Instance:             e.Instance,
 	})
-	// Resume what a previous process left unfinished before taking new events.
+	// Prove this instance alive to the others, then resume what a previous process of this
+	// pod (or a dead instance) left unfinished, before taking new events; keep looking for
+	// orphans while running.
+	go records.Heartbeat(ctx, func(err error) { log.Warn("renewing the instance lease failed", zap.Error(err)) })
 	if n, err := proc.Recover(ctx); err != nil {
-		log.Error("recovering unfinished events failed; they resume at the next start", zap.Error(err))
+		log.Error("recovering unfinished events failed; retrying in the background", zap.Error(err))
 	} else if n > 0 {
 		log.Info("resumed unfinished events", zap.Int("count", n))
 	}
-	go proc.Prune(ctx, 10*time.Minute)
+	go proc.Maintain(ctx, e.InstanceLease/2)
 	srv := handler.NewServer(proc, log, handler.ServerOptions{
 		Path: e.Path, MaxBodyBytes: e.MaxBodyBytes, Gatherer: reg, Token: e.Token,
 		Ready: func(ctx context.Context) error {
