@@ -250,6 +250,21 @@ func TestKeptnSourceOAuth(t *testing.T) {
 	}
 	assert.Equal(t, 1, tokenCalls, "token is reused")
 
+	// Outgoing events use the same OAuth client (Transport): a Bearer token, not x-token.
+	var gotAuth, gotToken string
+	mux.HandleFunc("/api/v1/event", func(w http.ResponseWriter, r *http.Request) {
+		gotAuth, gotToken = r.Header.Get("Authorization"), r.Header.Get("x-token")
+		w.WriteHeader(http.StatusOK)
+	})
+	req, err := http.NewRequest(http.MethodPost, srv.URL+"/api/v1/event", strings.NewReader("{}"))
+	require.NoError(t, err)
+	res, err := (&http.Client{Transport: src.Transport()}).Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+	assert.Equal(t, "Bearer tok-1", gotAuth)
+	assert.Empty(t, gotToken)
+	assert.Equal(t, 1, tokenCalls, "the token is shared with resource reads")
+
 	_, err = NewKeptnSource(srv.URL, WithOAuth("id", "secret", "", nil))
 	assert.ErrorContains(t, err, "discovery URL")
 }
@@ -276,4 +291,16 @@ func TestKeptnSourceTimeout(t *testing.T) {
 	_, err = src.Get(context.Background(), Ref{Project: "p"}, LevelProject, "job/config.yaml")
 	require.Error(t, err)
 	assert.NotErrorIs(t, err, ErrNotFound)
+}
+
+func TestKeptnSourceTransportToken(t *testing.T) {
+	var got string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = r.Header.Get("x-token") }))
+	defer srv.Close()
+	src, err := NewKeptnSource(srv.URL, WithToken("t0k"))
+	require.NoError(t, err)
+	res, err := (&http.Client{Transport: src.Transport()}).Post(srv.URL+"/v1/event", "application/json", strings.NewReader("{}"))
+	require.NoError(t, err)
+	res.Body.Close()
+	assert.Equal(t, "t0k", got)
 }
