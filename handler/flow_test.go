@@ -419,7 +419,7 @@ func TestFlowOrphans(t *testing.T) {
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)
 
-	n, err := f.proc.recover(ctx, false)
+	n, err := f.proc.resume(ctx, false)
 	require.NoError(t, err)
 	assert.Equal(t, 1, n, "only the dead instance's event")
 	f.proc.Wait()

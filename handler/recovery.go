@@ -17,11 +17,11 @@ import (
 // own after a restart in the same pod, and those of instances that stopped renewing their
 // Lease. Jobs that exist are adopted, the rest created, and .finished is sent once. Call it
 // at start-up; Maintain looks for orphans later.
-func (p *Processor) Recover(ctx context.Context) (int, error) { return p.recover(ctx, true) }
+func (p *Processor) Recover(ctx context.Context) (int, error) { return p.resume(ctx, true) }
 
-// recover resumes records; after start-up (atStart false) records this instance owns are
+// resume resumes records; after start-up (atStart false) records this instance owns are
 // running here already and are left alone.
-func (p *Processor) recover(ctx context.Context, atStart bool) (int, error) {
+func (p *Processor) resume(ctx context.Context, atStart bool) (int, error) {
 	if p.opts.Records == nil {
 		return 0, nil
 	}
@@ -109,7 +109,7 @@ func (p *Processor) Maintain(ctx context.Context, interval time.Duration) {
 	}
 	var lastPrune time.Time
 	for {
-		if n, err := p.recover(ctx, false); err != nil {
+		if n, err := p.resume(ctx, false); err != nil {
 			p.log.Warn("looking for orphaned events failed", zap.Error(err))
 		} else if n > 0 {
 			p.log.Info("resumed orphaned events", zap.Int("count", n))
