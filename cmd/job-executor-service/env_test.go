@@ -1,11 +1,13 @@
 package main
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -75,4 +77,34 @@ func TestReadEnvReportsEveryProblem(t *testing.T) {
 		assert.Contains(t, err.Error(), want)
 	}
 	assert.NotContains(t, err.Error(), "DEFAULT_RESOURCE_LIMITS_MEMORY")
+}
+
+func TestWiringModes(t *testing.T) {
+	tests := []struct {
+		name        string
+		env         map[string]string
+		wantSource  string
+		wantSender  string
+		wantStarted bool // .started also through the sender
+	}{
+		{"local directory, no Keptn", map[string]string{"JOB_CONFIG_DIR": "/configs"}, "config.DirSource", "handler.LogSender", true},
+		{"direct Keptn API", map[string]string{"KEPTN_API_ENDPOINT": "http://keptn/api", "KEPTN_API_TOKEN": "t"}, "*config.KeptnSource", "*handler.HTTPSender", true},
+		{"distributor sidecar", map[string]string{"CONFIGURATION_SERVICE": "http://127.0.0.1:8081/resource-service", "EVENTBROKER": "http://127.0.0.1:8081/event"}, "*config.KeptnSource", "*handler.HTTPSender", true},
+		{"knative", map[string]string{"CONFIGURATION_SERVICE": "http://resource-service:8080", "K_SINK": "http://broker"}, "*config.KeptnSource", "*handler.HTTPSender", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := readEnv(getter(tc.env))
+			require.NoError(t, err)
+			src, err := configSource(e)
+			require.NoError(t, err)
+			assert.Equal(t, tc.wantSource, fmt.Sprintf("%T", src))
+			sender, started, err := eventSender(e, src, zap.NewNop(), nil)
+			require.NoError(t, err)
+			assert.Equal(t, tc.wantSender, fmt.Sprintf("%T", sender))
+			assert.Equal(t, tc.wantStarted, started)
+		})
+	}
+	_, err := configSource(&env{})
+	assert.ErrorContains(t, err, "JOB_CONFIG_DIR")
 }
