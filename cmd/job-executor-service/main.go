@@ -6,10 +6,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -34,10 +36,41 @@ func main() {
 		}
 		return
 	}
+	// Check job configs before uploading them: job-executor-service lint job/config.yaml ...
+	if len(os.Args) >= 2 && os.Args[1] == "lint" {
+		os.Exit(lint(os.Args[2:], os.Stdout))
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "job-executor-service:", err)
 		os.Exit(1)
 	}
+}
+
+// lint parses and validates each job config file as the service would, printing
+// "<file>: <problem>" lines; the exit code is 1 when any file has a problem.
+func lint(files []string, out io.Writer) int {
+	if len(files) == 0 {
+		fmt.Fprintln(out, "usage: job-executor-service lint FILE...")
+		return 2
+	}
+	rc := 0
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err == nil {
+			_, err = config.Parse(data)
+		}
+		if err != nil {
+			rc = 1
+			for _, line := range strings.Split(err.Error(), "\n") {
+				if line = strings.TrimSpace(line); line != "" {
+					fmt.Fprintf(out, "%s: %s\n", f, line)
+				}
+			}
+			continue
+		}
+		fmt.Fprintf(out, "%s: ok\n", f)
+	}
+	return rc
 }
 
 func run() error {
