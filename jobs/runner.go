@@ -233,7 +233,9 @@ func (r *Runner) finished(ctx context.Context, job *batchv1.Job, task string, lo
 			continue
 		}
 		switch c.Type {
-		case batchv1.JobComplete, batchv1.JobSuccessCriteriaMet:
+		// Success waits for Complete (not the earlier SuccessCriteriaMet): by then the Job's
+		// status shows the succeeded pod, as anyone looking after .finished expects.
+		case batchv1.JobComplete:
 			res := Result{Succeeded: true, Reason: ReasonCompleted, Logs: r.logs(ctx, job)}
 			if job.Status.CompletionTime != nil {
 				res.End = job.Status.CompletionTime.Time
