@@ -200,6 +200,9 @@ func TestCleanFilePath(t *testing.T) {
 		{"a/./b", "", true},
 		{"a//b", "", true},
 		{"a\\b", "", true},
+		{"a/..data/x", "", true}, // the ConfigMap volume's own entries start with ".."
+		{"..hidden", "", true},
+		{"a/.hidden", "a/.hidden", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {

@@ -213,5 +213,11 @@ func CleanFilePath(p string) (string, error) {
 	if s == ".." || strings.HasPrefix(s, "../") {
 		return "", fmt.Errorf("file path %q leaves the resource directory", p)
 	}
+	// Task files are projected from a ConfigMap volume, whose own entries start with "..".
+	for _, part := range strings.Split(s, "/") {
+		if strings.HasPrefix(part, "..") {
+			return "", fmt.Errorf("file path %q: elements may not start with \"..\"", p)
+		}
+	}
 	return s, nil
 }

@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"fmt"
-	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -401,7 +400,7 @@ func filesConfigMap(files map[string][]byte, name, ns string, labels map[string]
 	items := make([]corev1.KeyToPath, 0, len(paths))
 	seen := map[string]string{}
 	for i, p := range paths {
-		clean, err := cleanFilePath(p)
+		clean, err := config.CleanFilePath(p)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -420,24 +419,6 @@ func filesConfigMap(files map[string][]byte, name, ns string, labels map[string]
 		BinaryData: data,
 	}
 	return cm, items, nil
-}
-
-// cleanFilePath makes p relative to /keptn and refuses paths that would leave it or that
-// the kubelet rejects (".." elements, "..data"-style names it uses for its own links).
-func cleanFilePath(p string) (string, error) {
-	clean := strings.TrimLeft(path.Clean("/"+p), "/")
-	if clean == "" {
-		return "", fmt.Errorf("file path %q names no file", p)
-	}
-	for _, part := range strings.Split(clean, "/") {
-		if strings.HasPrefix(part, "..") {
-			return "", fmt.Errorf("file path %q: elements may not start with \"..\"", p)
-		}
-	}
-	if strings.ContainsRune(clean, 0) {
-		return "", fmt.Errorf("file path %q contains a NUL byte", p)
-	}
-	return clean, nil
 }
 
 func formatSize(n int) string {
