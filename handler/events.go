@@ -139,8 +139,8 @@ func finishedEvent(in *Incoming, ok bool, message string, start, end time.Time) 
 // errorLogEvent reports a problem that has no .finished to carry it (e.g. a missing config).
 func errorLogEvent(in *Incoming, message string) cloudevents.Event {
 	task := ""
-	if parts := strings.Split(in.Event.Type(), "."); len(parts) == 5 && strings.HasPrefix(in.Event.Type(), "sh.keptn.event.") {
-		task = parts[3]
+	if strings.HasPrefix(in.Event.Type(), "sh.keptn.event.") {
+		task, _, _ = keptnv2.ParseTaskEventType(in.Event.Type()) // "" for anything else
 	}
 	return response(in, keptnv2.ErrorLogEventName, keptnv2.ErrorLogEvent{Message: message, IntegrationID: Source, Task: task})
 }
