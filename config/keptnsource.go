@@ -2,8 +2,6 @@ package config
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -13,64 +11,31 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/keptn/go-utils/pkg/api/models"
-	"golang.org/x/oauth2"
-	"golang.org/x/oauth2/clientcredentials"
 )
 
 // KeptnSource reads resources from Keptn's resource-service API, e.g.
 // http://api-gateway-nginx/api/resource-service or, through the distributor,
 // http://127.0.0.1:8081/resource-service.
 //
-// It has its own HTTP client: TLS verification stays on unless
-// WithInsecureSkipVerify is given (go-utils' client disables it process-wide).
+// It authenticates through the transport it is given (see NewKeptnTransport), which the
+// service shares with its outgoing events to the Keptn API; go-utils' client is not used
+// because it disables TLS verification process-wide.
 type KeptnSource struct {
 	base     string
-	token    string
 	pageSize int
-	oauth    *oauthConfig
-
-	mu     sync.Mutex
-	client *http.Client // with OAuth: created lazily after discovery
-	plain  *http.Client
-}
-
-type oauthConfig struct {
-	clientID, clientSecret, discoveryURL string
-	scopes                               []string
+	client   *http.Client
 }
 
 type keptnOptions struct {
-	token    string
-	insecure bool
-	rootCAs  *x509.CertPool
 	timeout  time.Duration
 	pageSize int
-	oauth    *oauthConfig
 }
 
 // KeptnOption configures NewKeptnSource.
 type KeptnOption func(*keptnOptions)
-
-// WithToken sends token in the x-token header (KEPTN_API_TOKEN).
-func WithToken(token string) KeptnOption { return func(o *keptnOptions) { o.token = token } }
-
-// WithOAuth authenticates with OAuth2 client credentials; the token URL is read
-// from the OIDC discovery document at discoveryURL (OAUTH_DISCOVERY).
-func WithOAuth(clientID, clientSecret, discoveryURL string, scopes []string) KeptnOption {
-	return func(o *keptnOptions) {
-		o.oauth = &oauthConfig{clientID: clientID, clientSecret: clientSecret, discoveryURL: discoveryURL, scopes: scopes}
-	}
-}
-
-// WithInsecureSkipVerify disables TLS certificate verification (HTTP_SSL_VERIFY=false).
-func WithInsecureSkipVerify() KeptnOption { return func(o *keptnOptions) { o.insecure = true } }
-
-// WithRootCAs trusts pool instead of the system roots.
-func WithRootCAs(pool *x509.CertPool) KeptnOption { return func(o *keptnOptions) { o.rootCAs = pool } }
 
 // WithTimeout bounds each HTTP request (default 30s).
 func WithTimeout(d time.Duration) KeptnOption { return func(o *keptnOptions) { o.timeout = d } }
@@ -81,8 +46,10 @@ func WithPageSize(n int) KeptnOption { return func(o *keptnOptions) { o.pageSize
 // maxResponseBytes bounds one API response; resources are base64 in JSON.
 const maxResponseBytes = 64 << 20
 
-// NewKeptnSource returns a Source for the resource-service at baseURL.
-func NewKeptnSource(baseURL string, opts ...KeptnOption) (*KeptnSource, error) {
+// NewKeptnSource returns a Source for the resource-service at baseURL. It sends its requests
+// through transport, normally built by NewKeptnTransport with the Keptn credentials; nil
+// means NewKeptnTransport() (no credentials, TLS verification on).
+func NewKeptnSource(baseURL string, transport http.RoundTripper, opts ...KeptnOption) (*KeptnSource, error) {
 	o := keptnOptions{timeout: 30 * time.Second, pageSize: 50}
 	for _, opt := range opts {
 		opt(&o)
@@ -91,69 +58,16 @@ func NewKeptnSource(baseURL string, opts ...KeptnOption) (*KeptnSource, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("invalid resource-service URL %q: need http(s)://host[/path]", baseURL)
 	}
-	if o.oauth != nil && o.oauth.discoveryURL == "" {
-		return nil, errors.New("OAuth needs a discovery URL")
+	if transport == nil {
+		if transport, err = NewKeptnTransport(); err != nil {
+			return nil, err
+		}
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		RootCAs:            o.rootCAs,
-		InsecureSkipVerify: o.insecure, //nolint:gosec // explicit opt-in (HTTP_SSL_VERIFY=false)
-	}
-	plain := &http.Client{Transport: tr, Timeout: o.timeout}
-	s := &KeptnSource{
+	return &KeptnSource{
 		base:     strings.TrimRight(baseURL, "/"),
-		token:    o.token,
 		pageSize: max(o.pageSize, 1),
-		oauth:    o.oauth,
-		plain:    plain,
-	}
-	if o.oauth == nil {
-		s.client = plain
-	}
-	return s, nil
-}
-
-// httpClient returns the client for API calls, doing OIDC discovery on first use
-// (and again after a failure) so that the constructor needs no network.
-func (s *KeptnSource) httpClient(ctx context.Context) (*http.Client, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.client != nil {
-		return s.client, nil
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.oauth.discoveryURL, nil)
-	if err != nil {
-		return nil, fmt.Errorf("OAuth discovery: %w", err)
-	}
-	resp, err := s.plain.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("OAuth discovery: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("OAuth discovery %s: HTTP %d", s.oauth.discoveryURL, resp.StatusCode)
-	}
-	var doc struct {
-		TokenEndpoint string `json:"token_endpoint"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&doc); err != nil || doc.TokenEndpoint == "" {
-		return nil, fmt.Errorf("OAuth discovery %s: no token_endpoint in document", s.oauth.discoveryURL)
-	}
-	cc := clientcredentials.Config{
-		ClientID:     s.oauth.clientID,
-		ClientSecret: s.oauth.clientSecret,
-		TokenURL:     doc.TokenEndpoint,
-		Scopes:       s.oauth.scopes,
-	}
-	// The token source outlives this request, so it gets a background context
-	// carrying our TLS-configured client.
-	tctx := context.WithValue(context.Background(), oauth2.HTTPClient, s.plain)
-	s.client = &http.Client{
-		Transport: &oauth2.Transport{Source: cc.TokenSource(tctx), Base: s.plain.Transport},
-		Timeout:   s.plain.Timeout,
-	}
-	return s.client, nil
+		client:   &http.Client{Transport: transport, Timeout: o.timeout},
+	}, nil
 }
 
 // levelPath is the API path of a level's resources collection.
@@ -181,19 +95,12 @@ func levelPath(ref Ref, level Level) (string, error) {
 }
 
 func (s *KeptnSource) get(ctx context.Context, rawURL string, out any) error {
-	client, err := s.httpClient(ctx)
-	if err != nil {
-		return err
-	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Accept", "application/json")
-	if s.token != "" {
-		req.Header.Set("x-token", s.token)
-	}
-	resp, err := client.Do(req)
+	resp, err := s.client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -299,22 +206,4 @@ func (s *KeptnSource) List(ctx context.Context, ref Ref, level Level, dir string
 		key = page.NextPageKey
 	}
 	return nil, fmt.Errorf("listing %s resources under %s: more than %d pages", level, dir, maxPages)
-}
-
-// Transport authenticates like the source (x-token or OAuth) over the same TLS settings:
-// the service sends its outgoing events to the same Keptn API with it.
-func (s *KeptnSource) Transport() http.RoundTripper { return keptnTransport{s} }
-
-type keptnTransport struct{ s *KeptnSource }
-
-func (t keptnTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	client, err := t.s.httpClient(req.Context())
-	if err != nil {
-		return nil, err
-	}
-	if t.s.token != "" {
-		req = req.Clone(req.Context())
-		req.Header.Set("x-token", t.s.token)
-	}
-	return client.Transport.RoundTrip(req)
 }

@@ -4,9 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
-	"io"
-	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -117,45 +114,13 @@ func newFakeKeptn() *fakeResourceService {
 	}
 }
 
-func TestKeptnSourceTLS(t *testing.T) {
-	fake := newFakeKeptn()
-	srv := httptest.NewUnstartedServer(fake)
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the rejected handshake is expected
-	srv.StartTLS()
-	defer srv.Close()
-	ctx := context.Background()
-	ref := Ref{Project: "sockshop", Stage: "dev", Service: "carts", CommitID: "abc123"}
-
-	strict, err := NewKeptnSource(srv.URL+"/api/resource-service", WithToken("secret-token"))
-	require.NoError(t, err)
-	_, err = strict.Get(ctx, ref, LevelService, "job/config.yaml")
-	require.Error(t, err, "self-signed certificate must be rejected by default")
-	assert.Contains(t, err.Error(), "certificate")
-	assert.False(t, errors.Is(err, ErrNotFound))
-
-	insecure, err := NewKeptnSource(srv.URL+"/api/resource-service", WithToken("secret-token"), WithInsecureSkipVerify())
-	require.NoError(t, err)
-	b, err := insecure.Get(ctx, ref, LevelService, "job/config.yaml")
-	require.NoError(t, err)
-	assert.Equal(t, "service", string(b))
-
-	trusted, err := NewKeptnSource(srv.URL+"/api/resource-service", WithToken("secret-token"), WithRootCAs(srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs))
-	require.NoError(t, err)
-	_, err = trusted.Get(ctx, ref, LevelService, "job/config.yaml")
-	require.NoError(t, err)
-
-	// The default transport is untouched (go-utils' client used to flip it process-wide).
-	assert.True(t, http.DefaultTransport.(*http.Transport).TLSClientConfig == nil ||
-		!http.DefaultTransport.(*http.Transport).TLSClientConfig.InsecureSkipVerify)
-}
-
 func TestKeptnSourceGetAndList(t *testing.T) {
 	fake := newFakeKeptn()
 	srv := httptest.NewServer(fake)
 	defer srv.Close()
 	ctx := context.Background()
 	ref := Ref{Project: "sockshop", Stage: "dev", Service: "carts", CommitID: "abc123"}
-	src, err := NewKeptnSource(srv.URL+"/api/resource-service/", WithToken("secret-token"), WithPageSize(2), WithTimeout(5*time.Second))
+	src, err := NewKeptnSource(srv.URL+"/api/resource-service/", mustTransport(t, WithToken("secret-token")), WithPageSize(2), WithTimeout(5*time.Second))
 	require.NoError(t, err)
 
 	for level, want := range map[Level]string{LevelService: "service", LevelStage: "stage", LevelProject: "project"} {
@@ -208,7 +173,7 @@ func TestKeptnSourceGetAndList(t *testing.T) {
 	assert.False(t, last.URL.Query().Has("gitCommitID"))
 
 	// Wrong token: a clear non-404 error.
-	bad, err := NewKeptnSource(srv.URL+"/api/resource-service", WithToken("wrong"))
+	bad, err := NewKeptnSource(srv.URL+"/api/resource-service", mustTransport(t, WithToken("wrong")))
 	require.NoError(t, err)
 	_, err = bad.Get(ctx, ref, LevelService, "job/config.yaml")
 	require.Error(t, err)
@@ -216,62 +181,9 @@ func TestKeptnSourceGetAndList(t *testing.T) {
 	assert.Contains(t, err.Error(), "HTTP 401")
 }
 
-func TestKeptnSourceOAuth(t *testing.T) {
-	fake := newFakeKeptn()
-	fake.token = ""
-	fake.bearer = "tok-1"
-	var tokenCalls int
-	mux := http.NewServeMux()
-	mux.Handle("/api/", fake)
-	var srv *httptest.Server
-	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
-		_ = json.NewEncoder(w).Encode(map[string]string{"token_endpoint": srv.URL + "/token"})
-	})
-	mux.HandleFunc("/token", func(w http.ResponseWriter, r *http.Request) {
-		tokenCalls++
-		_ = r.ParseForm()
-		if r.Form.Get("grant_type") != "client_credentials" || r.Form.Get("scope") != "keptn:read" {
-			http.Error(w, "bad grant", http.StatusBadRequest)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"access_token":"tok-1","token_type":"Bearer","expires_in":3600}`))
-	})
-	srv = httptest.NewTLSServer(mux)
-	defer srv.Close()
-
-	src, err := NewKeptnSource(srv.URL+"/api/resource-service", WithInsecureSkipVerify(), WithOAuth("id", "secret", srv.URL+"/.well-known/openid-configuration", []string{"keptn:read"}))
-	require.NoError(t, err)
-	ref := Ref{Project: "sockshop", Stage: "dev", Service: "carts", CommitID: "c"}
-	for range 2 {
-		b, err := src.Get(context.Background(), ref, LevelService, "job/config.yaml")
-		require.NoError(t, err)
-		assert.Equal(t, "service", string(b))
-	}
-	assert.Equal(t, 1, tokenCalls, "token is reused")
-
-	// Outgoing events use the same OAuth client (Transport): a Bearer token, not x-token.
-	var gotAuth, gotToken string
-	mux.HandleFunc("/api/v1/event", func(w http.ResponseWriter, r *http.Request) {
-		gotAuth, gotToken = r.Header.Get("Authorization"), r.Header.Get("x-token")
-		w.WriteHeader(http.StatusOK)
-	})
-	req, err := http.NewRequest(http.MethodPost, srv.URL+"/api/v1/event", strings.NewReader("{}"))
-	require.NoError(t, err)
-	res, err := (&http.Client{Transport: src.Transport()}).Do(req)
-	require.NoError(t, err)
-	res.Body.Close()
-	assert.Equal(t, "Bearer tok-1", gotAuth)
-	assert.Empty(t, gotToken)
-	assert.Equal(t, 1, tokenCalls, "the token is shared with resource reads")
-
-	_, err = NewKeptnSource(srv.URL, WithOAuth("id", "secret", "", nil))
-	assert.ErrorContains(t, err, "discovery URL")
-}
-
 func TestNewKeptnSourceBadURL(t *testing.T) {
 	for _, u := range []string{"", "ftp://x", "http://", "::"} {
-		_, err := NewKeptnSource(u)
+		_, err := NewKeptnSource(u, nil)
 		assert.Error(t, err, u)
 	}
 }
@@ -286,21 +198,9 @@ func TestKeptnSourceTimeout(t *testing.T) {
 	}))
 	defer srv.Close()
 	defer close(block)
-	src, err := NewKeptnSource(srv.URL, WithTimeout(50*time.Millisecond))
+	src, err := NewKeptnSource(srv.URL, nil, WithTimeout(50*time.Millisecond))
 	require.NoError(t, err)
 	_, err = src.Get(context.Background(), Ref{Project: "p"}, LevelProject, "job/config.yaml")
 	require.Error(t, err)
 	assert.NotErrorIs(t, err, ErrNotFound)
-}
-
-func TestKeptnSourceTransportToken(t *testing.T) {
-	var got string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = r.Header.Get("x-token") }))
-	defer srv.Close()
-	src, err := NewKeptnSource(srv.URL, WithToken("t0k"))
-	require.NoError(t, err)
-	res, err := (&http.Client{Transport: src.Transport()}).Post(srv.URL+"/v1/event", "application/json", strings.NewReader("{}"))
-	require.NoError(t, err)
-	res.Body.Close()
-	assert.Equal(t, "t0k", got)
 }

@@ -78,7 +78,9 @@ func newFlow(t *testing.T, fail map[string]bool, opts Options) *flowEnv {
 	api := httptest.NewServer(keptn.Handler())
 	t.Cleanup(api.Close)
 
-	src, err := config.NewKeptnSource(api.URL+"/resource-service", config.WithToken(token))
+	tr, err := config.NewKeptnTransport(config.WithToken(token))
+	require.NoError(t, err)
+	src, err := config.NewKeptnSource(api.URL+"/resource-service", tr)
 	require.NoError(t, err)
 	loader := config.NewLoader(src)
 	files := func(ctx context.Context, ref config.Ref, level config.Level, paths []string) (map[string][]byte, error) {

@@ -96,15 +96,17 @@ func TestWiringModes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e, err := readEnv(getter(tc.env))
 			require.NoError(t, err)
-			src, err := configSource(e)
+			keptn, err := keptnTransport(e)
+			require.NoError(t, err)
+			src, err := configSource(e, keptn)
 			require.NoError(t, err)
 			assert.Equal(t, tc.wantSource, fmt.Sprintf("%T", src))
-			sender, started, err := eventSender(e, src, zap.NewNop(), nil)
+			sender, started, err := eventSender(e, keptn, zap.NewNop(), nil)
 			require.NoError(t, err)
 			assert.Equal(t, tc.wantSender, fmt.Sprintf("%T", sender))
 			assert.Equal(t, tc.wantStarted, started)
 		})
 	}
-	_, err := configSource(&env{})
+	_, err := configSource(&env{}, nil)
 	assert.ErrorContains(t, err, "JOB_CONFIG_DIR")
 }

@@ -88,14 +88,18 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	src, err := configSource(e)
+	keptn, err := keptnTransport(e)
+	if err != nil {
+		return err
+	}
+	src, err := configSource(e, keptn)
 	if err != nil {
 		return err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := handler.NewMetrics(reg)
-	sender, startedViaSink, err := eventSender(e, src, log, metrics)
+	sender, startedViaSink, err := eventSender(e, keptn, log, metrics)
 	if err != nil {
 		return err
 	}
@@ -203,34 +207,54 @@ func kubeClient() (kubernetes.Interface, error) {
 	return kubernetes.NewForConfig(cfg)
 }
 
-func configSource(e *env) (config.Source, error) {
+func configSource(e *env, keptn http.RoundTripper) (config.Source, error) {
 	switch {
 	case e.ConfigDir != "":
 		return config.DirSource{Root: e.ConfigDir}, nil
 	case e.ConfigurationService != "":
-		return config.NewKeptnSource(e.ConfigurationService, keptnAuth(e)...)
+		return config.NewKeptnSource(e.ConfigurationService, keptn)
 	}
 	return nil, errors.New("no job config source: set JOB_CONFIG_DIR, KEPTN_API_ENDPOINT or CONFIGURATION_SERVICE")
 }
 
-func keptnAuth(e *env) []config.KeptnOption {
-	var opts []config.KeptnOption
+// keptnTransport is the one authenticated transport for the resource-service and the Keptn
+// API's /v1/event, so that both use the same token or OAuth client; nil without Keptn.
+func keptnTransport(e *env) (http.RoundTripper, error) {
+	if e.KeptnAPIEndpoint == "" && e.ConfigurationService == "" {
+		return nil, nil
+	}
+	return config.NewKeptnTransport(keptnAuth(e)...)
+}
+
+func keptnAuth(e *env) []config.TransportOption {
+	opts := keptnTLS(e)
 	if e.KeptnAPIToken != "" {
 		opts = append(opts, config.WithToken(e.KeptnAPIToken))
 	}
 	if e.OAuthClientID != "" {
 		opts = append(opts, config.WithOAuth(e.OAuthClientID, e.OAuthClientSecret, e.OAuthDiscovery, e.OAuthScopes))
 	}
-	if !e.SSLVerify {
-		opts = append(opts, config.WithInsecureSkipVerify())
-	}
 	return opts
+}
+
+// keptnTLS is HTTP_SSL_VERIFY alone, for the transports that carry no credentials.
+func keptnTLS(e *env) []config.TransportOption {
+	if !e.SSLVerify {
+		return []config.TransportOption{config.WithInsecureSkipVerify()}
+	}
+	return nil
 }
 
 // eventSender picks where outgoing events go. Knative (K_SINK) gets .started in the HTTP reply,
 // so only the others also send it through the sender.
-func eventSender(e *env, src config.Source, log *zap.Logger, m *handler.Metrics) (handler.Sender, bool, error) {
-	opts := handler.HTTPSenderOptions{InsecureSkipVerify: !e.SSLVerify, Log: log, Metrics: m}
+func eventSender(e *env, keptn http.RoundTripper, log *zap.Logger, m *handler.Metrics) (handler.Sender, bool, error) {
+	// A Knative broker or the distributor must never see the Keptn token: they get a transport
+	// with our TLS settings only.
+	plain, err := config.NewKeptnTransport(keptnTLS(e)...)
+	if err != nil {
+		return nil, false, err
+	}
+	opts := handler.HTTPSenderOptions{Transport: plain, Log: log, Metrics: m}
 	switch {
 	case e.Sink != "":
 		s, err := handler.NewHTTPSender(e.Sink, opts)
@@ -239,11 +263,7 @@ func eventSender(e *env, src config.Source, log *zap.Logger, m *handler.Metrics)
 		s, err := handler.NewHTTPSender(e.EventBroker, opts)
 		return s, true, err
 	case e.KeptnAPIEndpoint != "":
-		if ks, ok := src.(*config.KeptnSource); ok {
-			opts.Transport = ks.Transport() // same token or OAuth client as for resources
-		} else if e.KeptnAPIToken != "" {
-			opts.Headers = map[string]string{"x-token": e.KeptnAPIToken}
-		}
+		opts.Transport = keptn // same token or OAuth client as for resources
 		s, err := handler.NewHTTPSender(e.KeptnAPIEndpoint+"/v1/event", opts)
 		return s, true, err
 	}
