@@ -1,10 +1,16 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
+	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
@@ -109,4 +115,49 @@ func TestWiringModes(t *testing.T) {
 	}
 	_, err := configSource(&env{}, nil)
 	assert.ErrorContains(t, err, "JOB_CONFIG_DIR")
+}
+
+// The Keptn token goes to the Keptn API only, never to a Knative sink or the distributor.
+func TestSenderCredentials(t *testing.T) {
+	var mu sync.Mutex
+	got := map[string]string{} // path -> x-token
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		got[r.URL.Path] = r.Header.Get("x-token")
+	}))
+	defer srv.Close()
+	keptn := map[string]string{"KEPTN_API_ENDPOINT": srv.URL, "KEPTN_API_TOKEN": "secret"}
+	tests := []struct {
+		name, key, path, wantToken string
+	}{
+		{"Keptn API", "", "/v1/event", "secret"},
+		{"knative", "K_SINK", "/sink", ""},
+		{"distributor", "EVENTBROKER", "/event", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			vars := maps.Clone(keptn)
+			if tc.key != "" {
+				vars[tc.key] = srv.URL + tc.path
+			}
+			e, err := readEnv(getter(vars))
+			require.NoError(t, err)
+			tr, err := keptnTransport(e)
+			require.NoError(t, err)
+			require.NotNil(t, tr, "the Keptn transport exists in every case")
+			sender, _, err := eventSender(e, tr, zap.NewNop(), nil)
+			require.NoError(t, err)
+			ev := cloudevents.NewEvent()
+			ev.SetID("1")
+			ev.SetSource("test")
+			ev.SetType("sh.keptn.event.test.finished")
+			require.NoError(t, sender.Send(context.Background(), ev))
+			mu.Lock()
+			defer mu.Unlock()
+			token, ok := got[tc.path]
+			require.True(t, ok, "event sent to %s", tc.path)
+			assert.Equal(t, tc.wantToken, token)
+		})
+	}
 }
