@@ -54,11 +54,6 @@ type Record struct {
 	resourceVersion string // for claiming the record without racing another instance
 }
 
-// RecordName is the record's name for an event: the Jobs' prefix plus "ev".
-func RecordName(eventSource, eventID string) string {
-	return namePrefix + eventHash(eventSource, eventID) + "-ev"
-}
-
 // Records stores event records in one namespace (JOB_NAMESPACE) for one service instance.
 type Records struct {
 	client    kubernetes.Interface
@@ -222,9 +217,6 @@ func (s *Records) Claim(ctx context.Context, r Record) (bool, error) {
 	}
 	return false, fmt.Errorf("claiming event record %s/%s: %w", s.namespace, r.Name, err)
 }
-
-// LeaseName is the Lease of an instance: instance names (pod names) can be long.
-func LeaseName(instance string) string { return namePrefix + shortHash(instance) + "-owner" }
 
 func (s *Records) alive(ctx context.Context, instance string) (bool, error) {
 	l, err := s.client.CoordinationV1().Leases(s.namespace).Get(ctx, LeaseName(instance), metav1.GetOptions{})

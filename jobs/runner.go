@@ -490,32 +490,10 @@ func readTail(r io.Reader, max int) (string, error) {
 			buf = append(buf[:0], buf[cut:]...)
 		}
 		if errors.Is(err, io.EOF) {
-			return boundLogs(string(buf), max, dropped), nil
+			return BoundLogsDropped(string(buf), max, dropped), nil
 		}
 		if err != nil {
-			return boundLogs(string(buf), max, dropped), err
+			return BoundLogsDropped(string(buf), max, dropped), err
 		}
 	}
-}
-
-// BoundLogs keeps the last max bytes of s (never splitting a UTF-8 character) and says
-// how much was cut: "[... N bytes truncated ...]\n" + tail.
-func BoundLogs(s string, max int) string { return boundLogs(s, max, 0) }
-
-func boundLogs(s string, max, dropped int) string {
-	if max < 0 {
-		max = 0
-	}
-	if len(s) > max {
-		cut := len(s) - max
-		for cut < len(s) && !utf8.RuneStart(s[cut]) {
-			cut++
-		}
-		dropped += cut
-		s = s[cut:]
-	}
-	if dropped == 0 {
-		return s
-	}
-	return fmt.Sprintf("[... %d bytes truncated ...]\n%s", dropped, s)
 }

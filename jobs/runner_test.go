@@ -382,24 +382,6 @@ func TestRunCreateFails(t *testing.T) {
 	assert.Equal(t, ReasonCreateFailed, e.runner.Run(e.ctx, nil).Reason)
 }
 
-func TestBoundLogs(t *testing.T) {
-	cases := []struct {
-		in   string
-		max  int
-		want string
-	}{
-		{"short", 10, "short"},
-		{"", 0, ""},
-		{"0123456789", 10, "0123456789"},
-		{"0123456789abc", 10, "[... 3 bytes truncated ...]\n3456789abc"},
-		{"xäy", 2, "[... 3 bytes truncated ...]\ny"}, // never half a character
-		{"abc", 0, "[... 3 bytes truncated ...]\n"},
-	}
-	for _, tc := range cases {
-		assert.Equal(t, tc.want, BoundLogs(tc.in, tc.max), "%q %d", tc.in, tc.max)
-	}
-}
-
 func TestReadTail(t *testing.T) {
 	big := strings.Repeat("0123456789", 100_000) + "END"
 	got, err := readTail(strings.NewReader(big), 64<<10)
