@@ -6,12 +6,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -30,7 +28,7 @@ import (
 func main() {
 	// The same image is the Jobs' init container, which copies task files into /keptn.
 	if len(os.Args) == 4 && os.Args[1] == "copy-files" {
-		if err := jobs.CopyTree(os.Args[2], os.Args[3]); err != nil {
+		if err := copyTree(os.Args[2], os.Args[3]); err != nil {
 			fmt.Fprintln(os.Stderr, "copy-files:", err)
 			os.Exit(1)
 		}
@@ -44,33 +42,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "job-executor-service:", err)
 		os.Exit(1)
 	}
-}
-
-// lint parses and validates each job config file as the service would, printing
-// "<file>: <problem>" lines; the exit code is 1 when any file has a problem.
-func lint(files []string, out io.Writer) int {
-	if len(files) == 0 {
-		fmt.Fprintln(out, "usage: job-executor-service lint FILE...")
-		return 2
-	}
-	rc := 0
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err == nil {
-			_, err = config.Parse(data)
-		}
-		if err != nil {
-			rc = 1
-			for _, line := range strings.Split(err.Error(), "\n") {
-				if line = strings.TrimSpace(line); line != "" {
-					fmt.Fprintf(out, "%s: %s\n", f, line)
-				}
-			}
-			continue
-		}
-		fmt.Fprintf(out, "%s: ok\n", f)
-	}
-	return rc
 }
 
 func run() error {
