@@ -23,6 +23,7 @@ import (
 	"github.com/keptn-contrib/job-executor-service/config"
 	"github.com/keptn-contrib/job-executor-service/handler"
 	"github.com/keptn-contrib/job-executor-service/jobs"
+	"github.com/keptn-contrib/job-executor-service/jobs/records"
 )
 
 func main() {
@@ -78,7 +79,7 @@ func run() error {
 		return config.CollectFiles(ctx, src, ref, level, paths, e.MaxFileBytes)
 	}
 	runner := jobs.NewRunner(kube, log, jobs.RunnerOptions{MaxLogBytes: e.MaxTaskLogBytes, StuckGrace: e.FailFastAfter})
-	records := jobs.NewRecords(kube, e.Settings.Namespace, e.Instance).WithLeaseDuration(e.InstanceLease)
+	records := records.New(kube, e.Settings.Namespace, e.Instance).WithLeaseDuration(e.InstanceLease)
 	proc := handler.NewProcessor(ctx, loader, files, runner, sender, log, metrics, handler.Options{
 		Settings:             e.Settings,
 		AlwaysSendFinished:   e.AlwaysSendFinished,
