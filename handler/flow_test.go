@@ -28,6 +28,7 @@ import (
 	"github.com/keptn-contrib/job-executor-service/e2e/keptnapi"
 	"github.com/keptn-contrib/job-executor-service/jobs"
 	"github.com/keptn-contrib/job-executor-service/jobs/records"
+	"github.com/keptn-contrib/job-executor-service/jobs/run"
 )
 
 // fakeKubelet finishes every Job created in the fake cluster: Failed for tasks named in fail,
@@ -87,7 +88,7 @@ func newFlow(t *testing.T, fail map[string]bool, opts Options) *flowEnv {
 	}
 	client := fake.NewClientset()
 	fakeKubelet(t, client, fail)
-	runner := jobs.NewRunner(client, zap.NewNop(), jobs.RunnerOptions{})
+	runner := run.New(client, zap.NewNop(), run.Options{})
 	t.Cleanup(runner.Watcher().Stop)
 	sender, err := NewHTTPSender(api.URL+"/v1/event", HTTPSenderOptions{Headers: map[string]string{"x-token": token}})
 	require.NoError(t, err)

@@ -23,7 +23,7 @@ type ConfigLoader interface {
 // FileCollector reads a task's files from the config source, at the level the config came from.
 type FileCollector func(ctx context.Context, ref config.Ref, level config.Level, paths []string) (map[string][]byte, error)
 
-// TaskRunner runs one built Job to its end (jobs.Runner).
+// TaskRunner runs one built Job to its end (run.Runner).
 type TaskRunner interface {
 	Run(ctx context.Context, b *jobs.Built) jobs.Result
 }

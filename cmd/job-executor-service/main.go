@@ -22,8 +22,8 @@ import (
 
 	"github.com/keptn-contrib/job-executor-service/config"
 	"github.com/keptn-contrib/job-executor-service/handler"
-	"github.com/keptn-contrib/job-executor-service/jobs"
 	"github.com/keptn-contrib/job-executor-service/jobs/records"
+	jobrun "github.com/keptn-contrib/job-executor-service/jobs/run"
 )
 
 func main() {
@@ -78,7 +78,7 @@ func run() error {
 	files := func(ctx context.Context, ref config.Ref, level config.Level, paths []string) (map[string][]byte, error) {
 		return config.CollectFiles(ctx, src, ref, level, paths, e.MaxFileBytes)
 	}
-	runner := jobs.NewRunner(kube, log, jobs.RunnerOptions{MaxLogBytes: e.MaxTaskLogBytes, StuckGrace: e.FailFastAfter})
+	runner := jobrun.New(kube, log, jobrun.Options{MaxLogBytes: e.MaxTaskLogBytes, FailFastAfter: e.FailFastAfter})
 	records := records.New(kube, e.Settings.Namespace, e.Instance).WithLeaseDuration(e.InstanceLease)
 	proc := handler.NewProcessor(ctx, loader, files, runner, sender, log, metrics, handler.Options{
 		Settings:             e.Settings,
