@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/keptn-contrib/job-executor-service/jobs"
+	"github.com/keptn-contrib/job-executor-service/jobs/records"
 )
 
 // TestReliabilityInstances runs two service instances on one job namespace: a live instance's
@@ -68,11 +69,11 @@ func TestRecordClaimRace(t *testing.T) {
 	client, err := kubernetes.NewForConfig(cfg)
 	require.NoError(t, err)
 	ctx := context.Background()
-	dead := jobs.NewRecords(client, ns, "dead-instance") // never renews a lease
-	_, err = dead.Create(ctx, jobs.Record{Name: jobs.RecordName("race", "1"), Event: []byte("{}"), Level: "service"})
+	dead := records.New(client, ns, "dead-instance") // never renews a lease
+	_, err = dead.Create(ctx, records.Record{Name: jobs.RecordName("race", "1"), Event: []byte("{}"), Level: "service"})
 	require.NoError(t, err)
 
-	b, c := jobs.NewRecords(client, ns, "instance-b"), jobs.NewRecords(client, ns, "instance-c")
+	b, c := records.New(client, ns, "instance-b"), records.New(client, ns, "instance-c")
 	recsB, err := b.Unfinished(ctx)
 	require.NoError(t, err)
 	recsC, err := c.Unfinished(ctx)

@@ -30,6 +30,7 @@ import (
 
 	"github.com/keptn-contrib/job-executor-service/e2e/keptnapi"
 	"github.com/keptn-contrib/job-executor-service/jobs"
+	"github.com/keptn-contrib/job-executor-service/jobs/records"
 )
 
 const (
@@ -226,8 +227,8 @@ func relRecordFinished(t *testing.T, ns string, ev cloudevents.Event) string {
 	t.Helper()
 	var cm corev1.ConfigMap
 	relKubeList(t, &cm, "configmap", "-n", ns, jobs.RecordName(ev.Source(), ev.ID()))
-	assert.Equal(t, jobs.ComponentEventRecord, cm.Labels[jobs.LabelComponent])
-	return cm.Labels[jobs.LabelFinished]
+	assert.Equal(t, records.ComponentEventRecord, cm.Labels[records.LabelComponent])
+	return cm.Labels[records.LabelFinished]
 }
 
 // relWaitRunning waits until the Job's pod runs its container (the task is mid-way).

@@ -27,6 +27,8 @@ import (
 	"github.com/keptn-contrib/job-executor-service/config"
 	"github.com/keptn-contrib/job-executor-service/e2e/keptnapi"
 	"github.com/keptn-contrib/job-executor-service/jobs"
+	"github.com/keptn-contrib/job-executor-service/jobs/records"
+	"github.com/keptn-contrib/job-executor-service/jobs/run"
 )
 
 // fakeKubelet finishes every Job created in the fake cluster: Failed for tasks named in fail,
@@ -88,14 +90,14 @@ func newFlow(t *testing.T, fail map[string]bool, opts Options) *flowEnv {
 	}
 	client := fake.NewClientset()
 	fakeKubelet(t, client, fail)
-	runner := jobs.NewRunner(client, zap.NewNop(), jobs.RunnerOptions{})
+	runner := run.New(client, zap.NewNop(), run.Options{})
 	t.Cleanup(runner.Watcher().Stop)
 	sender, err := NewHTTPSender(api.URL+"/v1/event", HTTPSenderOptions{Headers: map[string]string{"x-token": token}})
 	require.NoError(t, err)
 	opts.StartedViaSink = true
 	opts.Settings.Namespace = "keptn"
 	opts.Settings.InitImage = "job-executor-service:test"
-	opts.Records = jobs.NewRecords(client, "keptn", "test-instance")
+	opts.Records = records.New(client, "keptn", "test-instance")
 	opts.Instance = "test-instance"
 	f := &flowEnv{keptn: keptn, client: client, opts: opts, loader: loader, files: files, runner: runner, sender: sender}
 	f.restart(t)
@@ -304,10 +306,10 @@ func TestFlowRecover(t *testing.T) {
 	in.SetExtension("gitcommitid", "c1")
 	decoded, err := decodeKeptn(in)
 	require.NoError(t, err)
-	records := jobs.NewRecords(f.client, "keptn", "test-instance")
-	_, err = records.Create(context.Background(), jobs.Record{Name: recordName(decoded), Event: decoded.Raw, Config: []byte(flowConfig), Level: "service"})
+	store := records.New(f.client, "keptn", "test-instance")
+	_, err = store.Create(context.Background(), records.Record{Name: recordName(decoded), Event: decoded.Raw, Config: []byte(flowConfig), Level: "service"})
 	require.NoError(t, err)
-	require.NoError(t, records.MarkStarted(context.Background(), recordName(decoded)))
+	require.NoError(t, store.MarkStarted(context.Background(), recordName(decoded)))
 	// One Job exists already (the "apply" task's); it completes while no service is up.
 	loaded, err := config.NewLoaded([]byte(flowConfig), config.LevelService)
 	require.NoError(t, err)
@@ -325,7 +327,7 @@ func TestFlowRecover(t *testing.T) {
 	f.proc.Wait()
 	assert.Equal(t, []string{"sh.keptn.event.deployment.finished"}, f.types(), ".started was sent before the crash")
 	assert.Equal(t, 5, f.jobCount(t))
-	unfinished, err := records.Unfinished(context.Background())
+	unfinished, err := store.Unfinished(context.Background())
 	require.NoError(t, err)
 	assert.Empty(t, unfinished)
 	d := f.keptn.Events()[0].DataMap()
@@ -410,9 +412,9 @@ func TestFlowOrphans(t *testing.T) {
 	live, err := decodeKeptn(other)
 	require.NoError(t, err)
 
-	_, err = jobs.NewRecords(f.client, "keptn", "dead-pod").Create(ctx, jobs.Record{Name: recordName(dead), Event: dead.Raw, Config: []byte(flowConfig), Level: "service"})
+	_, err = records.New(f.client, "keptn", "dead-pod").Create(ctx, records.Record{Name: recordName(dead), Event: dead.Raw, Config: []byte(flowConfig), Level: "service"})
 	require.NoError(t, err)
-	_, err = jobs.NewRecords(f.client, "keptn", "live-pod").Create(ctx, jobs.Record{Name: recordName(live), Event: live.Raw, Config: []byte(flowConfig), Level: "service"})
+	_, err = records.New(f.client, "keptn", "live-pod").Create(ctx, records.Record{Name: recordName(live), Event: live.Raw, Config: []byte(flowConfig), Level: "service"})
 	require.NoError(t, err)
 	now, secs, holder := metav1.NewMicroTime(time.Now()), int32(30), "live-pod"
 	_, err = f.client.CoordinationV1().Leases("keptn").Create(ctx, &coordinationv1.Lease{

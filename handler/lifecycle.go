@@ -12,6 +12,7 @@ import (
 
 	"github.com/keptn-contrib/job-executor-service/config"
 	"github.com/keptn-contrib/job-executor-service/jobs"
+	"github.com/keptn-contrib/job-executor-service/jobs/records"
 )
 
 // ConfigLoader finds and parses the job config for an event (config.Loader).
@@ -22,19 +23,19 @@ type ConfigLoader interface {
 // FileCollector reads a task's files from the config source, at the level the config came from.
 type FileCollector func(ctx context.Context, ref config.Ref, level config.Level, paths []string) (map[string][]byte, error)
 
-// TaskRunner runs one built Job to its end (jobs.Runner).
+// TaskRunner runs one built Job to its end (run.Runner).
 type TaskRunner interface {
 	Run(ctx context.Context, b *jobs.Built) jobs.Result
 }
 
-// Records keep accepted events in the cluster (jobs.Records), for redeliveries after a
+// Records keep accepted events in the cluster (records.Store), for redeliveries after a
 // restart and for recovery.
 type Records interface {
-	Create(ctx context.Context, r jobs.Record) (existing *jobs.Record, err error)
+	Create(ctx context.Context, r records.Record) (existing *records.Record, err error)
 	MarkStarted(ctx context.Context, name string) error
 	MarkFinished(ctx context.Context, name string, at time.Time) error
-	Unfinished(ctx context.Context) ([]jobs.Record, error)
-	Claim(ctx context.Context, r jobs.Record) (bool, error)
+	Unfinished(ctx context.Context) ([]records.Record, error)
+	Claim(ctx context.Context, r records.Record) (bool, error)
 	Prune(ctx context.Context, now time.Time, retention time.Duration) (int, error)
 }
 
@@ -204,7 +205,7 @@ func (p *Processor) accept(ctx context.Context, in *Incoming, t *tracked, log *z
 	}
 	p.metrics.event("matched")
 	if p.opts.Records != nil {
-		rec := jobs.Record{Name: recordName(in), Event: in.Raw, Config: loaded.Raw, Level: loaded.Level.String()}
+		rec := records.Record{Name: recordName(in), Event: in.Raw, Config: loaded.Raw, Level: loaded.Level.String()}
 		existing, err := p.opts.Records.Create(ctx, rec)
 		if err != nil {
 			log.Error("cannot store the event record", zap.Error(err))

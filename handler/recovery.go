@@ -10,7 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/keptn-contrib/job-executor-service/config"
-	"github.com/keptn-contrib/job-executor-service/jobs"
+	"github.com/keptn-contrib/job-executor-service/jobs/records"
 )
 
 // Recover resumes every unfinished event record that no live instance owns: this process's
@@ -77,7 +77,7 @@ func (p *Processor) resume(ctx context.Context, atStart bool) (int, error) {
 	return n, nil
 }
 
-func fromRecord(r jobs.Record) (*Incoming, *config.Loaded, []config.MatchedAction, error) {
+func fromRecord(r records.Record) (*Incoming, *config.Loaded, []config.MatchedAction, error) {
 	var e cloudevents.Event
 	if err := json.Unmarshal(r.Event, &e); err != nil {
 		return nil, nil, nil, fmt.Errorf("event: %w", err)

@@ -226,7 +226,7 @@ func buildLabels(s Settings, in TaskInput, name string) (map[string]string, erro
 	// Ours are set last so installation labels cannot break watching or idempotency.
 	labels[LabelManagedBy] = ManagedByValue
 	labels[LabelKeptnContext] = LabelValue(in.Event.KeptnContext)
-	labels[LabelEventIDHash] = eventHash(in.Event.Source, in.Event.ID)
+	labels[LabelEventIDHash] = hashHex(in.Event.Source+"\x00"+in.Event.ID, eventHashDigits)
 	labels[LabelProject] = LabelValue(in.Event.Project)
 	labels[LabelStage] = LabelValue(in.Event.Stage)
 	labels[LabelService] = LabelValue(in.Event.Service)

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -312,7 +313,7 @@ func TestBuildDetails(t *testing.T) {
 	in := testInput(config.Task{Name: "x", Image: "alpine", MaxPollDuration: ptr(1200)})
 	b, err := Build(s, in)
 	require.NoError(t, err)
-	assert.Equal(t, "1200s", durationText(b.MaxPollDuration))
+	assert.Equal(t, 1200*time.Second, b.MaxPollDuration)
 	pod := b.Job.Spec.Template.Spec
 	assert.Equal(t, ptr(false), pod.AutomountServiceAccountToken)
 	assert.Equal(t, "job-executor-service-job", pod.ServiceAccountName)

@@ -15,7 +15,7 @@ const namePrefix = "jes-"
 // one event. The same event redelivered gets the same name, which is what makes Run
 // idempotent. The result is a DNS-1123 label of at most 62 characters for any input.
 func JobName(eventSource, eventID string, actionIdx, taskIdx int) string {
-	return namePrefix + eventHash(eventSource, eventID) + "-" + idx(actionIdx) + "-" + idx(taskIdx)
+	return namePrefix + hashHex(eventSource+"\x00"+eventID, eventHashDigits) + "-" + idx(actionIdx) + "-" + idx(taskIdx)
 }
 
 // idx formats an index; negative values (never produced by callers) become "n<abs>" so
@@ -27,18 +27,31 @@ func idx(i int) string {
 	return strconv.Itoa(i)
 }
 
-// eventHash is the first 16 hex digits (64 bits) of sha256(source NUL id); NUL keeps
-// ("ab","c") and ("a","bc") apart. Two events with the same hash would share Jobs and event
-// records, so the hash is long enough to make that practically impossible.
-func eventHash(source, id string) string {
-	sum := sha256.Sum256([]byte(source + "\x00" + id))
-	return hex.EncodeToString(sum[:])[:16]
+// eventHashDigits is the length of the hash of an event's source and ID (64 bits) in
+// Job and record names. Two events with the same hash would share Jobs and event records,
+// so it is long enough to make that practically impossible. The hashed key is
+// source+"\x00"+id: NUL keeps ("ab","c") and ("a","bc") apart.
+const eventHashDigits = 16
+
+// hashHex is the first digits hex digits of sha256(s), the one hash behind every
+// deterministic name and hashed value of this package.
+func hashHex(s string, digits int) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])[:digits]
 }
 
-func shortHash(s string) string {
-	sum := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(sum[:])[:10]
+// ConfigHash identifies a raw job config (TaskInput.ConfigHash, the LabelConfigHash
+// label): the first 16 hex digits of its sha256.
+func ConfigHash(raw []byte) string { return hashHex(string(raw), 16) }
+
+// RecordName is the name of the event record for an event: the Jobs' prefix plus "ev".
+func RecordName(eventSource, eventID string) string {
+	return namePrefix + hashHex(eventSource+"\x00"+eventID, eventHashDigits) + "-ev"
 }
+
+// LeaseName is the Lease of a service instance; instance names (pod names) can be long,
+// so the name holds a hash.
+func LeaseName(instance string) string { return namePrefix + hashHex(instance, 10) + "-owner" }
 
 // maxLabelValue is Kubernetes' limit for label values.
 const maxLabelValue = 63
@@ -62,7 +75,7 @@ func LabelValue(s string) string {
 	if len(v) <= maxLabelValue {
 		return v
 	}
-	h := shortHash(s)
+	h := hashHex(s, 10)
 	prefix := strings.TrimLeftFunc(v[:maxLabelValue-len(h)-1], func(r rune) bool { return !isAlnum(r) })
 	if prefix == "" {
 		return h

@@ -1,11 +1,16 @@
 package jobs
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/keptn-contrib/job-executor-service/config"
 )
 
 func TestJobName(t *testing.T) {
@@ -17,6 +22,29 @@ func TestJobName(t *testing.T) {
 	for _, id := range []string{"", "1", strings.Repeat("x", 1000)} {
 		name := JobName("s", id, 99, -3)
 		assert.Empty(t, validation.IsDNS1123Label(name), name)
+	}
+}
+
+// The names of event records and leases are stored in the cluster: they must not change.
+func TestRecordAndLeaseName(t *testing.T) {
+	assert.Equal(t, "jes-e032b428294860fa-ev", RecordName("src", "a"))
+	assert.NotEqual(t, RecordName("ab", "c"), RecordName("a", "bc"))
+	assert.Equal(t, "jes-bffeebb7e4-owner", LeaseName("job-executor-service-7d9f8c6b5-x2x9q"))
+	assert.Empty(t, validation.IsDNS1123Subdomain(LeaseName(strings.Repeat("x", 300))))
+}
+
+// ConfigHash is the hash config.Loaded carries, so that either may label a Job.
+func TestConfigHash(t *testing.T) {
+	assert.Equal(t, "2445b33e2e3490cf", ConfigHash([]byte("apiVersion: v2\n")))
+	files, err := filepath.Glob(filepath.Join("..", "config", "testdata", "valid", "*.yaml"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		require.NoError(t, err)
+		loaded, err := config.NewLoaded(raw, config.LevelService)
+		require.NoError(t, err, f)
+		assert.Equal(t, loaded.Hash, ConfigHash(raw), f)
 	}
 }
 
@@ -36,6 +64,7 @@ func TestLabelValue(t *testing.T) {
 	}
 	long1, long2 := LabelValue(strings.Repeat("a", 64)), LabelValue(strings.Repeat("a", 65))
 	assert.Len(t, long1, 63)
+	assert.Equal(t, strings.Repeat("a", 52)+"-ffe054fe7a", long1)
 	assert.NotEqual(t, long1, long2, "long values keep a hash of the whole input")
 	assert.Empty(t, validation.IsValidLabelValue(LabelValue(strings.Repeat("_", 70)+"x")))
 }

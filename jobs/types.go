@@ -1,5 +1,12 @@
-// Package jobs turns job config tasks into Kubernetes Jobs (Build, a pure function) and
-// runs them: create, watch with informers, collect logs (Runner).
+// Package jobs turns a job config task into the Kubernetes objects that run it (Build:
+// the Job and its files ConfigMap) and owns every deterministic name and label of those
+// objects (JobName, RecordName, LeaseName, LabelValue, ConfigHash) and the bounding of task
+// logs. Everything here is pure and deterministic: the same input always gives the same
+// output, which the golden files in testdata pin.
+//
+// It must not talk to Kubernetes or any network, read files, log or keep state: creating
+// and watching the objects is jobs/run, event records and leases are jobs/records.
+// pure_test.go fails when the package starts to depend on client-go or a logger.
 package jobs
 
 import (

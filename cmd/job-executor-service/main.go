@@ -6,12 +6,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -24,13 +22,14 @@ import (
 
 	"github.com/keptn-contrib/job-executor-service/config"
 	"github.com/keptn-contrib/job-executor-service/handler"
-	"github.com/keptn-contrib/job-executor-service/jobs"
+	"github.com/keptn-contrib/job-executor-service/jobs/records"
+	jobrun "github.com/keptn-contrib/job-executor-service/jobs/run"
 )
 
 func main() {
 	// The same image is the Jobs' init container, which copies task files into /keptn.
 	if len(os.Args) == 4 && os.Args[1] == "copy-files" {
-		if err := jobs.CopyTree(os.Args[2], os.Args[3]); err != nil {
+		if err := copyTree(os.Args[2], os.Args[3]); err != nil {
 			fmt.Fprintln(os.Stderr, "copy-files:", err)
 			os.Exit(1)
 		}
@@ -44,33 +43,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "job-executor-service:", err)
 		os.Exit(1)
 	}
-}
-
-// lint parses and validates each job config file as the service would, printing
-// "<file>: <problem>" lines; the exit code is 1 when any file has a problem.
-func lint(files []string, out io.Writer) int {
-	if len(files) == 0 {
-		fmt.Fprintln(out, "usage: job-executor-service lint FILE...")
-		return 2
-	}
-	rc := 0
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err == nil {
-			_, err = config.Parse(data)
-		}
-		if err != nil {
-			rc = 1
-			for _, line := range strings.Split(err.Error(), "\n") {
-				if line = strings.TrimSpace(line); line != "" {
-					fmt.Fprintf(out, "%s: %s\n", f, line)
-				}
-			}
-			continue
-		}
-		fmt.Fprintf(out, "%s: ok\n", f)
-	}
-	return rc
 }
 
 func run() error {
@@ -110,8 +82,8 @@ func run() error {
 	files := func(ctx context.Context, ref config.Ref, level config.Level, paths []string) (map[string][]byte, error) {
 		return config.CollectFiles(ctx, src, ref, level, paths, e.MaxFileBytes)
 	}
-	runner := jobs.NewRunner(kube, log, jobs.RunnerOptions{MaxLogBytes: e.MaxTaskLogBytes, StuckGrace: e.FailFastAfter})
-	records := jobs.NewRecords(kube, e.Settings.Namespace, e.Instance).WithLeaseDuration(e.InstanceLease)
+	runner := jobrun.New(kube, log, jobrun.Options{MaxLogBytes: e.MaxTaskLogBytes, FailFastAfter: e.FailFastAfter})
+	records := records.New(kube, e.Settings.Namespace, e.Instance).WithLeaseDuration(e.InstanceLease)
 	proc := handler.NewProcessor(ctx, loader, files, runner, sender, log, metrics, handler.Options{
 		Settings:             e.Settings,
 		AlwaysSendFinished:   e.AlwaysSendFinished,

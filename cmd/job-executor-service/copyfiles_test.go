@@ -1,4 +1,4 @@
-package jobs
+package main
 
 import (
 	"io/fs"
@@ -43,7 +43,7 @@ func TestCopyTree(t *testing.T) {
 	}
 	src := configMapVolume(t, files)
 	dst := filepath.Join(t.TempDir(), "keptn")
-	require.NoError(t, CopyTree(src, dst))
+	require.NoError(t, copyTree(src, dst))
 
 	got := map[string]string{}
 	require.NoError(t, filepath.WalkDir(dst, func(p string, d fs.DirEntry, err error) error {
@@ -65,7 +65,7 @@ func TestCopyTree(t *testing.T) {
 	assert.Equal(t, files, got, "all files copied, ..data and ..<ts> not copied as such")
 
 	// Copying again (init container restarted) overwrites cleanly.
-	require.NoError(t, CopyTree(src, dst))
+	require.NoError(t, copyTree(src, dst))
 }
 
 func TestCopyTreeRefusesLinksOutside(t *testing.T) {
@@ -73,7 +73,7 @@ func TestCopyTreeRefusesLinksOutside(t *testing.T) {
 	outside := filepath.Join(t.TempDir(), "secret")
 	require.NoError(t, os.WriteFile(outside, []byte("secret"), 0o600))
 	require.NoError(t, os.Symlink(outside, filepath.Join(src, "evil")))
-	err := CopyTree(src, filepath.Join(t.TempDir(), "dst"))
+	err := copyTree(src, filepath.Join(t.TempDir(), "dst"))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "points outside")
 }
@@ -82,23 +82,23 @@ func TestCopyTreeLoopAndMissing(t *testing.T) {
 	src := t.TempDir()
 	require.NoError(t, os.Mkdir(filepath.Join(src, "d"), 0o755))
 	require.NoError(t, os.Symlink("..", filepath.Join(src, "d", "up")))
-	err := CopyTree(src, filepath.Join(t.TempDir(), "dst"))
+	err := copyTree(src, filepath.Join(t.TempDir(), "dst"))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "symlink loop")
 
-	err = CopyTree(filepath.Join(src, "nope"), t.TempDir())
+	err = copyTree(filepath.Join(src, "nope"), t.TempDir())
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "copy-files")
 }
 
 // The destination is usually the emptyDir mount point: it exists, is world-writable and not
-// ours, so CopyTree must leave its mode alone (chmod fails there for a non-root user).
+// ours, so copyTree must leave its mode alone (chmod fails there for a non-root user).
 func TestCopyTreeKeepsExistingDestinationMode(t *testing.T) {
 	src := configMapVolume(t, map[string]string{"a/b.txt": "b\n"})
 	dst := filepath.Join(t.TempDir(), "keptn")
 	require.NoError(t, os.Mkdir(dst, 0o777))
 	require.NoError(t, os.Chmod(dst, 0o777)) // past the umask
-	require.NoError(t, CopyTree(src, dst))
+	require.NoError(t, copyTree(src, dst))
 	info, err := os.Stat(dst)
 	require.NoError(t, err)
 	assert.Equal(t, fs.FileMode(0o777), info.Mode().Perm(), "existing destination keeps its mode")

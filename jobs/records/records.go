@@ -1,4 +1,8 @@
-package jobs
+// Package records owns the service's durable state in the cluster: event records
+// (ConfigMaps that make an accepted event survive a restart or another instance taking
+// over) and instance leases (which say that an instance is alive). It must not run Jobs
+// (that is jobs/run) nor send events (that is the handler).
+package records
 
 import (
 	"context"
@@ -14,6 +18,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/keptn-contrib/job-executor-service/jobs"
 )
 
 // An event record is a ConfigMap that makes an accepted event durable: the triggering
@@ -54,13 +60,8 @@ type Record struct {
 	resourceVersion string // for claiming the record without racing another instance
 }
 
-// RecordName is the record's name for an event: the Jobs' prefix plus "ev".
-func RecordName(eventSource, eventID string) string {
-	return namePrefix + eventHash(eventSource, eventID) + "-ev"
-}
-
-// Records stores event records in one namespace (JOB_NAMESPACE) for one service instance.
-type Records struct {
+// Store stores event records in one namespace (JOB_NAMESPACE) for one service instance.
+type Store struct {
 	client    kubernetes.Interface
 	namespace string
 	instance  string
@@ -72,25 +73,26 @@ type Records struct {
 // events; after that any instance may resume them.
 const DefaultLeaseDuration = 30 * time.Second
 
-// NewRecords returns a store in namespace for the instance named instance (the pod name:
+// New returns a store in namespace for the instance named instance (the pod name:
 // a container restarted in the same pod resumes its own events at once).
-func NewRecords(client kubernetes.Interface, namespace, instance string) *Records {
-	return &Records{client: client, namespace: namespace, instance: instance, lease: DefaultLeaseDuration, now: time.Now}
+func New(client kubernetes.Interface, namespace, instance string) *Store {
+	return &Store{client: client, namespace: namespace, instance: instance, lease: DefaultLeaseDuration, now: time.Now}
 }
 
 // WithLeaseDuration changes DefaultLeaseDuration (tests).
-func (s *Records) WithLeaseDuration(d time.Duration) *Records { s.lease = d; return s }
+func (s *Store) WithLeaseDuration(d time.Duration) *Store { s.lease = d; return s }
 
 // Create stores r unless a record of that name exists; then it returns the existing one
 // (a redelivered event) and stores nothing.
-func (s *Records) Create(ctx context.Context, r Record) (existing *Record, err error) {
+func (s *Store) Create(ctx context.Context, r Record) (existing *Record, err error) {
+	immutable := true
 	cm := &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: r.Name, Namespace: s.namespace,
-			Labels:      map[string]string{LabelManagedBy: ManagedByValue, LabelComponent: ComponentEventRecord, LabelFinished: "false"},
+			Labels:      map[string]string{jobs.LabelManagedBy: jobs.ManagedByValue, LabelComponent: ComponentEventRecord, LabelFinished: "false"},
 			Annotations: map[string]string{AnnotationOwner: s.instance},
 		},
-		Immutable:  ptr(true), // data never changes; metadata (labels, annotations) still may
+		Immutable:  &immutable, // data never changes; metadata (labels, annotations) still may
 		BinaryData: map[string][]byte{recordEvent: r.Event, recordConfig: r.Config},
 		Data:       map[string]string{recordLevel: r.Level},
 	}
@@ -110,20 +112,20 @@ func (s *Records) Create(ctx context.Context, r Record) (existing *Record, err e
 }
 
 // MarkStarted notes that .started was delivered, so recovery does not send it twice.
-func (s *Records) MarkStarted(ctx context.Context, name string) error {
+func (s *Store) MarkStarted(ctx context.Context, name string) error {
 	return s.patch(ctx, name, map[string]any{"annotations": map[string]string{AnnotationStarted: "true"}})
 }
 
 // MarkFinished notes that .finished was delivered; the record then only serves to recognise
 // redeliveries until Prune removes it.
-func (s *Records) MarkFinished(ctx context.Context, name string, at time.Time) error {
+func (s *Store) MarkFinished(ctx context.Context, name string, at time.Time) error {
 	return s.patch(ctx, name, map[string]any{
 		"labels":      map[string]string{LabelFinished: "true"},
 		"annotations": map[string]string{AnnotationFinishedAt: strconv.FormatInt(at.Unix(), 10)},
 	})
 }
 
-func (s *Records) patch(ctx context.Context, name string, meta map[string]any) error {
+func (s *Store) patch(ctx context.Context, name string, meta map[string]any) error {
 	body, err := json.Marshal(map[string]any{"metadata": meta})
 	if err != nil {
 		return err
@@ -136,12 +138,12 @@ func (s *Records) patch(ctx context.Context, name string, meta map[string]any) e
 }
 
 // Unfinished lists the records whose .finished was never delivered.
-func (s *Records) Unfinished(ctx context.Context) ([]Record, error) {
+func (s *Store) Unfinished(ctx context.Context) ([]Record, error) {
 	return s.list(ctx, LabelFinished+"=false")
 }
 
 // Prune deletes finished records older than retention and returns how many it removed.
-func (s *Records) Prune(ctx context.Context, now time.Time, retention time.Duration) (int, error) {
+func (s *Store) Prune(ctx context.Context, now time.Time, retention time.Duration) (int, error) {
 	recs, err := s.list(ctx, LabelFinished+"=true")
 	if err != nil {
 		return 0, err
@@ -162,8 +164,8 @@ func (s *Records) Prune(ctx context.Context, now time.Time, retention time.Durat
 	return n, errors.Join(errs...)
 }
 
-func (s *Records) list(ctx context.Context, selector string) ([]Record, error) {
-	sel := LabelManagedBy + "=" + ManagedByValue + "," + LabelComponent + "=" + ComponentEventRecord + "," + selector
+func (s *Store) list(ctx context.Context, selector string) ([]Record, error) {
+	sel := jobs.LabelManagedBy + "=" + jobs.ManagedByValue + "," + LabelComponent + "=" + ComponentEventRecord + "," + selector
 	list, err := s.client.CoreV1().ConfigMaps(s.namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
 	if err != nil {
 		return nil, fmt.Errorf("listing event records in %s: %w", s.namespace, err)
@@ -196,7 +198,7 @@ func fromConfigMap(cm *corev1.ConfigMap) Record {
 // Claim makes this instance the owner of an unfinished record, unless its owner is alive
 // (its Lease is renewed). It reports whether this instance now owns the record. Two instances
 // claiming at once cannot both win: the update is conditional on the record's version.
-func (s *Records) Claim(ctx context.Context, r Record) (bool, error) {
+func (s *Store) Claim(ctx context.Context, r Record) (bool, error) {
 	if r.Owner == s.instance {
 		return true, nil
 	}
@@ -223,11 +225,8 @@ func (s *Records) Claim(ctx context.Context, r Record) (bool, error) {
 	return false, fmt.Errorf("claiming event record %s/%s: %w", s.namespace, r.Name, err)
 }
 
-// LeaseName is the Lease of an instance: instance names (pod names) can be long.
-func LeaseName(instance string) string { return namePrefix + shortHash(instance) + "-owner" }
-
-func (s *Records) alive(ctx context.Context, instance string) (bool, error) {
-	l, err := s.client.CoordinationV1().Leases(s.namespace).Get(ctx, LeaseName(instance), metav1.GetOptions{})
+func (s *Store) alive(ctx context.Context, instance string) (bool, error) {
+	l, err := s.client.CoordinationV1().Leases(s.namespace).Get(ctx, jobs.LeaseName(instance), metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return false, nil
 	}
@@ -244,7 +243,7 @@ func (s *Records) alive(ctx context.Context, instance string) (bool, error) {
 // Heartbeat keeps this instance's Lease renewed until ctx ends, then deletes it so that other
 // instances may resume what this one leaves unfinished right away. It calls onError for
 // failed renewals and keeps trying.
-func (s *Records) Heartbeat(ctx context.Context, onError func(error)) {
+func (s *Store) Heartbeat(ctx context.Context, onError func(error)) {
 	tick := time.NewTicker(max(s.lease/3, 10*time.Millisecond))
 	defer tick.Stop()
 	for {
@@ -255,22 +254,22 @@ func (s *Records) Heartbeat(ctx context.Context, onError func(error)) {
 		case <-ctx.Done():
 			del, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			_ = s.client.CoordinationV1().Leases(s.namespace).Delete(del, LeaseName(s.instance), metav1.DeleteOptions{})
+			_ = s.client.CoordinationV1().Leases(s.namespace).Delete(del, jobs.LeaseName(s.instance), metav1.DeleteOptions{})
 			return
 		case <-tick.C:
 		}
 	}
 }
 
-func (s *Records) renew(ctx context.Context) error {
+func (s *Store) renew(ctx context.Context) error {
 	now := metav1.NewMicroTime(s.now())
 	secs := int32(max(s.lease/time.Second, 1))
 	leases := s.client.CoordinationV1().Leases(s.namespace)
-	l, err := leases.Get(ctx, LeaseName(s.instance), metav1.GetOptions{})
+	l, err := leases.Get(ctx, jobs.LeaseName(s.instance), metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		_, err = leases.Create(ctx, &coordinationv1.Lease{
-			ObjectMeta: metav1.ObjectMeta{Name: LeaseName(s.instance), Namespace: s.namespace,
-				Labels: map[string]string{LabelManagedBy: ManagedByValue}},
+			ObjectMeta: metav1.ObjectMeta{Name: jobs.LeaseName(s.instance), Namespace: s.namespace,
+				Labels: map[string]string{jobs.LabelManagedBy: jobs.ManagedByValue}},
 			Spec: coordinationv1.LeaseSpec{HolderIdentity: &s.instance, LeaseDurationSeconds: &secs, AcquireTime: &now, RenewTime: &now},
 		}, metav1.CreateOptions{})
 		return err

@@ -1,4 +1,4 @@
-package jobs
+package run
 
 import (
 	"context"
@@ -21,6 +21,8 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/keptn-contrib/job-executor-service/config"
+
+	"github.com/keptn-contrib/job-executor-service/jobs"
 )
 
 // bound limits how long a test waits for something that should happen promptly; it
@@ -35,7 +37,7 @@ type runEnv struct {
 	ctx     context.Context
 }
 
-func newRunEnv(t *testing.T, opts RunnerOptions, objs ...runtime.Object) *runEnv {
+func newRunEnv(t *testing.T, opts Options, objs ...runtime.Object) *runEnv {
 	client := fake.NewClientset(objs...)
 	watches := make(chan string, 16)
 	// Record when the informers' watches are registered with the tracker: changes
@@ -52,7 +54,7 @@ func newRunEnv(t *testing.T, opts RunnerOptions, objs ...runtime.Object) *runEnv
 		watches <- a.GetResource().Resource
 		return true, w, nil
 	})
-	r := NewRunner(client, zaptest.NewLogger(t), opts)
+	r := New(client, zaptest.NewLogger(t), opts)
 	t.Cleanup(r.Watcher().Stop)
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	t.Cleanup(cancel)
@@ -61,13 +63,13 @@ func newRunEnv(t *testing.T, opts RunnerOptions, objs ...runtime.Object) *runEnv
 
 // start runs b in the background and returns the Job once it exists and the informers
 // watch, so that the test may drive it.
-func (e *runEnv) start(b *Built) (*batchv1.Job, <-chan Result) {
+func (e *runEnv) start(b *jobs.Built) (*batchv1.Job, <-chan jobs.Result) {
 	e.t.Helper()
 	jw, err := e.client.BatchV1().Jobs(b.Namespace).Watch(e.ctx, metav1.ListOptions{})
 	require.NoError(e.t, err)
 	defer jw.Stop()
 	<-e.watches // the test's own watch
-	done := make(chan Result, 1)
+	done := make(chan jobs.Result, 1)
 	go func() { done <- e.runner.Run(e.ctx, b) }()
 	seen := map[string]bool{}
 	for len(seen) < 3 {
@@ -96,14 +98,14 @@ func (e *runEnv) waitJob(jw watch.Interface, name string) *batchv1.Job {
 	}
 }
 
-func (e *runEnv) result(done <-chan Result) Result {
+func (e *runEnv) result(done <-chan jobs.Result) jobs.Result {
 	e.t.Helper()
 	select {
 	case r := <-done:
 		return r
 	case <-e.ctx.Done():
 		e.t.Fatal("Run did not return")
-		return Result{}
+		return jobs.Result{}
 	}
 }
 
@@ -141,7 +143,7 @@ func (e *runEnv) updatePod(p *corev1.Pod, status corev1.PodStatus) {
 	require.NoError(e.t, err)
 }
 
-func (e *runEnv) jobExists(b *Built) bool {
+func (e *runEnv) jobExists(b *jobs.Built) bool {
 	_, err := e.client.BatchV1().Jobs(b.Namespace).Get(e.ctx, b.Job.Name, metav1.GetOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
 		e.t.Fatal(err)
@@ -149,10 +151,28 @@ func (e *runEnv) jobExists(b *Built) bool {
 	return err == nil
 }
 
-func built(t *testing.T, files map[string][]byte) *Built {
-	in := testInput(config.Task{Name: "x", Image: "alpine", Cmd: []string{"echo"}})
-	in.Files = files
-	b, err := Build(testSettings(), in)
+// built is a task "x" built as the service would; the runner only looks at the objects'
+// names, labels and containers.
+func built(t *testing.T, files map[string][]byte) *jobs.Built {
+	b, err := jobs.Build(jobs.Settings{
+		Namespace:               "keptn",
+		TTLSecondsAfterFinished: jobs.DefaultTTL,
+		InitImage:               "ghcr.io/keptn-contrib/job-executor-service:dev",
+	}, jobs.TaskInput{
+		Event: jobs.EventInfo{
+			ID:           "4fe1eed1-49e2-49a9-91af-a42c8b0f7811",
+			Source:       "shipyard-controller",
+			Type:         "sh.keptn.event.test.triggered",
+			KeptnContext: "138f7bf1-f027-42c4-b705-9033b5f5871e",
+			Project:      "sockshop", Stage: "dev", Service: "carts",
+			Raw: []byte(`{}`),
+		},
+		Action:     "Run tests",
+		Task:       config.Task{Name: "x", Image: "alpine", Cmd: []string{"echo"}},
+		TaskIdx:    1,
+		ConfigHash: "0123456789abcdef",
+		Files:      files,
+	})
 	require.NoError(t, err)
 	return b
 }
@@ -170,10 +190,10 @@ func waiting(container, reason, msg string) corev1.ContainerStatus {
 }
 
 func TestRunCompletes(t *testing.T) {
-	e := newRunEnv(t, RunnerOptions{})
+	e := newRunEnv(t, Options{})
 	b := built(t, map[string][]byte{"locust/basic.py": []byte("x")})
 	job, done := e.start(b)
-	e.pod(job, corev1.PodStatus{Phase: corev1.PodSucceeded, ContainerStatuses: []corev1.ContainerStatus{terminated(TaskContainer, 0, "Completed")}})
+	e.pod(job, corev1.PodStatus{Phase: corev1.PodSucceeded, ContainerStatuses: []corev1.ContainerStatus{terminated(jobs.TaskContainer, 0, "Completed")}})
 	e.setCondition(job, batchv1.JobComplete, "", "")
 
 	res := e.result(done)
@@ -202,22 +222,22 @@ func TestRunFailures(t *testing.T) {
 		wantMsg    string
 		wantLogs   string
 	}{
-		{"exit code", "BackoffLimitExceeded", batchv1.JobFailed, []corev1.ContainerStatus{terminated(TaskContainer, 3, "Error")}, nil,
+		{"exit code", "BackoffLimitExceeded", batchv1.JobFailed, []corev1.ContainerStatus{terminated(jobs.TaskContainer, 3, "Error")}, nil,
 			"BackoffLimitExceeded", "task 'x' failed: container exited with code 3", "fake logs"},
-		{"oom", "BackoffLimitExceeded", batchv1.JobFailed, []corev1.ContainerStatus{terminated(TaskContainer, 137, "OOMKilled")}, nil,
+		{"oom", "BackoffLimitExceeded", batchv1.JobFailed, []corev1.ContainerStatus{terminated(jobs.TaskContainer, 137, "OOMKilled")}, nil,
 			ReasonOOMKilled, "task 'x' failed: container ran out of memory (OOMKilled, exit code 137)", "fake logs"},
 		{"deadline", "DeadlineExceeded", batchv1.JobFailed, nil, nil,
 			"DeadlineExceeded", "task 'x' failed: DeadlineExceeded: Job was active longer than specified deadline", "fake logs"},
 		// Kubernetes >= 1.31 says FailureTarget at the deadline and Failed only after the pods are gone.
 		{"deadline, pods still terminating", "DeadlineExceeded", batchv1.JobFailureTarget, nil, nil,
 			"DeadlineExceeded", "task 'x' failed: DeadlineExceeded: Job was active longer than specified deadline", "fake logs"},
-		{"init failed", "BackoffLimitExceeded", batchv1.JobFailed, nil, []corev1.ContainerStatus{terminated(InitContainer, 1, "Error")},
+		{"init failed", "BackoffLimitExceeded", batchv1.JobFailed, nil, []corev1.ContainerStatus{terminated(jobs.InitContainer, 1, "Error")},
 			"BackoffLimitExceeded", "copying files (init container) exited with code 1",
 			"--- init container (copy files) ---\nfake logs\n--- task ---\nfake logs"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newRunEnv(t, RunnerOptions{})
+			e := newRunEnv(t, Options{})
 			b := built(t, nil)
 			job, done := e.start(b)
 			e.pod(job, corev1.PodStatus{Phase: corev1.PodFailed, ContainerStatuses: tc.containers, InitContainerStatuses: tc.init})
@@ -245,16 +265,16 @@ func TestRunStuck(t *testing.T) {
 		wantMsg    string
 	}{
 		{name: "image pull", status: &corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: []corev1.ContainerStatus{
-			waiting(TaskContainer, "ImagePullBackOff", `Back-off pulling image "nope"`)}},
+			waiting(jobs.TaskContainer, "ImagePullBackOff", `Back-off pulling image "nope"`)}},
 			wantReason: "ImagePullBackOff", wantMsg: `task 'x': container task: ImagePullBackOff: Back-off pulling image "nope"`},
 		{name: "invalid image", status: &corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: []corev1.ContainerStatus{
-			waiting(TaskContainer, "InvalidImageName", "couldn't parse image name")}},
+			waiting(jobs.TaskContainer, "InvalidImageName", "couldn't parse image name")}},
 			wantReason: "InvalidImageName", wantMsg: "couldn't parse image name"},
 		{name: "missing secret", status: &corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: []corev1.ContainerStatus{
-			waiting(TaskContainer, "CreateContainerConfigError", `secret "locust-secret" not found`)}},
+			waiting(jobs.TaskContainer, "CreateContainerConfigError", `secret "locust-secret" not found`)}},
 			wantReason: "CreateContainerConfigError", wantMsg: `secret "locust-secret" not found`},
 		{name: "init image pull", status: &corev1.PodStatus{Phase: corev1.PodPending, InitContainerStatuses: []corev1.ContainerStatus{
-			waiting(InitContainer, "ErrImagePull", "pull access denied")}},
+			waiting(jobs.InitContainer, "ErrImagePull", "pull access denied")}},
 			wantReason: "ErrImagePull", wantMsg: "container init-files: ErrImagePull: pull access denied"},
 		{name: "missing service account", event: &corev1.Event{
 			Reason:  "FailedCreate",
@@ -263,7 +283,7 @@ func TestRunStuck(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newRunEnv(t, RunnerOptions{StuckGrace: time.Nanosecond})
+			e := newRunEnv(t, Options{FailFastAfter: time.Nanosecond})
 			b := built(t, nil)
 			job, done := e.start(b)
 			if tc.status != nil {
@@ -287,11 +307,11 @@ func TestRunStuck(t *testing.T) {
 
 // A pull error that clears before the grace period ends does not fail the task.
 func TestRunStuckRecovers(t *testing.T) {
-	e := newRunEnv(t, RunnerOptions{StuckGrace: time.Hour})
+	e := newRunEnv(t, Options{FailFastAfter: time.Hour})
 	b := built(t, nil)
 	job, done := e.start(b)
 	p := e.pod(job, corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: []corev1.ContainerStatus{
-		waiting(TaskContainer, "ErrImagePull", "timeout")}})
+		waiting(jobs.TaskContainer, "ErrImagePull", "timeout")}})
 	e.updatePod(p, corev1.PodStatus{Phase: corev1.PodRunning})
 	e.setCondition(job, batchv1.JobComplete, "", "")
 	res := e.result(done)
@@ -302,14 +322,14 @@ func TestRunAdoptsExistingJob(t *testing.T) {
 	b := built(t, map[string][]byte{"a.txt": []byte("a")})
 	existing := b.Job.DeepCopy()
 	existing.UID = "first-delivery"
-	e := newRunEnv(t, RunnerOptions{}, existing, b.Files.DeepCopy())
+	e := newRunEnv(t, Options{}, existing, b.Files.DeepCopy())
 	creates := 0
 	e.client.PrependReactor("create", "jobs", func(k8stesting.Action) (bool, runtime.Object, error) {
 		creates++
 		return false, nil, nil
 	})
 
-	done := make(chan Result, 1)
+	done := make(chan jobs.Result, 1)
 	go func() { done <- e.runner.Run(e.ctx, b) }()
 	for range 3 {
 		<-e.watches
@@ -320,14 +340,14 @@ func TestRunAdoptsExistingJob(t *testing.T) {
 	res := e.result(done)
 	assert.True(t, res.Succeeded, res.Message)
 	assert.Equal(t, 1, creates, "one create attempt, answered AlreadyExists")
-	jobs, err := e.client.BatchV1().Jobs(b.Namespace).List(e.ctx, metav1.ListOptions{})
+	list, err := e.client.BatchV1().Jobs(b.Namespace).List(e.ctx, metav1.ListOptions{})
 	require.NoError(t, err)
-	assert.Len(t, jobs.Items, 1)
+	assert.Len(t, list.Items, 1)
 }
 
 func TestRunMaxPollDuration(t *testing.T) {
 	for _, keep := range []bool{false, true} {
-		e := newRunEnv(t, RunnerOptions{KeepAbortedJobs: keep})
+		e := newRunEnv(t, Options{KeepAbortedJobs: keep})
 		b := built(t, nil)
 		b.MaxPollDuration = 10 * time.Millisecond
 		_, done := e.start(b)
@@ -337,11 +357,11 @@ func TestRunMaxPollDuration(t *testing.T) {
 		assert.Equal(t, "task 'x' did not finish within 10ms", res.Message)
 		assert.Equal(t, keep, e.jobExists(b))
 	}
-	assert.Equal(t, "300s", durationText(DefaultMaxPollDuration))
+	assert.Equal(t, "300s", durationText(jobs.DefaultMaxPollDuration))
 }
 
 func TestRunCanceled(t *testing.T) {
-	e := newRunEnv(t, RunnerOptions{})
+	e := newRunEnv(t, Options{})
 	b := built(t, nil)
 	ctx, cancel := context.WithCancel(e.ctx)
 	e.ctx = ctx
@@ -358,7 +378,7 @@ func TestRunCanceled(t *testing.T) {
 }
 
 func TestRunJobDeleted(t *testing.T) {
-	e := newRunEnv(t, RunnerOptions{})
+	e := newRunEnv(t, Options{})
 	b := built(t, nil)
 	job, done := e.start(b)
 	require.NoError(t, e.client.BatchV1().Jobs(job.Namespace).Delete(e.ctx, job.Name, metav1.DeleteOptions{}))
@@ -368,7 +388,7 @@ func TestRunJobDeleted(t *testing.T) {
 }
 
 func TestRunCreateFails(t *testing.T) {
-	e := newRunEnv(t, RunnerOptions{})
+	e := newRunEnv(t, Options{})
 	e.client.PrependReactor("create", "jobs", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "batch", Resource: "jobs"}, "x", errors.New("no RBAC"))
 	})
@@ -382,29 +402,11 @@ func TestRunCreateFails(t *testing.T) {
 	assert.Equal(t, ReasonCreateFailed, e.runner.Run(e.ctx, nil).Reason)
 }
 
-func TestBoundLogs(t *testing.T) {
-	cases := []struct {
-		in   string
-		max  int
-		want string
-	}{
-		{"short", 10, "short"},
-		{"", 0, ""},
-		{"0123456789", 10, "0123456789"},
-		{"0123456789abc", 10, "[... 3 bytes truncated ...]\n3456789abc"},
-		{"xäy", 2, "[... 3 bytes truncated ...]\ny"}, // never half a character
-		{"abc", 0, "[... 3 bytes truncated ...]\n"},
-	}
-	for _, tc := range cases {
-		assert.Equal(t, tc.want, BoundLogs(tc.in, tc.max), "%q %d", tc.in, tc.max)
-	}
-}
-
 func TestReadTail(t *testing.T) {
 	big := strings.Repeat("0123456789", 100_000) + "END"
 	got, err := readTail(strings.NewReader(big), 64<<10)
 	require.NoError(t, err)
-	assert.Equal(t, BoundLogs(big, 64<<10), got)
+	assert.Equal(t, jobs.BoundLogs(big, 64<<10), got)
 	assert.True(t, strings.HasPrefix(got, "[... 934467 bytes truncated ...]\n"))
 	assert.True(t, strings.HasSuffix(got, "END"))
 }

@@ -1,4 +1,4 @@
-package jobs
+package main
 
 import (
 	"fmt"
@@ -11,13 +11,13 @@ import (
 // maxCopyDepth stops symlink loops inside src (a link to an ancestor directory).
 const maxCopyDepth = 64
 
-// CopyTree copies the regular files under src into dst (the init container's
+// copyTree copies the regular files under src into dst (the init container's
 // "copy-files" subcommand: ConfigMap volume -> writable emptyDir). A ConfigMap volume
 // keeps files in a "..<timestamp>" directory reached through "..data" symlinks, so links
 // are dereferenced, "..*" entries themselves are skipped, and a link resolving outside
 // src is an error. Files get mode 0644 and directories 0755; other file types are
 // ignored.
-func CopyTree(src, dst string) error {
+func copyTree(src, dst string) error {
 	root, err := filepath.EvalSymlinks(src)
 	if err != nil {
 		return fmt.Errorf("copy-files: %w", err)

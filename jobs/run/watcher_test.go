@@ -1,4 +1,4 @@
-package jobs
+package run
 
 import (
 	"errors"
@@ -13,21 +13,23 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/keptn-contrib/job-executor-service/jobs"
 )
 
 // Concurrent tasks in one namespace share one watch per kind.
 func TestWatcherSharesInformers(t *testing.T) {
-	e := newRunEnv(t, RunnerOptions{})
+	e := newRunEnv(t, Options{})
 	b1 := built(t, nil)
 	b2 := built(t, nil)
 	b2.Job = b2.Job.DeepCopy()
-	b2.Job.Name = JobName("other", "event", 0, 0)
-	b2.Job.Labels[LabelJob] = b2.Job.Name
-	b2.Job.Spec.Template.Labels[LabelJob] = b2.Job.Name
+	b2.Job.Name = jobs.JobName("other", "event", 0, 0)
+	b2.Job.Labels[jobs.LabelJob] = b2.Job.Name
+	b2.Job.Spec.Template.Labels[jobs.LabelJob] = b2.Job.Name
 
 	job1, done1 := e.start(b1)
 	// The namespace is watched already: the second run starts no new watches.
-	done2 := make(chan Result, 1)
+	done2 := make(chan jobs.Result, 1)
 	go func() { done2 <- e.runner.Run(e.ctx, b2) }()
 	jw, err := e.client.BatchV1().Jobs(b2.Namespace).Watch(e.ctx, metav1.ListOptions{})
 	require.NoError(t, err)
@@ -57,7 +59,7 @@ func TestWatcherSyncFailure(t *testing.T) {
 	old := syncTimeout
 	syncTimeout = 50 * time.Millisecond
 	t.Cleanup(func() { syncTimeout = old })
-	e := newRunEnv(t, RunnerOptions{})
+	e := newRunEnv(t, Options{})
 	e.client.PrependReactor("list", "jobs", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "batch", Resource: "jobs"}, "", errors.New("no RBAC"))
 	})

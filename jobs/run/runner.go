@@ -1,4 +1,8 @@
-package jobs
+// Package run owns the side of a task that talks to Kubernetes: it creates the objects of
+// a jobs.Built task and watches the Job to its end with shared informers (Watcher),
+// collecting its result and logs. It must not build Jobs (that is jobs.Build, which is
+// pure) nor know about Keptn events (that is the handler).
+package run
 
 import (
 	"context"
@@ -19,9 +23,11 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/keptn-contrib/job-executor-service/jobs"
 )
 
-// Result reasons set by the runner (Kubernetes' own, like BackoffLimitExceeded and
+// Reasons of a jobs.Result set by the runner (Kubernetes' own, like BackoffLimitExceeded and
 // DeadlineExceeded, are passed through).
 const (
 	ReasonCompleted       = "Completed"
@@ -34,6 +40,12 @@ const (
 	ReasonJobDeleted      = "JobDeleted"
 )
 
+// Defaults for the zero values of Options.
+const (
+	DefaultFailFastAfter = 30 * time.Second
+	DefaultMaxLogBytes   = 64 << 10
+)
+
 // stuckReasons are container waiting reasons that will not resolve by themselves.
 var stuckReasons = map[string]bool{
 	"ErrImagePull":               true,
@@ -42,39 +54,39 @@ var stuckReasons = map[string]bool{
 	"CreateContainerConfigError": true, // e.g. a missing secret for valueFrom: secret
 }
 
-// RunnerOptions tune a Runner; zero values mean the defaults.
-type RunnerOptions struct {
-	// StuckGrace is how long a pod may wait on a hopeless reason (image pull errors,
-	// missing secret) or the Job may fail to create pods (missing service account)
-	// before the task fails. Default 30s.
-	StuckGrace time.Duration
-	// MaxLogBytes bounds each task's logs (the tail is kept). Default 64 KiB.
+// Options tune a Runner; zero values mean the defaults.
+type Options struct {
+	// FailFastAfter (FAIL_FAST_SECONDS) is how long a pod may wait on a hopeless reason
+	// (image pull errors, missing secret) or the Job may fail to create pods (missing
+	// service account) before the task fails. Default DefaultFailFastAfter.
+	FailFastAfter time.Duration
+	// MaxLogBytes bounds each task's logs (the tail is kept). Default DefaultMaxLogBytes.
 	MaxLogBytes int
-	// Watcher is shared by Runners; NewRunner creates one when nil.
+	// Watcher is shared by Runners; New creates one when nil.
 	Watcher *Watcher
 	// KeepAbortedJobs keeps Jobs that got stuck or exceeded maxPollDuration; by default
 	// they are deleted so that they stop consuming the cluster.
 	KeepAbortedJobs bool
 }
 
-// Runner creates the objects of a Built task and waits for its Job to finish.
+// Runner creates the objects of a jobs.Built task and waits for its Job to finish.
 type Runner struct {
 	client kubernetes.Interface
 	log    *zap.Logger
-	opts   RunnerOptions
+	opts   Options
 	w      *Watcher
 }
 
-// NewRunner returns a Runner using client.
-func NewRunner(client kubernetes.Interface, log *zap.Logger, opts RunnerOptions) *Runner {
+// New returns a Runner using client.
+func New(client kubernetes.Interface, log *zap.Logger, opts Options) *Runner {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	if opts.StuckGrace <= 0 {
-		opts.StuckGrace = 30 * time.Second
+	if opts.FailFastAfter <= 0 {
+		opts.FailFastAfter = DefaultFailFastAfter
 	}
 	if opts.MaxLogBytes <= 0 {
-		opts.MaxLogBytes = 64 << 10
+		opts.MaxLogBytes = DefaultMaxLogBytes
 	}
 	if opts.Watcher == nil {
 		opts.Watcher = NewWatcher(client, log)
@@ -88,16 +100,16 @@ func (r *Runner) Watcher() *Watcher { return r.w }
 // Run creates the task's files ConfigMap and Job and waits until the Job completes,
 // fails, gets stuck or exceeds b.MaxPollDuration. A Job that already exists (the same
 // event delivered again) is adopted and watched instead of created twice.
-func (r *Runner) Run(ctx context.Context, b *Built) Result {
+func (r *Runner) Run(ctx context.Context, b *jobs.Built) jobs.Result {
 	now := time.Now()
 	if b == nil || b.Job == nil {
-		return Result{Reason: ReasonCreateFailed, Message: "no job to run", Start: now, End: now}
+		return jobs.Result{Reason: ReasonCreateFailed, Message: "no job to run", Start: now, End: now}
 	}
 	task := b.TaskName()
 	ns, name := b.Namespace, b.Job.Name
 	log := r.log.With(zap.String("task", task), zap.String("job", name), zap.String("namespace", ns))
-	fail := func(reason, format string, args ...any) Result {
-		return Result{Reason: reason, Message: fmt.Sprintf(format, args...), Start: now, End: time.Now()}
+	fail := func(reason, format string, args ...any) jobs.Result {
+		return jobs.Result{Reason: reason, Message: fmt.Sprintf(format, args...), Start: now, End: time.Now()}
 	}
 
 	// Subscribe before creating so that no change of the new Job can be missed.
@@ -157,11 +169,11 @@ func (r *Runner) ownFiles(ctx context.Context, job *batchv1.Job, log *zap.Logger
 	}
 }
 
-func (r *Runner) wait(ctx context.Context, b *Built, nw *nsWatch, sub *subscription, job *batchv1.Job, log *zap.Logger) Result {
+func (r *Runner) wait(ctx context.Context, b *jobs.Built, nw *nsWatch, sub *subscription, job *batchv1.Job, log *zap.Logger) jobs.Result {
 	task := b.TaskName()
 	deadline := time.NewTimer(b.MaxPollDuration)
 	defer deadline.Stop()
-	st := &stuckState{firstSeen: map[string]time.Time{}, grace: r.opts.StuckGrace}
+	st := &stuckState{firstSeen: map[string]time.Time{}, grace: r.opts.FailFastAfter}
 	var recheck *time.Timer
 	defer func() {
 		if recheck != nil {
@@ -175,7 +187,7 @@ func (r *Runner) wait(ctx context.Context, b *Built, nw *nsWatch, sub *subscript
 			cur, seen = j, true
 		} else if seen || r.jobGone(ctx, job) {
 			// Deleted by someone else: it will not finish.
-			return Result{Reason: ReasonJobDeleted, Message: fmt.Sprintf("task '%s': job %s/%s was deleted before it finished", task, job.Namespace, job.Name), End: time.Now()}
+			return jobs.Result{Reason: ReasonJobDeleted, Message: fmt.Sprintf("task '%s': job %s/%s was deleted before it finished", task, job.Namespace, job.Name), End: time.Now()}
 		}
 		if res, done := r.finished(ctx, cur, task, log); done {
 			return res
@@ -184,7 +196,7 @@ func (r *Runner) wait(ctx context.Context, b *Built, nw *nsWatch, sub *subscript
 		if reason != "" {
 			log.Info("task is stuck", zap.String("reason", reason), zap.String("message", msg))
 			r.abort(job, log)
-			return Result{Reason: reason, Message: fmt.Sprintf("task '%s': %s", task, msg), End: time.Now()}
+			return jobs.Result{Reason: reason, Message: fmt.Sprintf("task '%s': %s", task, msg), End: time.Now()}
 		}
 		var recheckC <-chan time.Time
 		if next > 0 {
@@ -198,7 +210,7 @@ func (r *Runner) wait(ctx context.Context, b *Built, nw *nsWatch, sub *subscript
 		case <-sub.c:
 		case <-recheckC:
 		case <-deadline.C:
-			res := Result{
+			res := jobs.Result{
 				Reason:  ReasonMaxPoll,
 				Message: fmt.Sprintf("task '%s' did not finish within %s", task, durationText(b.MaxPollDuration)),
 				End:     time.Now(),
@@ -208,7 +220,7 @@ func (r *Runner) wait(ctx context.Context, b *Built, nw *nsWatch, sub *subscript
 			return res
 		case <-ctx.Done():
 			// Shutting down: leave the Job running; a redelivered event adopts it.
-			return Result{Reason: ReasonCanceled, Message: fmt.Sprintf("task '%s': stopped waiting: %v", task, ctx.Err()), End: time.Now()}
+			return jobs.Result{Reason: ReasonCanceled, Message: fmt.Sprintf("task '%s': stopped waiting: %v", task, ctx.Err()), End: time.Now()}
 		}
 	}
 }
@@ -227,7 +239,7 @@ func durationText(d time.Duration) string {
 }
 
 // finished reports the result of a Job that has a Complete or Failed condition.
-func (r *Runner) finished(ctx context.Context, job *batchv1.Job, task string, log *zap.Logger) (Result, bool) {
+func (r *Runner) finished(ctx context.Context, job *batchv1.Job, task string, log *zap.Logger) (jobs.Result, bool) {
 	for _, c := range job.Status.Conditions {
 		if c.Status != corev1.ConditionTrue {
 			continue
@@ -236,7 +248,7 @@ func (r *Runner) finished(ctx context.Context, job *batchv1.Job, task string, lo
 		// Success waits for Complete (not the earlier SuccessCriteriaMet): by then the Job's
 		// status shows the succeeded pod, as anyone looking after .finished expects.
 		case batchv1.JobComplete:
-			res := Result{Succeeded: true, Reason: ReasonCompleted, Logs: r.logs(ctx, job)}
+			res := jobs.Result{Succeeded: true, Reason: ReasonCompleted, Logs: r.logs(ctx, job)}
 			if job.Status.CompletionTime != nil {
 				res.End = job.Status.CompletionTime.Time
 			}
@@ -245,7 +257,7 @@ func (r *Runner) finished(ctx context.Context, job *batchv1.Job, task string, lo
 			// FailureTarget (Kubernetes >= 1.31) is set as soon as the Job is bound to fail, e.g.
 			// at activeDeadlineSeconds; Failed follows only once all pods are gone, which can
 			// take the pods' whole termination grace period.
-			res := Result{Reason: c.Reason, End: c.LastTransitionTime.Time}
+			res := jobs.Result{Reason: c.Reason, End: c.LastTransitionTime.Time}
 			if res.Reason == "" {
 				res.Reason = "Failed"
 			}
@@ -254,7 +266,7 @@ func (r *Runner) finished(ctx context.Context, job *batchv1.Job, task string, lo
 				res.Message += ": " + c.Message
 			}
 			pods := r.listPods(ctx, job, log)
-			if cs := terminatedState(pods, TaskContainer); cs != nil {
+			if cs := terminatedState(pods, jobs.TaskContainer); cs != nil {
 				switch {
 				case cs.Reason == ReasonOOMKilled:
 					res.Reason = ReasonOOMKilled
@@ -263,7 +275,7 @@ func (r *Runner) finished(ctx context.Context, job *batchv1.Job, task string, lo
 					res.Message = fmt.Sprintf("task '%s' failed: container exited with code %d", task, cs.ExitCode)
 				}
 			}
-			if cs := terminatedState(pods, InitContainer); cs != nil && cs.ExitCode != 0 {
+			if cs := terminatedState(pods, jobs.InitContainer); cs != nil && cs.ExitCode != 0 {
 				res.Message = fmt.Sprintf("task '%s' failed: copying files (init container) exited with code %d", task, cs.ExitCode)
 				if cs.Reason == ReasonOOMKilled {
 					res.Reason = ReasonOOMKilled
@@ -273,7 +285,7 @@ func (r *Runner) finished(ctx context.Context, job *batchv1.Job, task string, lo
 			return res, true
 		}
 	}
-	return Result{}, false
+	return jobs.Result{}, false
 }
 
 // terminatedState is the terminated state of the named container in the newest pod.
@@ -300,7 +312,7 @@ func (r *Runner) listPods(ctx context.Context, job *batchv1.Job, log *zap.Logger
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	list, err := r.client.CoreV1().Pods(job.Namespace).List(ctx, metav1.ListOptions{
-		LabelSelector: labels.Set{LabelJob: job.Name}.String(),
+		LabelSelector: labels.Set{jobs.LabelJob: job.Name}.String(),
 	})
 	if err != nil {
 		log.Warn("listing the job's pods", zap.Error(err))
@@ -331,7 +343,7 @@ func ownedBy(p *corev1.Pod, job *batchv1.Job) bool {
 }
 
 func (r *Runner) jobPods(nw *nsWatch, job *batchv1.Job) []*corev1.Pod {
-	pods, err := nw.pods.Pods(job.Namespace).List(labels.SelectorFromSet(labels.Set{LabelJob: job.Name}))
+	pods, err := nw.pods.Pods(job.Namespace).List(labels.SelectorFromSet(labels.Set{jobs.LabelJob: job.Name}))
 	if err != nil {
 		return nil
 	}
@@ -448,12 +460,12 @@ func (r *Runner) logsOf(ctx context.Context, job *batchv1.Job, pods []corev1.Pod
 	}
 	pod := pods[len(pods)-1]
 	var b strings.Builder
-	if cs := terminatedState(pods, InitContainer); cs != nil && cs.ExitCode != 0 {
+	if cs := terminatedState(pods, jobs.InitContainer); cs != nil && cs.ExitCode != 0 {
 		b.WriteString("--- init container (copy files) ---\n")
-		b.WriteString(r.readLogs(ctx, pod.Namespace, pod.Name, InitContainer))
+		b.WriteString(r.readLogs(ctx, pod.Namespace, pod.Name, jobs.InitContainer))
 		b.WriteString("\n--- task ---\n")
 	}
-	b.WriteString(r.readLogs(ctx, pod.Namespace, pod.Name, TaskContainer))
+	b.WriteString(r.readLogs(ctx, pod.Namespace, pod.Name, jobs.TaskContainer))
 	return b.String()
 }
 
@@ -473,7 +485,7 @@ func (r *Runner) readLogs(ctx context.Context, ns, pod, container string) string
 }
 
 // readTail reads r to the end keeping only about the last max bytes in memory, and
-// returns them bounded like BoundLogs.
+// returns them bounded like jobs.BoundLogs.
 func readTail(r io.Reader, max int) (string, error) {
 	var buf []byte
 	dropped := 0
@@ -490,32 +502,10 @@ func readTail(r io.Reader, max int) (string, error) {
 			buf = append(buf[:0], buf[cut:]...)
 		}
 		if errors.Is(err, io.EOF) {
-			return boundLogs(string(buf), max, dropped), nil
+			return jobs.BoundLogsDropped(string(buf), max, dropped), nil
 		}
 		if err != nil {
-			return boundLogs(string(buf), max, dropped), err
+			return jobs.BoundLogsDropped(string(buf), max, dropped), err
 		}
 	}
-}
-
-// BoundLogs keeps the last max bytes of s (never splitting a UTF-8 character) and says
-// how much was cut: "[... N bytes truncated ...]\n" + tail.
-func BoundLogs(s string, max int) string { return boundLogs(s, max, 0) }
-
-func boundLogs(s string, max, dropped int) string {
-	if max < 0 {
-		max = 0
-	}
-	if len(s) > max {
-		cut := len(s) - max
-		for cut < len(s) && !utf8.RuneStart(s[cut]) {
-			cut++
-		}
-		dropped += cut
-		s = s[cut:]
-	}
-	if dropped == 0 {
-		return s
-	}
-	return fmt.Sprintf("[... %d bytes truncated ...]\n%s", dropped, s)
 }

@@ -1,4 +1,4 @@
-package jobs
+package records
 
 import (
 	"context"
@@ -9,14 +9,16 @@ import (
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/keptn-contrib/job-executor-service/jobs"
 )
 
 func TestRecords(t *testing.T) {
 	ctx := context.Background()
 	client := fake.NewClientset()
-	s := NewRecords(client, "keptn", "pod-a")
-	a := Record{Name: RecordName("src", "a"), Event: []byte(`{"id":"a"}`), Config: []byte("apiVersion: v2"), Level: "stage"}
-	b := Record{Name: RecordName("src", "b"), Event: []byte(`{"id":"b"}`), Config: []byte("apiVersion: v2"), Level: "service"}
+	s := New(client, "keptn", "pod-a")
+	a := Record{Name: jobs.RecordName("src", "a"), Event: []byte(`{"id":"a"}`), Config: []byte("apiVersion: v2"), Level: "stage"}
+	b := Record{Name: jobs.RecordName("src", "b"), Event: []byte(`{"id":"b"}`), Config: []byte("apiVersion: v2"), Level: "service"}
 	assert.NotEqual(t, a.Name, b.Name)
 
 	existing, err := s.Create(ctx, a)
@@ -73,13 +75,13 @@ func TestRecordsClaim(t *testing.T) {
 	client := fake.NewClientset()
 	now := time.Unix(1_700_000_000, 0)
 	clock := func() time.Time { return now }
-	a := NewRecords(client, "keptn", "pod-a")
-	b := NewRecords(client, "keptn", "pod-b")
-	c := NewRecords(client, "keptn", "pod-c")
-	for _, s := range []*Records{a, b, c} {
+	a := New(client, "keptn", "pod-a")
+	b := New(client, "keptn", "pod-b")
+	c := New(client, "keptn", "pod-c")
+	for _, s := range []*Store{a, b, c} {
 		s.now = clock
 	}
-	_, err := a.Create(ctx, Record{Name: RecordName("src", "1"), Event: []byte("{}"), Level: "service"})
+	_, err := a.Create(ctx, Record{Name: jobs.RecordName("src", "1"), Event: []byte("{}"), Level: "service"})
 	require.NoError(t, err)
 	require.NoError(t, a.renew(ctx), "pod-a is alive")
 
@@ -110,7 +112,7 @@ func TestRecordsClaim(t *testing.T) {
 	done := make(chan struct{})
 	go func() { b.Heartbeat(hctx, func(err error) { t.Error(err) }); close(done) }()
 	require.Eventually(t, func() bool {
-		_, err := client.CoordinationV1().Leases("keptn").Get(ctx, LeaseName("pod-b"), metav1.GetOptions{})
+		_, err := client.CoordinationV1().Leases("keptn").Get(ctx, jobs.LeaseName("pod-b"), metav1.GetOptions{})
 		return err == nil
 	}, 10*time.Second, 5*time.Millisecond)
 	mine, err = c.Claim(ctx, recs[0])

@@ -1,4 +1,4 @@
-package jobs
+package run
 
 import (
 	"context"
@@ -17,6 +17,8 @@ import (
 	batchlisters "k8s.io/client-go/listers/batch/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/keptn-contrib/job-executor-service/jobs"
 )
 
 // Watcher shares informers for this service's Jobs and Pods (and Job FailedCreate
@@ -118,7 +120,7 @@ func (w *Watcher) subscribe(ctx context.Context, ns, name string) (*nsWatch, *su
 
 // start creates and starts the informers of one namespace; w.mu is held.
 func (w *Watcher) start(ns string) *nsWatch {
-	selector := labels.Set{LabelManagedBy: ManagedByValue}.String()
+	selector := labels.Set{jobs.LabelManagedBy: jobs.ManagedByValue}.String()
 	f := informers.NewSharedInformerFactoryWithOptions(w.client, 0,
 		informers.WithNamespace(ns),
 		informers.WithTweakListOptions(func(o *v1.ListOptions) { o.LabelSelector = selector }))
@@ -167,7 +169,7 @@ func (w *Watcher) start(ns string) *nsWatch {
 			if !ok {
 				return "", false
 			}
-			n, ok := p.Labels[LabelJob]
+			n, ok := p.Labels[jobs.LabelJob]
 			return n, ok
 		}},
 		{evInf.Informer(), func(o any) (string, bool) {
