@@ -3,8 +3,6 @@ package config
 import (
 	"container/list"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -22,9 +20,8 @@ var ErrInvalid = errors.New("invalid job config")
 type Loaded struct {
 	Config *Config
 	Level  Level
-	// Hash identifies the raw bytes (hex sha256, first 16 characters).
-	Hash string
-	Raw  []byte
+	// Raw is the file as read; event records keep it so that recovery runs the same config.
+	Raw []byte
 }
 
 // Loader finds job/config.yaml at the service, stage, then project level and
@@ -61,8 +58,11 @@ type LoaderOption func(*Loader)
 // WithClock replaces time.Now (for tests).
 func WithClock(now func() time.Time) LoaderOption { return func(l *Loader) { l.now = now } }
 
+// DefaultCommitlessTTL is how long a config loaded without a commit ("latest") is cached.
+const DefaultCommitlessTTL = 10 * time.Second
+
 // WithCommitlessTTL sets how long configs loaded without a commit are cached (default
-// 10s; 0 disables caching them).
+// DefaultCommitlessTTL; 0 disables caching them).
 func WithCommitlessTTL(d time.Duration) LoaderOption { return func(l *Loader) { l.latestTTL = d } }
 
 // WithCacheSize bounds the number of cached configs (default 256; 0 disables the cache).
@@ -73,7 +73,7 @@ func NewLoader(src Source, opts ...LoaderOption) *Loader {
 	l := &Loader{
 		src:       src,
 		now:       time.Now,
-		latestTTL: 10 * time.Second,
+		latestTTL: DefaultCommitlessTTL,
 		size:      256,
 		entries:   map[Ref]*list.Element{},
 		lru:       list.New(),
@@ -198,8 +198,7 @@ func NewLoaded(raw []byte, level Level) (*Loaded, error) {
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(raw)
-	return &Loaded{Config: cfg, Level: level, Hash: hex.EncodeToString(sum[:])[:16], Raw: raw}, nil
+	return &Loaded{Config: cfg, Level: level, Raw: raw}, nil
 }
 
 func describeRef(ref Ref, level Level) string {

@@ -92,7 +92,6 @@ func TestLoaderLevels(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, tt.wantLevel, ld.Level)
 			assert.Equal(t, tt.files[tt.wantLevel][ConfigPath], string(ld.Raw))
-			assert.Len(t, ld.Hash, 16)
 			assert.NotEmpty(t, ld.Config.Actions)
 		})
 	}

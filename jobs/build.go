@@ -30,7 +30,7 @@ const (
 
 	DefaultMaxPollDuration = 300 * time.Second
 	DefaultTTL             = int32(21600)
-	defaultNamespace       = "keptn"
+	DefaultNamespace       = "keptn"
 
 	volFiles    = "keptn-files"
 	volFilesSrc = "keptn-files-src"
@@ -81,7 +81,7 @@ func Build(s Settings, in TaskInput) (*Built, error) {
 		return nil, fmt.Errorf("task '%s': %s", t.Name, fmt.Sprintf(format, args...))
 	}
 	name := JobName(in.Event.Source, in.Event.ID, in.ActionIdx, in.TaskIdx)
-	ns := firstNonEmpty(t.Namespace, s.Namespace, defaultNamespace)
+	ns := firstNonEmpty(t.Namespace, s.Namespace, DefaultNamespace)
 	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
 		return fail("namespace %q is invalid: %s", ns, strings.Join(errs, "; "))
 	}

