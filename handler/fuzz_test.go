@@ -2,7 +2,6 @@ package handler
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -20,7 +19,7 @@ func FuzzReceive(f *testing.F) {
 	f.Add([]byte(`{"specversion":"1.0","id":"1","source":"s","type":"t","data":{"project":{"a":1}}}`), "application/cloudevents+json")
 	f.Add([]byte(`{"specversion":"1.0","id":"1","source":"s","type":"sh.keptn.event.x.triggered","data":"\xff\xfe"}`), "application/cloudevents+json")
 	f.Add([]byte("[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["), "application/cloudevents+json")
-	p := NewProcessor(context.Background(), fakeLoader{yaml: helloConfig}, nil, &fakeRunner{}, &recorder{}, zap.NewNop(), nil, Options{})
+	p := newProcessor(nil)
 	h := NewServer(p, zap.NewNop(), ServerOptions{MaxBodyBytes: 64 << 10}).Router()
 	f.Fuzz(func(t *testing.T, body []byte, contentType string) {
 		req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))

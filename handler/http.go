@@ -1,3 +1,7 @@
+// Package handler is the HTTP face of the service: the CloudEvents receiver, its token check,
+// draining on shutdown, health, readiness and metrics, and the mapping of errors to HTTP
+// answers (4xx/5xx with a JSON body). It hands every event to an Acceptor and must not know
+// what happens to it next: that is handler/lifecycle.
 package handler
 
 import (
@@ -10,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/cloudevents/sdk-go/v2/binding"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/go-chi/chi/v5"
@@ -17,13 +22,29 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
+
+	"github.com/keptn-contrib/job-executor-service/handler/keptn"
+	"github.com/keptn-contrib/job-executor-service/handler/lifecycle"
+)
+
+// Acceptor takes one decoded CloudEvent and returns the reply for the HTTP response (the
+// .started event, or nil). Its errors say how to answer: keptn.ErrBadEvent (400),
+// lifecycle.ErrBusy (429), lifecycle.ErrUnavailable (503); anything else is a 500.
+type Acceptor interface {
+	Accept(ctx context.Context, e cloudevents.Event) (*cloudevents.Event, error)
+}
+
+// Defaults of the ServerOptions (and of RCV_PATH and MAX_REQUEST_BYTES).
+const (
+	DefaultPath         = "/"
+	DefaultMaxBodyBytes = 4 << 20
 )
 
 // ServerOptions configure the HTTP receiver.
 type ServerOptions struct {
-	// Path receives CloudEvents (RCV_PATH, default "/").
+	// Path receives CloudEvents (RCV_PATH).
 	Path string
-	// MaxBodyBytes bounds a request body (default 4 MiB); larger bodies get 413.
+	// MaxBodyBytes bounds a request body; larger bodies get 413.
 	MaxBodyBytes int64
 	// Gatherer serves /metrics when set.
 	Gatherer prometheus.Gatherer
@@ -37,21 +58,21 @@ type ServerOptions struct {
 
 // Server is the CloudEvents HTTP endpoint.
 type Server struct {
-	proc     *Processor
+	acceptor Acceptor
 	log      *zap.Logger
 	opts     ServerOptions
 	draining atomic.Bool
 }
 
-// NewServer builds the receiver around proc.
-func NewServer(proc *Processor, log *zap.Logger, opts ServerOptions) *Server {
+// NewServer builds the receiver around a.
+func NewServer(a Acceptor, log *zap.Logger, opts ServerOptions) *Server {
 	if opts.Path == "" {
-		opts.Path = "/"
+		opts.Path = DefaultPath
 	}
 	if opts.MaxBodyBytes <= 0 {
-		opts.MaxBodyBytes = 4 << 20
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
 	}
-	return &Server{proc: proc, log: log, opts: opts}
+	return &Server{acceptor: a, log: log, opts: opts}
 }
 
 // Drain makes the receiver refuse new events (503) while in-flight work finishes.
@@ -122,16 +143,16 @@ func (s *Server) receive(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "malformed_event", "not a CloudEvent: "+err.Error())
 		return
 	}
-	reply, err := s.proc.Accept(r.Context(), *e)
+	reply, err := s.acceptor.Accept(r.Context(), *e)
 	switch {
-	case errors.Is(err, errBadEvent):
+	case errors.Is(err, keptn.ErrBadEvent):
 		writeError(w, http.StatusBadRequest, "invalid_event", err.Error())
 		return
-	case errors.Is(err, ErrBusy):
+	case errors.Is(err, lifecycle.ErrBusy):
 		w.Header().Set("Retry-After", "10")
 		writeError(w, http.StatusTooManyRequests, "busy", err.Error())
 		return
-	case errors.Is(err, ErrUnavailable):
+	case errors.Is(err, lifecycle.ErrUnavailable):
 		w.Header().Set("Retry-After", "10")
 		writeError(w, http.StatusServiceUnavailable, "config_unavailable", err.Error())
 		return

@@ -11,10 +11,15 @@ import (
 	"strings"
 	"testing"
 
+	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
+
+	"github.com/keptn-contrib/job-executor-service/handler/keptn"
+	"github.com/keptn-contrib/job-executor-service/handler/lifecycle"
+	lct "github.com/keptn-contrib/job-executor-service/handler/lifecycle/lifecycletest"
 )
 
 const sampleStructured = `{
@@ -28,15 +33,21 @@ const sampleStructured = `{
   "data": {"project": "sockshop", "stage": "dev", "service": "carts", "test": {"teststrategy": "locust"}}
 }`
 
-func newTestServer(t *testing.T, opts ServerOptions) (*httptest.Server, *recorder) {
+// newProcessor is the real lifecycle behind the receiver, with config, Jobs and Keptn faked.
+func newProcessor(m *lifecycle.Metrics) *lifecycle.Processor {
+	return lifecycle.New(context.Background(), lifecycle.Deps{
+		Loader: lct.Loader{YAML: lct.HelloConfig}, Runner: &lct.Runner{}, Sender: &lct.Recorder{}, Metrics: m,
+	}, lifecycle.Options{})
+}
+
+func newTestServer(t *testing.T, opts ServerOptions) *httptest.Server {
 	t.Helper()
-	rec := &recorder{}
 	reg := prometheus.NewRegistry()
-	p := NewProcessor(context.Background(), fakeLoader{yaml: helloConfig}, nil, &fakeRunner{}, rec, zap.NewNop(), NewMetrics(reg), Options{})
+	p := newProcessor(lifecycle.NewMetrics(reg))
 	opts.Gatherer = reg
 	srv := httptest.NewServer(NewServer(p, zap.NewNop(), opts).Router())
 	t.Cleanup(func() { srv.Close(); p.Wait() })
-	return srv, rec
+	return srv
 }
 
 func TestReceive(t *testing.T) {
@@ -68,7 +79,7 @@ func TestReceive(t *testing.T) {
 		{name: "too large", headers: map[string]string{"Content-Type": "application/cloudevents+json"},
 			body: `{"specversion":"1.0","data":"` + strings.Repeat("a", 2048) + `"}`, status: 413, errorCode: "too_large"},
 	}
-	srv, _ := newTestServer(t, ServerOptions{MaxBodyBytes: 1024})
+	srv := newTestServer(t, ServerOptions{MaxBodyBytes: 1024})
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			req, err := http.NewRequest(http.MethodPost, srv.URL+"/", strings.NewReader(tc.body))
@@ -92,7 +103,7 @@ func TestReceive(t *testing.T) {
 			if tc.wantType != "" {
 				// The reply is the .started event in binary mode.
 				assert.Equal(t, tc.wantType, res.Header.Get("Ce-Type"))
-				assert.Equal(t, Source, res.Header.Get("Ce-Source"))
+				assert.Equal(t, keptn.Source, res.Header.Get("Ce-Source"))
 				var data map[string]any
 				require.NoError(t, json.NewDecoder(res.Body).Decode(&data))
 				assert.Equal(t, "succeeded", data["status"])
@@ -104,7 +115,7 @@ func TestReceive(t *testing.T) {
 func TestHealthAndMetrics(t *testing.T) {
 	notReady := errors.New("kubernetes API unreachable")
 	ready := error(nil)
-	srv, _ := newTestServer(t, ServerOptions{Ready: func(context.Context) error { return ready }})
+	srv := newTestServer(t, ServerOptions{Ready: func(context.Context) error { return ready }})
 	get := func(path string) (int, string) {
 		res, err := http.Get(srv.URL + path)
 		require.NoError(t, err)
@@ -127,7 +138,7 @@ func TestHealthAndMetrics(t *testing.T) {
 }
 
 func TestReceiverToken(t *testing.T) {
-	srv, _ := newTestServer(t, ServerOptions{Token: "s3cret"})
+	srv := newTestServer(t, ServerOptions{Token: "s3cret"})
 	tests := []struct {
 		name    string
 		headers map[string]string
@@ -157,4 +168,43 @@ func TestReceiverToken(t *testing.T) {
 	require.NoError(t, err)
 	res.Body.Close()
 	assert.Equal(t, 200, res.StatusCode, "health stays open")
+}
+
+// acceptorFunc lets a test script the lifecycle's answer.
+type acceptorFunc func(context.Context, cloudevents.Event) (*cloudevents.Event, error)
+
+func (f acceptorFunc) Accept(ctx context.Context, e cloudevents.Event) (*cloudevents.Event, error) {
+	return f(ctx, e)
+}
+
+// TestErrorMapping: each error of the Acceptor contract becomes its HTTP answer with a JSON
+// body, and the retryable ones say when to come back.
+func TestErrorMapping(t *testing.T) {
+	tests := []struct {
+		err        error
+		status     int
+		code       string
+		retryAfter bool
+	}{
+		{fmt.Errorf("%w: data.stage missing", keptn.ErrBadEvent), 400, "invalid_event", false},
+		{lifecycle.ErrBusy, 429, "busy", true},
+		{fmt.Errorf("%w: HTTP 502", lifecycle.ErrUnavailable), 503, "config_unavailable", true},
+		{errors.New("unexpected"), 500, "internal", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.code, func(t *testing.T) {
+			a := acceptorFunc(func(context.Context, cloudevents.Event) (*cloudevents.Event, error) { return nil, tc.err })
+			srv := httptest.NewServer(NewServer(a, zap.NewNop(), ServerOptions{}).Router())
+			defer srv.Close()
+			res, err := http.Post(srv.URL, "application/cloudevents+json", strings.NewReader(sampleStructured))
+			require.NoError(t, err)
+			defer res.Body.Close()
+			assert.Equal(t, tc.status, res.StatusCode)
+			var body errorBody
+			require.NoError(t, json.NewDecoder(res.Body).Decode(&body))
+			assert.Equal(t, tc.code, body.Error)
+			assert.Contains(t, body.Message, tc.err.Error())
+			assert.Equal(t, tc.retryAfter, res.Header.Get("Retry-After") != "")
+		})
+	}
 }

@@ -11,7 +11,13 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/yaml"
 
+	"github.com/keptn-contrib/job-executor-service/config"
+	"github.com/keptn-contrib/job-executor-service/handler"
+	"github.com/keptn-contrib/job-executor-service/handler/keptn"
+	"github.com/keptn-contrib/job-executor-service/handler/lifecycle"
 	"github.com/keptn-contrib/job-executor-service/jobs"
+	"github.com/keptn-contrib/job-executor-service/jobs/records"
+	"github.com/keptn-contrib/job-executor-service/jobs/run"
 )
 
 // env is the service configuration, read once from the environment (see README "Configuration").
@@ -56,8 +62,8 @@ func readEnv(get func(string) string) (*env, error) {
 	r := &reader{get: get}
 	e := &env{
 		Port:                 r.int("RCV_PORT", 8080),
-		Path:                 r.str("RCV_PATH", "/"),
-		MaxBodyBytes:         int64(r.int("MAX_REQUEST_BYTES", 4<<20)),
+		Path:                 r.str("RCV_PATH", handler.DefaultPath),
+		MaxBodyBytes:         int64(r.int("MAX_REQUEST_BYTES", handler.DefaultMaxBodyBytes)),
 		LogLevel:             r.str("LOG_LEVEL", "info"),
 		Token:                r.str("RCV_TOKEN", ""),
 		ConfigDir:            r.str("JOB_CONFIG_DIR", ""),
@@ -72,17 +78,17 @@ func readEnv(get func(string) string) (*env, error) {
 		Sink:                 r.str("K_SINK", ""),
 		EventBroker:          r.str("EVENTBROKER", ""),
 		AlwaysSendFinished:   r.bool("ALWAYS_SEND_FINISHED_EVENT", false),
-		MaxConcurrentActions: r.int("MAX_CONCURRENT_ACTIONS", 20),
-		MaxQueuedEvents:      r.int("MAX_QUEUED_EVENTS", 1000),
-		MaxMessageBytes:      r.int("MAX_FINISHED_MESSAGE_BYTES", 96<<10),
-		MaxTaskLogBytes:      r.int("MAX_TASK_LOG_BYTES", 64<<10),
-		MaxFileBytes:         r.int("MAX_TASK_FILES_BYTES", 900<<10),
-		FailFastAfter:        r.seconds("FAIL_FAST_SECONDS", 30),
-		ConfigCacheTTL:       r.seconds("CONFIG_CACHE_TTL_SECONDS", 10),
-		ShutdownGrace:        r.seconds("SHUTDOWN_GRACE_SECONDS", 20),
+		MaxConcurrentActions: r.int("MAX_CONCURRENT_ACTIONS", lifecycle.DefaultMaxConcurrentActions),
+		MaxQueuedEvents:      r.int("MAX_QUEUED_EVENTS", lifecycle.DefaultMaxQueuedEvents),
+		MaxMessageBytes:      r.int("MAX_FINISHED_MESSAGE_BYTES", keptn.DefaultMaxMessageBytes),
+		MaxTaskLogBytes:      r.int("MAX_TASK_LOG_BYTES", run.DefaultMaxLogBytes),
+		MaxFileBytes:         r.int("MAX_TASK_FILES_BYTES", jobs.MaxFilesBytes),
+		FailFastAfter:        r.seconds("FAIL_FAST_SECONDS", run.DefaultFailFastAfter),
+		ConfigCacheTTL:       r.seconds("CONFIG_CACHE_TTL_SECONDS", config.DefaultCommitlessTTL),
+		ShutdownGrace:        r.seconds("SHUTDOWN_GRACE_SECONDS", 20*time.Second),
 		ShutdownDelay:        r.seconds("SHUTDOWN_DELAY_SECONDS", inPodDelay(get)),
-		DedupRetention:       r.seconds("DEDUP_RETENTION_SECONDS", 3600),
-		InstanceLease:        r.seconds("INSTANCE_LEASE_SECONDS", 30),
+		DedupRetention:       r.seconds("DEDUP_RETENTION_SECONDS", lifecycle.DefaultDedupRetention),
+		InstanceLease:        r.seconds("INSTANCE_LEASE_SECONDS", records.DefaultLeaseDuration),
 	}
 	// In a pod HOSTNAME is the pod name: a container restarted in the same pod is the same
 	// instance and resumes its events at once.
@@ -91,12 +97,12 @@ func readEnv(get func(string) string) (*env, error) {
 		e.ConfigurationService = e.KeptnAPIEndpoint + "/resource-service"
 	}
 	s := &e.Settings
-	s.Namespace = r.str("JOB_NAMESPACE", "keptn")
+	s.Namespace = r.str("JOB_NAMESPACE", jobs.DefaultNamespace)
 	s.InitImage = r.str("INIT_CONTAINER_IMAGE", "")
 	s.ServiceAccount = r.str("DEFAULT_JOB_SERVICE_ACCOUNT", "")
 	s.AllowPrivileged = r.bool("ALLOW_PRIVILEGED_JOBS", false)
 	s.TaskDeadlineSeconds = int64(r.int("TASK_DEADLINE_SECONDS", 0))
-	s.TTLSecondsAfterFinished = int32(r.int("DEFAULT_TTL_SECONDS_AFTER_FINISHED", 21600))
+	s.TTLSecondsAfterFinished = int32(r.int("DEFAULT_TTL_SECONDS_AFTER_FINISHED", int(jobs.DefaultTTL)))
 	s.AllowedImages = r.list("ALLOWED_IMAGE_LIST", ",")
 	s.DefaultResources = corev1.ResourceRequirements{
 		Limits:   r.resources("DEFAULT_RESOURCE_LIMITS_CPU", "1", "DEFAULT_RESOURCE_LIMITS_MEMORY", "512Mi"),
@@ -121,9 +127,9 @@ const (
 
 // inPodDelay is the default SHUTDOWN_DELAY_SECONDS: 5 in a Kubernetes pod (time for endpoint
 // updates to reach every node), 0 elsewhere.
-func inPodDelay(get func(string) string) int {
+func inPodDelay(get func(string) string) time.Duration {
 	if get("KUBERNETES_SERVICE_HOST") != "" {
-		return 5
+		return 5 * time.Second
 	}
 	return 0
 }
@@ -153,8 +159,9 @@ func (r *reader) int(name string, def int) int {
 	return n
 }
 
-func (r *reader) seconds(name string, def int) time.Duration {
-	return time.Duration(r.int(name, def)) * time.Second
+// seconds reads a whole number of seconds; def is the default as a duration.
+func (r *reader) seconds(name string, def time.Duration) time.Duration {
+	return time.Duration(r.int(name, int(def/time.Second))) * time.Second
 }
 
 func (r *reader) bool(name string, def bool) bool {

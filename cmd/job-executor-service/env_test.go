@@ -93,10 +93,10 @@ func TestWiringModes(t *testing.T) {
 		wantSender  string
 		wantStarted bool // .started also through the sender
 	}{
-		{"local directory, no Keptn", map[string]string{"JOB_CONFIG_DIR": "/configs"}, "config.DirSource", "handler.LogSender", true},
-		{"direct Keptn API", map[string]string{"KEPTN_API_ENDPOINT": "http://keptn/api", "KEPTN_API_TOKEN": "t"}, "*config.KeptnSource", "*handler.HTTPSender", true},
-		{"distributor sidecar", map[string]string{"CONFIGURATION_SERVICE": "http://127.0.0.1:8081/resource-service", "EVENTBROKER": "http://127.0.0.1:8081/event"}, "*config.KeptnSource", "*handler.HTTPSender", true},
-		{"knative", map[string]string{"CONFIGURATION_SERVICE": "http://resource-service:8080", "K_SINK": "http://broker"}, "*config.KeptnSource", "*handler.HTTPSender", false},
+		{"local directory, no Keptn", map[string]string{"JOB_CONFIG_DIR": "/configs"}, "config.DirSource", "sink.LogSender", true},
+		{"direct Keptn API", map[string]string{"KEPTN_API_ENDPOINT": "http://keptn/api", "KEPTN_API_TOKEN": "t"}, "*config.KeptnSource", "*sink.HTTP", true},
+		{"distributor sidecar", map[string]string{"CONFIGURATION_SERVICE": "http://127.0.0.1:8081/resource-service", "EVENTBROKER": "http://127.0.0.1:8081/event"}, "*config.KeptnSource", "*sink.HTTP", true},
+		{"knative", map[string]string{"CONFIGURATION_SERVICE": "http://resource-service:8080", "K_SINK": "http://broker"}, "*config.KeptnSource", "*sink.HTTP", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

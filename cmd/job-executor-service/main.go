@@ -1,5 +1,6 @@
-// Command job-executor-service runs Keptn tasks as Kubernetes Jobs. It only wires components
-// together from the environment; see README.md for every variable.
+// Command job-executor-service runs Keptn tasks as Kubernetes Jobs. main.go only wires the
+// packages together from the environment (env.go; README.md lists every variable); lint.go and
+// copyfiles.go are its two subcommands.
 package main
 
 import (
@@ -22,8 +23,11 @@ import (
 
 	"github.com/keptn-contrib/job-executor-service/config"
 	"github.com/keptn-contrib/job-executor-service/handler"
+	"github.com/keptn-contrib/job-executor-service/handler/keptn"
+	"github.com/keptn-contrib/job-executor-service/handler/lifecycle"
+	"github.com/keptn-contrib/job-executor-service/handler/sink"
 	"github.com/keptn-contrib/job-executor-service/jobs/records"
-	jobrun "github.com/keptn-contrib/job-executor-service/jobs/run"
+	"github.com/keptn-contrib/job-executor-service/jobs/run"
 )
 
 func main() {
@@ -39,13 +43,13 @@ func main() {
 	if len(os.Args) >= 2 && os.Args[1] == "lint" {
 		os.Exit(lint(os.Args[2:], os.Stdout))
 	}
-	if err := run(); err != nil {
+	if err := serve(); err != nil {
 		fmt.Fprintln(os.Stderr, "job-executor-service:", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
+func serve() error {
 	e, err := readEnv(osGet)
 	if err != nil {
 		return err
@@ -60,31 +64,38 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	keptn, err := keptnTransport(e)
+	keptnTr, err := keptnTransport(e)
 	if err != nil {
 		return err
 	}
-	src, err := configSource(e, keptn)
+	src, err := configSource(e, keptnTr)
 	if err != nil {
 		return err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := handler.NewMetrics(reg)
-	sender, startedViaSink, err := eventSender(e, keptn, log, metrics)
+	sender, startedViaSink, err := eventSender(e, keptnTr, log, sink.NewMetrics(reg))
 	if err != nil {
 		return err
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	loader := config.NewLoader(src, config.WithCommitlessTTL(e.ConfigCacheTTL))
-	files := func(ctx context.Context, ref config.Ref, level config.Level, paths []string) (map[string][]byte, error) {
-		return config.CollectFiles(ctx, src, ref, level, paths, e.MaxFileBytes)
-	}
-	runner := jobrun.New(kube, log, jobrun.Options{MaxLogBytes: e.MaxTaskLogBytes, FailFastAfter: e.FailFastAfter})
-	records := records.New(kube, e.Settings.Namespace, e.Instance).WithLeaseDuration(e.InstanceLease)
-	proc := handler.NewProcessor(ctx, loader, files, runner, sender, log, metrics, handler.Options{
+	runner := run.New(kube, log, run.Options{MaxLogBytes: e.MaxTaskLogBytes, FailFastAfter: e.FailFastAfter})
+	defer runner.Watcher().Stop()
+	store := records.New(kube, e.Settings.Namespace, e.Instance).WithLeaseDuration(e.InstanceLease)
+	proc := lifecycle.New(ctx, lifecycle.Deps{
+		Loader: config.NewLoader(src, config.WithCommitlessTTL(e.ConfigCacheTTL)),
+		Files: func(ctx context.Context, ref config.Ref, level config.Level, paths []string) (map[string][]byte, error) {
+			return config.CollectFiles(ctx, src, ref, level, paths, e.MaxFileBytes)
+		},
+		Runner:  runner,
+		Sender:  sender,
+		Records: store,
+		Log:     log,
+		Metrics: lifecycle.NewMetrics(reg),
+	}, lifecycle.Options{
+		Instance:             e.Instance,
 		Settings:             e.Settings,
 		AlwaysSendFinished:   e.AlwaysSendFinished,
 		StartedViaSink:       startedViaSink,
@@ -92,13 +103,11 @@ func run() error {
 		MaxQueuedEvents:      e.MaxQueuedEvents,
 		MaxMessageBytes:      e.MaxMessageBytes,
 		DedupRetention:       e.DedupRetention,
-		Records:              records,
-		Instance:             e.Instance,
 	})
 	// Prove this instance alive to the others, then resume what a previous process of this
 	// pod (or a dead instance) left unfinished, before taking new events; keep looking for
 	// orphans while running.
-	go records.Heartbeat(ctx, func(err error) { log.Warn("renewing the instance lease failed", zap.Error(err)) })
+	go store.Heartbeat(ctx, func(err error) { log.Warn("renewing the instance lease failed", zap.Error(err)) })
 	if n, err := proc.Recover(ctx); err != nil {
 		log.Error("recovering unfinished events failed; retrying in the background", zap.Error(err))
 	} else if n > 0 {
@@ -175,16 +184,16 @@ func kubeClient() (kubernetes.Interface, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes config (in-cluster or KUBECONFIG): %w", err)
 	}
-	cfg.UserAgent = handler.Source
+	cfg.UserAgent = keptn.Source
 	return kubernetes.NewForConfig(cfg)
 }
 
-func configSource(e *env, keptn http.RoundTripper) (config.Source, error) {
+func configSource(e *env, keptnTr http.RoundTripper) (config.Source, error) {
 	switch {
 	case e.ConfigDir != "":
 		return config.DirSource{Root: e.ConfigDir}, nil
 	case e.ConfigurationService != "":
-		return config.NewKeptnSource(e.ConfigurationService, keptn)
+		return config.NewKeptnSource(e.ConfigurationService, keptnTr)
 	}
 	return nil, errors.New("no job config source: set JOB_CONFIG_DIR, KEPTN_API_ENDPOINT or CONFIGURATION_SERVICE")
 }
@@ -219,26 +228,26 @@ func keptnTLS(e *env) []config.TransportOption {
 
 // eventSender picks where outgoing events go. Knative (K_SINK) gets .started in the HTTP reply,
 // so only the others also send it through the sender.
-func eventSender(e *env, keptn http.RoundTripper, log *zap.Logger, m *handler.Metrics) (handler.Sender, bool, error) {
+func eventSender(e *env, keptnTr http.RoundTripper, log *zap.Logger, m *sink.Metrics) (sink.Sender, bool, error) {
 	// A Knative broker or the distributor must never see the Keptn token: they get a transport
 	// with our TLS settings only.
 	plain, err := config.NewKeptnTransport(keptnTLS(e)...)
 	if err != nil {
 		return nil, false, err
 	}
-	opts := handler.HTTPSenderOptions{Transport: plain, Log: log, Metrics: m}
+	opts := sink.HTTPOptions{Transport: plain, Log: log, Metrics: m}
 	switch {
 	case e.Sink != "":
-		s, err := handler.NewHTTPSender(e.Sink, opts)
+		s, err := sink.NewHTTP(e.Sink, opts)
 		return s, false, err
 	case e.EventBroker != "":
-		s, err := handler.NewHTTPSender(e.EventBroker, opts)
+		s, err := sink.NewHTTP(e.EventBroker, opts)
 		return s, true, err
 	case e.KeptnAPIEndpoint != "":
-		opts.Transport = keptn // same token or OAuth client as for resources
-		s, err := handler.NewHTTPSender(e.KeptnAPIEndpoint+"/v1/event", opts)
+		opts.Transport = keptnTr // same token or OAuth client as for resources
+		s, err := sink.NewHTTP(e.KeptnAPIEndpoint+"/v1/event", opts)
 		return s, true, err
 	}
 	log.Info("no Keptn endpoint configured: outgoing events are logged")
-	return handler.LogSender{Log: log}, true, nil
+	return sink.LogSender{Log: log}, true, nil
 }

@@ -1,20 +1,16 @@
-package handler
+package lifecycle
 
-import (
-	"github.com/prometheus/client_golang/prometheus"
-)
+import "github.com/prometheus/client_golang/prometheus"
 
-// Metrics are the service's Prometheus metrics. A nil *Metrics records nothing (tests).
+// Metrics count events, actions and tasks. A nil *Metrics records nothing (tests).
 type Metrics struct {
 	received  *prometheus.CounterVec
 	actions   *prometheus.CounterVec
-	outgoing  *prometheus.CounterVec
-	retries   *prometheus.CounterVec
 	inFlight  prometheus.Gauge
 	taskTimes *prometheus.HistogramVec
 }
 
-// NewMetrics registers the metrics with reg.
+// NewMetrics registers the lifecycle metrics with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -23,12 +19,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jes_actions_total", Help: "Finished actions by result.",
 		}, []string{"result"}),
-		outgoing: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "jes_outgoing_events_total", Help: "Outgoing events by type and delivery result.",
-		}, []string{"type", "result"}),
-		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "jes_outgoing_event_retries_total", Help: "Retried deliveries of outgoing events.",
-		}, []string{"type"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "jes_events_in_flight", Help: "Accepted events whose actions have not finished.",
 		}),
@@ -36,7 +26,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "jes_task_duration_seconds", Help: "Task (Job) run time.", Buckets: prometheus.ExponentialBuckets(1, 2, 12),
 		}, []string{"result"}),
 	}
-	reg.MustRegister(m.received, m.actions, m.outgoing, m.retries, m.inFlight, m.taskTimes)
+	reg.MustRegister(m.received, m.actions, m.inFlight, m.taskTimes)
 	return m
 }
 
@@ -55,18 +45,6 @@ func (m *Metrics) action(ok bool) {
 func (m *Metrics) task(ok bool, seconds float64) {
 	if m != nil {
 		m.taskTimes.WithLabelValues(resultLabel(ok)).Observe(seconds)
-	}
-}
-
-func (m *Metrics) sent(eventType, result string) {
-	if m != nil {
-		m.outgoing.WithLabelValues(eventType, result).Inc()
-	}
-}
-
-func (m *Metrics) retry(eventType string) {
-	if m != nil {
-		m.retries.WithLabelValues(eventType).Inc()
 	}
 }
 

@@ -1,7 +1,8 @@
-package handler
+package sink
 
 import (
 	"context"
+	"crypto/tls"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -18,10 +19,19 @@ var fastRetry = Retry{Initial: time.Millisecond, Max: 5 * time.Millisecond, MaxE
 func testEvent() cloudevents.Event {
 	e := cloudevents.NewEvent()
 	e.SetID("1")
-	e.SetSource(Source)
+	e.SetSource("job-executor-service")
 	e.SetType("sh.keptn.event.test.finished")
 	_ = e.SetData(cloudevents.ApplicationJSON, map[string]string{"project": "p"})
 	return e
+}
+
+// withToken stands in for the authenticated Keptn transport: every attempt must go through it.
+type withToken struct{ token string }
+
+func (w withToken) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("x-token", w.token)
+	return http.DefaultTransport.RoundTrip(r)
 }
 
 func TestHTTPSenderRetries(t *testing.T) {
@@ -52,7 +62,7 @@ func TestHTTPSenderRetries(t *testing.T) {
 			if tc.wantCalls < 0 {
 				retry.MaxElapsed = 50 * time.Millisecond
 			}
-			s, err := NewHTTPSender(srv.URL, HTTPSenderOptions{Headers: map[string]string{"x-token": "tok"}, Retry: retry})
+			s, err := NewHTTP(srv.URL, HTTPOptions{Transport: withToken{"tok"}, Retry: retry})
 			require.NoError(t, err)
 			err = s.Send(context.Background(), testEvent())
 			if tc.wantErr {
@@ -76,14 +86,16 @@ func TestHTTPSenderVerifiesTLS(t *testing.T) {
 		w.WriteHeader(200)
 	}))
 	defer srv.Close()
-	strict, err := NewHTTPSender(srv.URL, HTTPSenderOptions{Retry: Retry{Initial: time.Millisecond, Max: time.Millisecond, MaxElapsed: 10 * time.Millisecond}})
+	strict, err := NewHTTP(srv.URL, HTTPOptions{Retry: Retry{Initial: time.Millisecond, Max: time.Millisecond, MaxElapsed: 10 * time.Millisecond}})
 	require.NoError(t, err)
 	err = strict.Send(context.Background(), testEvent())
 	require.Error(t, err, "a self-signed certificate is rejected by default")
 	assert.Contains(t, err.Error(), "certificate")
 	assert.Zero(t, calls.Load())
 
-	lax, err := NewHTTPSender(srv.URL, HTTPSenderOptions{InsecureSkipVerify: true})
+	// HTTP_SSL_VERIFY=false reaches the sender as its transport (built in main), nowhere else.
+	insecure := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // the test's point
+	lax, err := NewHTTP(srv.URL, HTTPOptions{Transport: insecure})
 	require.NoError(t, err)
 	require.NoError(t, lax.Send(context.Background(), testEvent()))
 	assert.Equal(t, int32(1), calls.Load())
@@ -96,7 +108,7 @@ func TestHTTPSenderVerifiesTLS(t *testing.T) {
 func TestHTTPSenderStopsOnContext(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(503) }))
 	defer srv.Close()
-	s, err := NewHTTPSender(srv.URL, HTTPSenderOptions{Retry: Retry{Initial: time.Hour, Max: time.Hour, MaxElapsed: 10 * time.Hour}})
+	s, err := NewHTTP(srv.URL, HTTPOptions{Retry: Retry{Initial: time.Hour, Max: time.Hour, MaxElapsed: 10 * time.Hour}})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
@@ -127,7 +139,7 @@ func TestHTTPSenderStalledEndpoint(t *testing.T) {
 	}))
 	defer srv.Close()
 	defer close(release)
-	s, err := NewHTTPSender(srv.URL, HTTPSenderOptions{Timeout: 100 * time.Millisecond, Retry: fastRetry})
+	s, err := NewHTTP(srv.URL, HTTPOptions{Timeout: 100 * time.Millisecond, Retry: fastRetry})
 	require.NoError(t, err)
 	require.NoError(t, s.Send(context.Background(), testEvent()))
 	assert.Equal(t, int32(2), calls.Load())

@@ -1,8 +1,11 @@
-package handler
+// Package sink owns delivering the events this service sends (.started, .finished,
+// sh.keptn.log.error): to the Keptn API, the distributor, a Knative sink, or the log. It
+// retries what can succeed later and gives up on what cannot. It must not build events (that
+// is handler/keptn) nor authenticate on its own: the transport it is given does that.
+package sink
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -19,12 +22,6 @@ type Sender interface {
 	Send(ctx context.Context, e cloudevents.Event) error
 }
 
-// SenderFunc adapts a function to Sender.
-type SenderFunc func(ctx context.Context, e cloudevents.Event) error
-
-// Send calls f.
-func (f SenderFunc) Send(ctx context.Context, e cloudevents.Event) error { return f(ctx, e) }
-
 // Retry bounds how long an outgoing event is retried (Keptn API or sink down, 5xx, 429).
 type Retry struct {
 	Initial, Max time.Duration // backoff between attempts, doubled each time, with jitter
@@ -34,40 +31,38 @@ type Retry struct {
 // DefaultRetry survives a 10-minute Keptn API outage.
 var DefaultRetry = Retry{Initial: 500 * time.Millisecond, Max: 30 * time.Second, MaxElapsed: 10 * time.Minute}
 
-// HTTPSenderOptions configure an HTTPSender.
-type HTTPSenderOptions struct {
-	// Headers are added to every request (x-token for the Keptn API).
-	Headers map[string]string
-	// InsecureSkipVerify turns TLS verification off for this sender only (HTTP_SSL_VERIFY=false).
-	InsecureSkipVerify bool
-	// Transport replaces the sender's own transport (e.g. the Keptn source's, for OAuth).
+// DefaultTimeout bounds one delivery attempt; a stalled endpoint is retried after it.
+const DefaultTimeout = 15 * time.Second
+
+// HTTPOptions configure an HTTP sender; zero values get the defaults.
+type HTTPOptions struct {
+	// Transport carries the requests: the one authenticated Keptn transport (x-token or
+	// OAuth, TLS settings) built in main, or a plain one for a broker. Nil means a clone of
+	// Go's default transport, TLS verification on.
 	Transport http.RoundTripper
-	Timeout   time.Duration
-	Retry     Retry
+	Timeout   time.Duration // default DefaultTimeout
+	Retry     Retry         // default DefaultRetry
 	Log       *zap.Logger
 	Metrics   *Metrics
 }
 
-// HTTPSender POSTs events in structured mode (application/cloudevents+json), which the Keptn API
+// HTTP POSTs events in structured mode (application/cloudevents+json), which the Keptn API
 // (/v1/event), the distributor's /event proxy and Knative brokers all accept.
-type HTTPSender struct {
+type HTTP struct {
 	target string
 	client cloudevents.Client
-	opts   HTTPSenderOptions
+	opts   HTTPOptions
 }
 
-// NewHTTPSender sends to target with its own transport, so TLS settings never leak process-wide.
-func NewHTTPSender(target string, opts HTTPSenderOptions) (*HTTPSender, error) {
-	var tr http.RoundTripper = opts.Transport
+// NewHTTP sends to target. Its transport is never http.DefaultTransport itself, so TLS
+// settings never leak process-wide.
+func NewHTTP(target string, opts HTTPOptions) (*HTTP, error) {
+	tr := opts.Transport
 	if tr == nil {
-		own := http.DefaultTransport.(*http.Transport).Clone()
-		if opts.InsecureSkipVerify {
-			own.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // explicit opt-in
-		}
-		tr = own
+		tr = http.DefaultTransport.(*http.Transport).Clone()
 	}
 	if opts.Timeout == 0 {
-		opts.Timeout = 15 * time.Second
+		opts.Timeout = DefaultTimeout
 	}
 	if opts.Retry == (Retry{}) {
 		opts.Retry = DefaultRetry
@@ -75,11 +70,7 @@ func NewHTTPSender(target string, opts HTTPSenderOptions) (*HTTPSender, error) {
 	if opts.Log == nil {
 		opts.Log = zap.NewNop()
 	}
-	popts := []cehttp.Option{cehttp.WithTarget(target), cehttp.WithClient(http.Client{Transport: tr, Timeout: opts.Timeout})}
-	for k, v := range opts.Headers {
-		popts = append(popts, cehttp.WithHeader(k, v))
-	}
-	p, err := cehttp.New(popts...)
+	p, err := cehttp.New(cehttp.WithTarget(target), cehttp.WithClient(http.Client{Transport: tr, Timeout: opts.Timeout}))
 	if err != nil {
 		return nil, fmt.Errorf("event sink %s: %w", target, err)
 	}
@@ -87,12 +78,12 @@ func NewHTTPSender(target string, opts HTTPSenderOptions) (*HTTPSender, error) {
 	if err != nil {
 		return nil, fmt.Errorf("event sink %s: %w", target, err)
 	}
-	return &HTTPSender{target: target, client: c, opts: opts}, nil
+	return &HTTP{target: target, client: c, opts: opts}, nil
 }
 
 // Send delivers e, retrying with exponential backoff and jitter until acknowledged, the retry
 // budget is spent, or ctx ends. A 4xx other than 408/429 is final: retrying cannot fix it.
-func (s *HTTPSender) Send(ctx context.Context, e cloudevents.Event) error {
+func (s *HTTP) Send(ctx context.Context, e cloudevents.Event) error {
 	deadline := time.Now().Add(s.opts.Retry.MaxElapsed)
 	wait := s.opts.Retry.Initial
 	for attempt := 1; ; attempt++ {

@@ -1,4 +1,8 @@
-package handler
+// Package keptn owns the Keptn side of an event's life: decoding an incoming CloudEvent into
+// the fields Keptn events carry, and building the events this service answers with
+// (.started, .finished with its bounded message, sh.keptn.log.error). It is pure: it must not
+// send anything, talk to Kubernetes or read configs.
+package keptn
 
 import (
 	"encoding/json"
@@ -11,6 +15,9 @@ import (
 	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/google/uuid"
 	keptnv2 "github.com/keptn/go-utils/pkg/lib/v0_2_0"
+
+	"github.com/keptn-contrib/job-executor-service/config"
+	"github.com/keptn-contrib/job-executor-service/jobs"
 )
 
 // Source is the CloudEvents source of every event this service sends.
@@ -39,22 +46,38 @@ type Incoming struct {
 // Key identifies an event for de-duplication: CloudEvents ids are unique per source.
 func (in *Incoming) Key() string { return in.Event.Source() + "\x00" + in.Event.ID() }
 
-// errBadEvent marks client errors in an incoming event (answered with 400).
-var errBadEvent = errors.New("invalid event")
+// ConfigRef is where the event's job config and task files are looked up.
+func (in *Incoming) ConfigRef() config.Ref {
+	return config.Ref{Project: in.Data.Project, Stage: in.Data.Stage, Service: in.Data.Service, CommitID: in.CommitID}
+}
 
-// decodeKeptn checks that a CloudEvent carries what a Keptn event needs and extracts it.
-func decodeKeptn(e cloudevents.Event) (*Incoming, error) {
+// JobEvent is what a Job is told about the event (names, labels, env).
+func (in *Incoming) JobEvent() jobs.EventInfo {
+	return jobs.EventInfo{
+		ID: in.Event.ID(), Source: in.Event.Source(), Type: in.Event.Type(), KeptnContext: in.KeptnContext,
+		Project: in.Data.Project, Stage: in.Data.Stage, Service: in.Data.Service, Labels: in.Data.Labels, Raw: in.Raw,
+	}
+}
+
+// RecordName names the event's durable record in the cluster.
+func (in *Incoming) RecordName() string { return jobs.RecordName(in.Event.Source(), in.Event.ID()) }
+
+// ErrBadEvent marks client errors in an incoming event (the receiver answers 400).
+var ErrBadEvent = errors.New("invalid event")
+
+// Decode checks that a CloudEvent carries what a Keptn event needs and extracts it.
+func Decode(e cloudevents.Event) (*Incoming, error) {
 	if err := e.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %v", errBadEvent, err)
+		return nil, fmt.Errorf("%w: %v", ErrBadEvent, err)
 	}
 	in := &Incoming{Event: e}
 	in.KeptnContext = extString(e, extContext)
 	in.CommitID = extString(e, extCommitID)
 	if len(e.Data()) == 0 {
-		return nil, fmt.Errorf("%w: event %s has no data; Keptn events carry data.project, data.stage and data.service", errBadEvent, e.ID())
+		return nil, fmt.Errorf("%w: event %s has no data; Keptn events carry data.project, data.stage and data.service", ErrBadEvent, e.ID())
 	}
 	if err := json.Unmarshal(e.Data(), &in.Data); err != nil {
-		return nil, fmt.Errorf("%w: data is not a Keptn event payload: %v", errBadEvent, err)
+		return nil, fmt.Errorf("%w: data is not a Keptn event payload: %v", ErrBadEvent, err)
 	}
 	var missing []string
 	for _, f := range []struct{ name, v string }{{"data.project", in.Data.Project}, {"data.stage", in.Data.Stage}, {"data.service", in.Data.Service}} {
@@ -63,11 +86,11 @@ func decodeKeptn(e cloudevents.Event) (*Incoming, error) {
 		}
 	}
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("%w: %s missing or empty", errBadEvent, strings.Join(missing, ", "))
+		return nil, fmt.Errorf("%w: %s missing or empty", ErrBadEvent, strings.Join(missing, ", "))
 	}
 	raw, err := json.Marshal(e)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errBadEvent, err)
+		return nil, fmt.Errorf("%w: %v", ErrBadEvent, err)
 	}
 	in.Raw = raw
 	return in, nil
@@ -85,8 +108,8 @@ func extString(e cloudevents.Event, name string) string {
 	return s
 }
 
-// isTriggered reports whether a Keptn task event asks for .started/.finished answers.
-func isTriggered(eventType string) bool { return keptnv2.IsTriggeredEventType(eventType) }
+// IsTriggered reports whether a Keptn task event asks for .started/.finished answers.
+func IsTriggered(eventType string) bool { return keptnv2.IsTriggeredEventType(eventType) }
 
 // response builds an event answering in (same context, triggeredid = in's id).
 func response(in *Incoming, eventType string, data any) cloudevents.Event {
@@ -110,34 +133,34 @@ func baseData(in *Incoming) keptnv2.EventData {
 	return keptnv2.EventData{Project: in.Data.Project, Stage: in.Data.Stage, Service: in.Data.Service, Labels: in.Data.Labels}
 }
 
-// startedEvent is the .started answer to a .triggered event.
-func startedEvent(in *Incoming) cloudevents.Event {
+// Started is the .started answer to a .triggered event.
+func Started(in *Incoming) cloudevents.Event {
 	t, _ := keptnv2.GetEventTypeForTriggeredEvent(in.Event.Type(), ".started")
 	d := baseData(in)
 	d.Status = keptnv2.StatusSucceeded
 	return response(in, t, d)
 }
 
-// finishedEvent is the .finished answer; test.finished carries data.test.start/end (lighthouse needs them).
-func finishedEvent(in *Incoming, ok bool, message string, start, end time.Time) cloudevents.Event {
+// Finished is the .finished answer; test.finished carries data.test.start/end (lighthouse needs them).
+func Finished(in *Incoming, s Summary) cloudevents.Event {
 	t, _ := keptnv2.GetEventTypeForTriggeredEvent(in.Event.Type(), ".finished")
 	d := baseData(in)
-	d.Message = message
-	if ok {
+	d.Message = s.Message
+	if s.OK {
 		d.Status, d.Result = keptnv2.StatusSucceeded, keptnv2.ResultPass
 	} else {
 		d.Status, d.Result = keptnv2.StatusErrored, keptnv2.ResultFailed
 	}
 	if in.Event.Type() == testTriggered {
 		return response(in, t, keptnv2.TestFinishedEventData{EventData: d, Test: keptnv2.TestFinishedDetails{
-			Start: start.UTC().Format(time.RFC3339), End: end.UTC().Format(time.RFC3339),
+			Start: s.Start.UTC().Format(time.RFC3339), End: s.End.UTC().Format(time.RFC3339),
 		}})
 	}
 	return response(in, t, d)
 }
 
-// errorLogEvent reports a problem that has no .finished to carry it (e.g. a missing config).
-func errorLogEvent(in *Incoming, message string) cloudevents.Event {
+// ErrorLog reports a problem that has no .finished to carry it (e.g. a missing config).
+func ErrorLog(in *Incoming, message string) cloudevents.Event {
 	task := ""
 	if strings.HasPrefix(in.Event.Type(), "sh.keptn.event.") {
 		task, _, _ = keptnv2.ParseTaskEventType(in.Event.Type()) // "" for anything else

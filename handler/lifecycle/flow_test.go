@@ -1,4 +1,4 @@
-package handler
+package lifecycle_test
 
 import (
 	"bytes"
@@ -26,6 +26,11 @@ import (
 
 	"github.com/keptn-contrib/job-executor-service/config"
 	"github.com/keptn-contrib/job-executor-service/e2e/keptnapi"
+	"github.com/keptn-contrib/job-executor-service/handler"
+	"github.com/keptn-contrib/job-executor-service/handler/keptn"
+	"github.com/keptn-contrib/job-executor-service/handler/lifecycle"
+	lct "github.com/keptn-contrib/job-executor-service/handler/lifecycle/lifecycletest"
+	"github.com/keptn-contrib/job-executor-service/handler/sink"
 	"github.com/keptn-contrib/job-executor-service/jobs"
 	"github.com/keptn-contrib/job-executor-service/jobs/records"
 	"github.com/keptn-contrib/job-executor-service/jobs/run"
@@ -61,28 +66,25 @@ func fakeKubelet(t *testing.T, client *fake.Clientset, fail map[string]bool) {
 type flowEnv struct {
 	keptn  *keptnapi.Server
 	client *fake.Clientset
-	proc   *Processor
+	proc   *lifecycle.Processor
 	url    string
 
-	opts   Options
-	loader ConfigLoader
-	files  FileCollector
-	runner TaskRunner
-	sender Sender
+	deps lifecycle.Deps
+	opts lifecycle.Options
 }
 
-// newFlow wires the real components (Keptn source, loader, runner, HTTP sender, receiver)
-// against a Keptn API stand-in and a fake Kubernetes clientset.
-func newFlow(t *testing.T, fail map[string]bool, opts Options) *flowEnv {
+// newFlow wires the real components (Keptn transport and source, loader, runner, records,
+// HTTP sender, receiver) against a Keptn API stand-in and a fake Kubernetes clientset.
+func newFlow(t *testing.T, fail map[string]bool, opts lifecycle.Options) *flowEnv {
 	t.Helper()
 	const token = "secret-token"
-	keptn := keptnapi.New(keptnapi.Options{Token: token})
-	api := httptest.NewServer(keptn.Handler())
-	t.Cleanup(api.Close)
+	api := keptnapi.New(keptnapi.Options{Token: token})
+	apiSrv := httptest.NewServer(api.Handler())
+	t.Cleanup(apiSrv.Close)
 
-	tr, err := config.NewKeptnTransport(config.WithToken(token))
+	transport, err := config.NewKeptnTransport(config.WithToken(token))
 	require.NoError(t, err)
-	src, err := config.NewKeptnSource(api.URL+"/resource-service", tr)
+	src, err := config.NewKeptnSource(apiSrv.URL+"/resource-service", transport)
 	require.NoError(t, err)
 	loader := config.NewLoader(src)
 	files := func(ctx context.Context, ref config.Ref, level config.Level, paths []string) (map[string][]byte, error) {
@@ -92,22 +94,25 @@ func newFlow(t *testing.T, fail map[string]bool, opts Options) *flowEnv {
 	fakeKubelet(t, client, fail)
 	runner := run.New(client, zap.NewNop(), run.Options{})
 	t.Cleanup(runner.Watcher().Stop)
-	sender, err := NewHTTPSender(api.URL+"/v1/event", HTTPSenderOptions{Headers: map[string]string{"x-token": token}})
+	sender, err := sink.NewHTTP(apiSrv.URL+"/v1/event", sink.HTTPOptions{Transport: transport})
 	require.NoError(t, err)
 	opts.StartedViaSink = true
 	opts.Settings.Namespace = "keptn"
 	opts.Settings.InitImage = "job-executor-service:test"
-	opts.Records = records.New(client, "keptn", "test-instance")
 	opts.Instance = "test-instance"
-	f := &flowEnv{keptn: keptn, client: client, opts: opts, loader: loader, files: files, runner: runner, sender: sender}
+	deps := lifecycle.Deps{
+		Loader: loader, Files: files, Runner: runner, Sender: sender, Log: zap.NewNop(),
+		Records: records.New(client, "keptn", "test-instance"),
+	}
+	f := &flowEnv{keptn: api, client: client, deps: deps, opts: opts}
 	f.restart(t)
 	return f
 }
 
 // restart replaces the processor and receiver, as a new process would, keeping the cluster.
 func (f *flowEnv) restart(t *testing.T) {
-	f.proc = NewProcessor(context.Background(), f.loader, f.files, f.runner, f.sender, zap.NewNop(), nil, f.opts)
-	srv := httptest.NewServer(NewServer(f.proc, zap.NewNop(), ServerOptions{}).Router())
+	f.proc = lifecycle.New(context.Background(), f.deps, f.opts)
+	srv := httptest.NewServer(handler.NewServer(f.proc, zap.NewNop(), handler.ServerOptions{}).Router())
 	t.Cleanup(srv.Close)
 	f.url = srv.URL
 }
@@ -154,7 +159,7 @@ func TestFlow(t *testing.T) {
 		name        string
 		fail        map[string]bool
 		noConfig    bool
-		opts        Options
+		opts        lifecycle.Options
 		wantTypes   []string
 		wantStatus  string
 		wantJobs    []string
@@ -180,7 +185,7 @@ func TestFlow(t *testing.T) {
 			wantTypes: []string{"sh.keptn.log.error"},
 		},
 		{
-			name: "missing config with ALWAYS_SEND_FINISHED_EVENT", noConfig: true, opts: Options{AlwaysSendFinished: true},
+			name: "missing config with ALWAYS_SEND_FINISHED_EVENT", noConfig: true, opts: lifecycle.Options{AlwaysSendFinished: true},
 			wantTypes: []string{"sh.keptn.event.deployment.started", "sh.keptn.event.deployment.finished"}, wantStatus: "errored",
 			wantMessage: []string{"job/config.yaml"},
 		},
@@ -195,7 +200,7 @@ func TestFlow(t *testing.T) {
 			} else {
 				f.keptn.AddScope("c1", svc)
 			}
-			in := keptnEvent(t, "sh.keptn.event.deployment.triggered", nil)
+			in := lct.Event(t, "sh.keptn.event.deployment.triggered", nil)
 			in.SetExtension("gitcommitid", "c1")
 			reply := f.send(t, in)
 
@@ -204,7 +209,7 @@ func TestFlow(t *testing.T) {
 				types = append(types, e.TypeName())
 				assert.Equal(t, in.ID(), e.Triggeredid)
 				assert.Equal(t, "08735340-6f9e-4b32-97ff-3b6c292bc50i", e.Shkeptncontext)
-				assert.Equal(t, Source, *e.Source)
+				assert.Equal(t, keptn.Source, *e.Source)
 			}
 			require.Equal(t, tc.wantTypes, types)
 			if strings.HasSuffix(tc.wantTypes[0], ".started") {
@@ -237,7 +242,7 @@ func TestFlow(t *testing.T) {
 // TestFlowRedeliveryCreatesNothingNew delivers one event many times at once: one set of
 // Jobs, one .started, one .finished.
 func TestFlowRedeliveryCreatesNothingNew(t *testing.T) {
-	f := newFlow(t, nil, Options{})
+	f := newFlow(t, nil, lifecycle.Options{})
 	in := f.deployment(t)
 	var wg sync.WaitGroup
 	for range 20 {
@@ -260,7 +265,7 @@ func (f *flowEnv) deployment(t *testing.T) cloudevents.Event {
 	svc := keptnapi.Scope{Project: "sockshop", Stage: "dev", Service: "carts"}
 	f.keptn.Put("c1", svc, "job/config.yaml", []byte(flowConfig))
 	f.keptn.Put("c1", svc, "scripts/run.sh", []byte("echo hi\n"))
-	in := keptnEvent(t, "sh.keptn.event.deployment.triggered", nil)
+	in := lct.Event(t, "sh.keptn.event.deployment.triggered", nil)
 	in.SetExtension("gitcommitid", "c1")
 	return in
 }
@@ -283,7 +288,7 @@ func (f *flowEnv) types() []string {
 // TestFlowRedeliveryAfterRestart: a new process knows the event from its record in the
 // cluster and neither runs nor reports it again.
 func TestFlowRedeliveryAfterRestart(t *testing.T) {
-	f := newFlow(t, nil, Options{})
+	f := newFlow(t, nil, lifecycle.Options{})
 	in := f.deployment(t)
 	first := f.send(t, in)
 	require.Equal(t, 5, f.jobCount(t))
@@ -299,23 +304,23 @@ func TestFlowRedeliveryAfterRestart(t *testing.T) {
 // TestFlowRecover: the process died after storing the record, sending .started and creating
 // a Job; the next process adopts that Job, creates the rest and sends one .finished.
 func TestFlowRecover(t *testing.T) {
-	f := newFlow(t, nil, Options{})
+	f := newFlow(t, nil, lifecycle.Options{})
 	svc := keptnapi.Scope{Project: "sockshop", Stage: "dev", Service: "carts"}
 	f.keptn.Put("c1", svc, "scripts/run.sh", []byte("echo hi\n"))
-	in := keptnEvent(t, "sh.keptn.event.deployment.triggered", nil)
+	in := lct.Event(t, "sh.keptn.event.deployment.triggered", nil)
 	in.SetExtension("gitcommitid", "c1")
-	decoded, err := decodeKeptn(in)
+	decoded, err := keptn.Decode(in)
 	require.NoError(t, err)
 	store := records.New(f.client, "keptn", "test-instance")
-	_, err = store.Create(context.Background(), records.Record{Name: recordName(decoded), Event: decoded.Raw, Config: []byte(flowConfig), Level: "service"})
+	_, err = store.Create(context.Background(), records.Record{Name: decoded.RecordName(), Event: decoded.Raw, Config: []byte(flowConfig), Level: "service"})
 	require.NoError(t, err)
-	require.NoError(t, store.MarkStarted(context.Background(), recordName(decoded)))
+	require.NoError(t, store.MarkStarted(context.Background(), decoded.RecordName()))
 	// One Job exists already (the "apply" task's); it completes while no service is up.
 	loaded, err := config.NewLoaded([]byte(flowConfig), config.LevelService)
 	require.NoError(t, err)
 	built, err := jobs.Build(f.opts.Settings, jobs.TaskInput{
 		Event:  jobs.EventInfo{ID: in.ID(), Source: in.Source(), Type: in.Type(), Project: "sockshop", Stage: "dev", Service: "carts", Raw: decoded.Raw},
-		Action: "Deploy", ActionIdx: 0, Task: loaded.Config.Actions[0].Tasks[1], TaskIdx: 1, ConfigHash: loaded.Hash,
+		Action: "Deploy", ActionIdx: 0, Task: loaded.Config.Actions[0].Tasks[1], TaskIdx: 1, ConfigHash: jobs.ConfigHash(loaded.Raw),
 	})
 	require.NoError(t, err)
 	_, err = f.client.BatchV1().Jobs("keptn").Create(context.Background(), built.Job, metav1.CreateOptions{})
@@ -349,9 +354,9 @@ func TestFlowBurst(t *testing.T) {
 		t.Skip("burst test")
 	}
 	const events = 500
-	f := newFlow(t, nil, Options{MaxQueuedEvents: 100, MaxConcurrentActions: 10})
+	f := newFlow(t, nil, lifecycle.Options{MaxQueuedEvents: 100, MaxConcurrentActions: 10})
 	svc := keptnapi.Scope{Project: "sockshop", Stage: "dev", Service: "carts"}
-	f.keptn.Put("c1", svc, "job/config.yaml", []byte(helloConfig))
+	f.keptn.Put("c1", svc, "job/config.yaml", []byte(lct.HelloConfig))
 	var busy atomic.Int32
 	var wg sync.WaitGroup
 	ids := make(chan int, events)
@@ -362,7 +367,7 @@ func TestFlowBurst(t *testing.T) {
 	for range 50 {
 		wg.Go(func() {
 			for i := range ids {
-				in := keptnEvent(t, "sh.keptn.event.test.triggered", nil)
+				in := lct.Event(t, "sh.keptn.event.test.triggered", nil)
 				in.SetID(fmt.Sprint("burst-", i))
 				in.SetExtension("gitcommitid", "c1")
 				body, err := json.Marshal(in)
@@ -402,19 +407,19 @@ func TestFlowBurst(t *testing.T) {
 // TestFlowOrphans: after start-up, events of instances whose lease expired are taken over;
 // those of live instances are left to them.
 func TestFlowOrphans(t *testing.T) {
-	f := newFlow(t, nil, Options{})
+	f := newFlow(t, nil, lifecycle.Options{})
 	ctx := context.Background()
 	in := f.deployment(t)
-	dead, err := decodeKeptn(in)
+	dead, err := keptn.Decode(in)
 	require.NoError(t, err)
 	other := in.Clone()
 	other.SetID("owned-by-a-live-instance")
-	live, err := decodeKeptn(other)
+	live, err := keptn.Decode(other)
 	require.NoError(t, err)
 
-	_, err = records.New(f.client, "keptn", "dead-pod").Create(ctx, records.Record{Name: recordName(dead), Event: dead.Raw, Config: []byte(flowConfig), Level: "service"})
+	_, err = records.New(f.client, "keptn", "dead-pod").Create(ctx, records.Record{Name: dead.RecordName(), Event: dead.Raw, Config: []byte(flowConfig), Level: "service"})
 	require.NoError(t, err)
-	_, err = records.New(f.client, "keptn", "live-pod").Create(ctx, records.Record{Name: recordName(live), Event: live.Raw, Config: []byte(flowConfig), Level: "service"})
+	_, err = records.New(f.client, "keptn", "live-pod").Create(ctx, records.Record{Name: live.RecordName(), Event: live.Raw, Config: []byte(flowConfig), Level: "service"})
 	require.NoError(t, err)
 	now, secs, holder := metav1.NewMicroTime(time.Now()), int32(30), "live-pod"
 	_, err = f.client.CoordinationV1().Leases("keptn").Create(ctx, &coordinationv1.Lease{
@@ -423,7 +428,7 @@ func TestFlowOrphans(t *testing.T) {
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)
 
-	n, err := f.proc.resume(ctx, false)
+	n, err := f.proc.ResumeOrphans(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, 1, n, "only the dead instance's event")
 	f.proc.Wait()

@@ -1,0 +1,126 @@
+package keptn
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/keptn-contrib/job-executor-service/jobs"
+)
+
+// DefaultMaxMessageBytes bounds a .finished message with all task logs: Keptn's event bus
+// rejects large payloads, which the original hit with unbounded logs.
+const DefaultMaxMessageBytes = 96 << 10
+
+// ActionResult is how one action ended: the part of .finished it contributes.
+type ActionResult struct {
+	Name string
+	OK   bool
+	// Refused says why the action could not run at all (checks, shutdown); empty otherwise.
+	Refused string
+	Tasks   []TaskResult
+	// Start and End bound the action, including time spent before its first Job.
+	Start, End time.Time
+}
+
+// TaskResult is one task's part of the .finished message.
+type TaskResult struct {
+	Name   string
+	Result jobs.Result
+}
+
+// Summary is what a .finished event says about the actions of one event.
+type Summary struct {
+	OK         bool
+	Message    string
+	Start, End time.Time
+}
+
+// Summarize folds action results into the .finished status, message and time span. Logs are
+// shortened (keeping their tails) until the whole message fits in maxBytes.
+func Summarize(results []ActionResult, maxBytes int) Summary {
+	s := Summary{OK: true}
+	ntasks := 0
+	var actionsEnd time.Time
+	for i, r := range results {
+		s.OK = s.OK && r.OK
+		ntasks += len(r.Tasks)
+		if i == 0 || r.Start.Before(s.Start) {
+			s.Start = r.Start
+		}
+		if r.End.After(actionsEnd) {
+			actionsEnd = r.End
+		}
+		for _, t := range r.Tasks {
+			if !t.Result.Start.IsZero() && t.Result.Start.Before(s.Start) {
+				s.Start = t.Result.Start
+			}
+			if t.Result.End.After(s.End) {
+				s.End = t.Result.End
+			}
+		}
+	}
+	// The span ends when the last Job did; without any Job (refused or invalid tasks) it
+	// ends when the actions gave up.
+	if s.End.IsZero() {
+		s.End = actionsEnd
+	}
+	s.Message = render(results, -1)
+	if len(s.Message) > maxBytes {
+		// Share what the text around the logs leaves over equally between the tasks.
+		overhead := len(render(results, 0))
+		s.Message = render(results, max(0, (maxBytes-overhead)/max(1, ntasks)))
+	}
+	if len(s.Message) > maxBytes { // pathological: huge failure reasons or very many tasks
+		s.Message = boundTotal(s.Message, maxBytes)
+	}
+	return s
+}
+
+// boundTotal is jobs.BoundLogs with the truncation marker counted in max.
+func boundTotal(s string, max int) string {
+	out := jobs.BoundLogs(s, max)
+	if over := len(out) - max; over > 0 {
+		out = jobs.BoundLogs(s, max-over)
+	}
+	return out
+}
+
+func render(results []ActionResult, logBudget int) string {
+	var b strings.Builder
+	for _, r := range results {
+		if r.Refused != "" {
+			b.WriteString(r.Refused + "\n\n")
+		}
+		for _, t := range r.Tasks {
+			if t.Result.Succeeded {
+				fmt.Fprintf(&b, "Task '%s' finished successfully!\n", t.Name)
+			} else {
+				fmt.Fprintf(&b, "Task '%s' failed: %s", t.Name, t.Result.Reason)
+				// Runner messages name the task themselves; don't say it twice.
+				m := strings.TrimPrefix(t.Result.Message, fmt.Sprintf("task '%s' failed: ", t.Name))
+				m = strings.TrimPrefix(m, fmt.Sprintf("task '%s': ", t.Name))
+				m = strings.TrimPrefix(m, t.Result.Reason+": ")
+				if m != "" && m != t.Result.Reason {
+					b.WriteString(": " + m)
+				}
+				b.WriteString("\n")
+			}
+			if logs := cut(t.Result.Logs, logBudget); logs != "" {
+				b.WriteString("\nLogs:\n" + logs)
+				if !strings.HasSuffix(logs, "\n") {
+					b.WriteString("\n")
+				}
+			}
+			b.WriteString("\n")
+		}
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+func cut(logs string, budget int) string {
+	if budget < 0 {
+		return logs
+	}
+	return jobs.BoundLogs(logs, budget)
+}

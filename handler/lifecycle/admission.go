@@ -1,0 +1,179 @@
+package lifecycle
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"go.uber.org/zap"
+
+	"github.com/keptn-contrib/job-executor-service/jobs/records"
+)
+
+// admission decides which deliveries become work: it remembers events by key (redeliveries
+// get the first answer), bounds the events in flight (the queue) and hands out the slots
+// that bound the actions running Jobs at once.
+type admission struct {
+	maxQueued int
+	retention time.Duration
+	slots     chan struct{} // MaxConcurrentActions tokens
+
+	mu     sync.Mutex
+	events map[string]*ticket // by keptn.Incoming.Key
+	// active counts remembered events that are not done (the queue bounded by maxQueued).
+	active    int
+	lastPrune time.Time
+}
+
+// ticket is one admitted event: the answer its first delivery got, for redeliveries.
+type ticket struct {
+	ready    chan struct{} // closed once reply/err are known
+	reply    *cloudevents.Event
+	err      error
+	done     bool
+	finished time.Time
+}
+
+func newAdmission(o Options) *admission {
+	return &admission{
+		maxQueued: o.MaxQueuedEvents,
+		retention: o.DedupRetention,
+		slots:     make(chan struct{}, o.MaxConcurrentActions),
+		events:    map[string]*ticket{},
+	}
+}
+
+// admit reserves key for a new event and returns its ticket; for a known key it returns the
+// first delivery's ticket instead. A full queue gives ErrBusy. The key is reserved before the
+// (possibly slow) config lookup so that concurrent redeliveries are recognised.
+func (a *admission) admit(key string) (t, first *ticket, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if prior, ok := a.events[key]; ok {
+		return nil, prior, nil
+	}
+	if a.active >= a.maxQueued {
+		return nil, nil, ErrBusy
+	}
+	return a.reserveLocked(key), nil, nil
+}
+
+// reserve is admit for recovery: no queue bound (the event was accepted before); false when
+// the key is known already.
+func (a *admission) reserve(key string) (*ticket, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.events[key]; ok {
+		return nil, false
+	}
+	return a.reserveLocked(key), true
+}
+
+func (a *admission) reserveLocked(key string) *ticket {
+	t := &ticket{ready: make(chan struct{})}
+	a.events[key] = t
+	a.active++
+	return t
+}
+
+// known reports whether key is remembered (in flight or recently finished).
+func (a *admission) known(key string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, ok := a.events[key]
+	return ok
+}
+
+// settle records the first delivery's answer and releases redeliveries waiting for it.
+func (t *ticket) settle(reply *cloudevents.Event, err error) {
+	t.reply, t.err = reply, err
+	close(t.ready)
+}
+
+// answer waits for the first delivery's answer.
+func (t *ticket) answer(ctx context.Context) (*cloudevents.Event, error) {
+	select {
+	case <-t.ready:
+		return t.reply, t.err
+	case <-ctx.Done():
+		return nil, unavailable(ctx.Err())
+	}
+}
+
+// done marks the event finished: it leaves the queue but is remembered for the retention.
+func (a *admission) done(t *ticket) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if t.done {
+		return
+	}
+	t.done, t.finished = true, time.Now()
+	a.active--
+	if now := time.Now(); now.Sub(a.lastPrune) > time.Minute || len(a.events) > maxRemembered {
+		a.lastPrune = now
+		a.pruneLocked(now)
+	}
+}
+
+// forget drops key, so that a later delivery is treated as new.
+func (a *admission) forget(key string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if t, ok := a.events[key]; ok {
+		delete(a.events, key)
+		if !t.done {
+			a.active--
+		}
+	}
+}
+
+// maxRemembered bounds the finished events kept in memory; older redeliveries are still
+// recognised through the event records in the cluster.
+const maxRemembered = 50_000
+
+// pruneLocked drops finished events older than the retention (all finished ones when there
+// are too many).
+func (a *admission) pruneLocked(now time.Time) {
+	cutoff := now.Add(-a.retention)
+	if len(a.events) > maxRemembered {
+		cutoff = now
+	}
+	for k, t := range a.events {
+		if t.done && !t.finished.After(cutoff) {
+			delete(a.events, k)
+		}
+	}
+}
+
+// slot waits for one of the MaxConcurrentActions slots; release gives it back. ok is false
+// when ctx ended first.
+func (a *admission) slot(ctx context.Context) (release func(), ok bool) {
+	select {
+	case a.slots <- struct{}{}:
+		return func() { <-a.slots }, true
+	case <-ctx.Done():
+		return nil, false
+	}
+}
+
+// persist stores the event record before the first Job exists. An existing record means
+// the event was accepted before this process knew it (restart, another replica): its owner
+// runs it, and this delivery is answered as the first one was.
+func (p *Processor) persist(ctx context.Context, pl *plan) error {
+	if p.deps.Records == nil {
+		return nil
+	}
+	rec := records.Record{Name: pl.in.RecordName(), Event: pl.in.Raw, Config: pl.loaded.Raw, Level: pl.loaded.Level.String()}
+	existing, err := p.deps.Records.Create(ctx, rec)
+	if err != nil {
+		pl.log.Error("cannot store the event record", zap.Error(err))
+		return unavailable(err)
+	}
+	if existing != nil {
+		p.deps.Metrics.event("duplicate")
+		pl.log.Info("event was accepted before (event record exists): running nothing", zap.Bool("finished", existing.Finished))
+		pl.outcome = alreadyAccepted
+	}
+	return nil
+}

@@ -1,0 +1,243 @@
+// Package lifecycle owns the life of an accepted Keptn event, one step per file:
+//
+//	admission.go  admit: de-duplicate deliveries, bound the queue, store the durable record
+//	plan.go       plan: find the job config, match actions, decide what to answer
+//	execute.go    execute: run each action's tasks as Jobs, in order, on worker goroutines
+//	report.go     report: .started, .finished and sh.keptn.log.error, the one place events leave
+//	recovery.go   resume what a stopped instance left unfinished
+//
+// It must not speak HTTP (handler does), build Jobs (jobs does), talk to Kubernetes directly
+// (jobs/run and jobs/records do) or encode Keptn events (handler/keptn does).
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"go.uber.org/zap"
+
+	"github.com/keptn-contrib/job-executor-service/config"
+	"github.com/keptn-contrib/job-executor-service/handler/keptn"
+	"github.com/keptn-contrib/job-executor-service/handler/sink"
+	"github.com/keptn-contrib/job-executor-service/jobs"
+	"github.com/keptn-contrib/job-executor-service/jobs/records"
+)
+
+// ConfigLoader finds and parses the job config for an event (config.Loader).
+type ConfigLoader interface {
+	Load(ctx context.Context, ref config.Ref) (*config.Loaded, error)
+}
+
+// FileCollector reads a task's files from the config source, at the level the config came from.
+type FileCollector func(ctx context.Context, ref config.Ref, level config.Level, paths []string) (map[string][]byte, error)
+
+// TaskRunner runs one built Job to its end (run.Runner).
+type TaskRunner interface {
+	Run(ctx context.Context, b *jobs.Built) jobs.Result
+}
+
+// Records keep accepted events in the cluster (records.Store), for redeliveries after a
+// restart and for recovery.
+type Records interface {
+	Create(ctx context.Context, r records.Record) (existing *records.Record, err error)
+	MarkStarted(ctx context.Context, name string) error
+	MarkFinished(ctx context.Context, name string, at time.Time) error
+	Unfinished(ctx context.Context) ([]records.Record, error)
+	Claim(ctx context.Context, r records.Record) (bool, error)
+	Prune(ctx context.Context, now time.Time, retention time.Duration) (int, error)
+}
+
+// Deps are the collaborators of a Processor.
+type Deps struct {
+	Loader ConfigLoader
+	// Files may be nil when no task has files (tests).
+	Files  FileCollector
+	Runner TaskRunner
+	Sender sink.Sender
+	// Records, when set, make accepted events durable (crash recovery, redelivery after restart).
+	Records Records
+	Log     *zap.Logger
+	// Metrics may be nil: nothing is recorded.
+	Metrics *Metrics
+}
+
+// Defaults of the Options (and of the environment variables that set them).
+const (
+	DefaultMaxConcurrentActions = 20
+	DefaultMaxQueuedEvents      = 1000
+	DefaultDedupRetention       = time.Hour
+)
+
+// Options tune the lifecycle; zero values get the defaults.
+type Options struct {
+	// Instance is this process's owner name on event records (the pod name).
+	Instance string
+	Settings jobs.Settings
+	// AlwaysSendFinished answers a .triggered event whose config is missing with .started and an
+	// errored .finished, not only a log.error (ALWAYS_SEND_FINISHED_EVENT).
+	AlwaysSendFinished bool
+	// StartedViaSink also sends .started through the Sender (Keptn API, distributor). Knative
+	// deployments leave it off: the HTTP reply already carries .started to the broker.
+	StartedViaSink bool
+	// MaxConcurrentActions bounds the actions running Jobs at once; more wait their turn.
+	MaxConcurrentActions int
+	// MaxQueuedEvents bounds accepted, unfinished events; beyond it Accept returns ErrBusy.
+	MaxQueuedEvents int
+	// MaxMessageBytes bounds a .finished message with all task logs (keptn.DefaultMaxMessageBytes).
+	MaxMessageBytes int
+	// DedupRetention is how long a finished event is remembered to ignore redeliveries.
+	DedupRetention time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.MaxConcurrentActions <= 0 {
+		o.MaxConcurrentActions = DefaultMaxConcurrentActions
+	}
+	if o.MaxQueuedEvents <= 0 {
+		o.MaxQueuedEvents = DefaultMaxQueuedEvents
+	}
+	if o.MaxMessageBytes <= 0 {
+		o.MaxMessageBytes = keptn.DefaultMaxMessageBytes
+	}
+	if o.DedupRetention <= 0 {
+		o.DedupRetention = DefaultDedupRetention
+	}
+}
+
+// ErrBusy means the queue is full; the caller should retry later (429).
+var ErrBusy = errors.New("too many events in flight")
+
+// ErrUnavailable means the config source or the cluster could not be reached; redelivery may
+// succeed (503).
+var ErrUnavailable = errors.New("config source unavailable")
+
+// Processor runs the lifecycle of every accepted event.
+type Processor struct {
+	deps  Deps
+	opts  Options
+	admit *admission
+
+	ctx context.Context // canceled on shutdown; workers outlive HTTP requests
+	wg  sync.WaitGroup
+}
+
+// New wires the lifecycle. ctx bounds all background work.
+func New(ctx context.Context, deps Deps, opts Options) *Processor {
+	opts.defaults()
+	if deps.Log == nil {
+		deps.Log = zap.NewNop()
+	}
+	return &Processor{deps: deps, opts: opts, admit: newAdmission(opts), ctx: ctx}
+}
+
+// Wait blocks until every accepted event has been handled (or ctx passed to New ended).
+func (p *Processor) Wait() { p.wg.Wait() }
+
+// Accept is the life of one delivery, step by step. It returns the reply for the HTTP
+// response (the .started event, or nil) once the work is handed to a worker.
+func (p *Processor) Accept(ctx context.Context, e cloudevents.Event) (*cloudevents.Event, error) {
+	in, err := keptn.Decode(e)
+	if err != nil {
+		p.deps.Metrics.event("rejected")
+		return nil, err
+	}
+	log := p.deps.Log.With(zap.String("keptnContext", in.KeptnContext), zap.String("eventID", e.ID()), zap.String("type", e.Type()))
+
+	// 1. Admit: a redelivery gets the first delivery's answer; a full queue says so.
+	t, first, err := p.admit.admit(in.Key())
+	if err != nil {
+		p.deps.Metrics.event("busy")
+		return nil, err
+	}
+	if first != nil {
+		p.deps.Metrics.event("duplicate")
+		log.Info("duplicate delivery: answering as the first time, running nothing")
+		return first.answer(ctx)
+	}
+	// 2. Plan: config, matching, and what to answer.
+	pl, err := p.plan(ctx, in, log)
+	if err == nil && pl.outcome == runActions {
+		// 3. Make it durable; an event someone accepted before runs nowhere again.
+		err = p.persist(ctx, pl)
+	}
+	t.settle(pl.reply(), err)
+	switch {
+	case err != nil:
+		p.admit.forget(in.Key()) // let a later redelivery try again
+		return nil, err
+	case pl.outcome == ignore:
+		p.admit.forget(in.Key())
+	case pl.outcome == alreadyAccepted:
+		p.admit.done(t)
+	default:
+		// 4. Execute and report, on a worker.
+		p.work(t, pl)
+	}
+	return pl.reply(), nil
+}
+
+// work runs the plan on a worker goroutine and marks the event done afterwards.
+func (p *Processor) work(t *ticket, pl *plan) {
+	if pl.outcome == runActions {
+		pl.log.Info("accepted", zap.Int("actions", len(pl.reporting)), zap.Int("silentActions", len(pl.silent)))
+	}
+	p.wg.Add(1)
+	p.deps.Metrics.inflight(1)
+	go func() {
+		defer p.wg.Done()
+		defer p.deps.Metrics.inflight(-1)
+		defer p.admit.done(t)
+		p.carryOut(p.ctx, pl)
+	}()
+}
+
+// carryOut is what a worker does with a plan: report a problem, or run the actions between
+// .started and .finished.
+func (p *Processor) carryOut(ctx context.Context, pl *plan) {
+	if pl.outcome == reportProblem {
+		p.reportProblem(ctx, pl)
+		return
+	}
+	var silent sync.WaitGroup
+	for _, a := range pl.silent {
+		silent.Go(func() { p.runAction(ctx, pl, a) })
+	}
+	delivered := true
+	if len(pl.reporting) > 0 {
+		p.reportStarted(ctx, pl)
+		results := make([]keptn.ActionResult, len(pl.reporting))
+		var wg sync.WaitGroup
+		for i, a := range pl.reporting {
+			wg.Go(func() { results[i] = p.runAction(ctx, pl, a) })
+		}
+		wg.Wait()
+		if ctx.Err() != nil {
+			// Shutting down: the Jobs go on; the next start resumes from the event record.
+			pl.log.Info("stopped before the actions ended; recovery will finish this event")
+			silent.Wait()
+			return
+		}
+		delivered = p.reportFinished(ctx, pl, keptn.Summarize(results, p.opts.MaxMessageBytes))
+	}
+	silent.Wait()
+	if delivered && ctx.Err() == nil {
+		p.updateRecord(ctx, pl, func(r Records) error { return r.MarkFinished(ctx, pl.in.RecordName(), time.Now()) })
+	}
+}
+
+// updateRecord updates the event record, when records are kept; failures only cost a repeat
+// after a restart, so they are logged.
+func (p *Processor) updateRecord(ctx context.Context, pl *plan, fn func(Records) error) {
+	if p.deps.Records == nil {
+		return
+	}
+	if err := fn(p.deps.Records); err != nil {
+		pl.log.Warn("updating the event record failed", zap.Error(err))
+	}
+}
+
+func unavailable(err error) error { return fmt.Errorf("%w: %v", ErrUnavailable, err) }

@@ -1,0 +1,123 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"go.uber.org/zap"
+
+	"github.com/keptn-contrib/job-executor-service/config"
+	"github.com/keptn-contrib/job-executor-service/handler/keptn"
+	"github.com/keptn-contrib/job-executor-service/jobs"
+)
+
+// outcome is what an event comes to once its config has been looked at.
+type outcome int
+
+const (
+	// ignore: no action matches; nothing runs, nothing is answered or remembered.
+	ignore outcome = iota
+	// runActions: the matched actions run between .started and .finished.
+	runActions
+	// alreadyAccepted: an event record exists; whoever owns it runs the event.
+	alreadyAccepted
+	// reportProblem: the config is missing or invalid; Keptn is told so.
+	reportProblem
+)
+
+// plan is everything the later steps need to know about one event.
+type plan struct {
+	in      *keptn.Incoming
+	log     *zap.Logger
+	outcome outcome
+
+	loaded     *config.Loaded
+	configHash string
+	// reporting actions answer with .started/.finished; silent ones (and every action of an
+	// event that is not .triggered) answer nothing.
+	reporting, silent []config.MatchedAction
+	// started is the .started answer, nil when there is nothing to answer.
+	started *cloudevents.Event
+	// startedSent: .started was delivered before a restart (recovery).
+	startedSent bool
+
+	// problem is what Keptn is told about a missing or invalid config: in an errored
+	// .finished after .started when problemAsFinished, in a sh.keptn.log.error otherwise.
+	problem           string
+	problemAsFinished bool
+}
+
+// reply is the answer to the delivery (the .started event), nil for none.
+func (pl *plan) reply() *cloudevents.Event {
+	if pl == nil {
+		return nil
+	}
+	return pl.started
+}
+
+// plan looks up the event's job config and matches its actions. A config source that cannot
+// be reached is an error (the delivery may succeed later); a missing or invalid config is a
+// problem to report, since delivering again would fail the same way.
+func (p *Processor) plan(ctx context.Context, in *keptn.Incoming, log *zap.Logger) (*plan, error) {
+	pl := &plan{in: in, log: log}
+	loaded, err := p.deps.Loader.Load(ctx, in.ConfigRef())
+	var actions []config.MatchedAction
+	if err == nil {
+		if actions, err = loaded.Config.Match(in.Event.Type(), in.Raw); err != nil {
+			err = fmt.Errorf("%w: %v", config.ErrInvalid, err)
+		}
+	}
+	triggered := keptn.IsTriggered(in.Event.Type())
+	switch {
+	case errors.Is(err, config.ErrNotFound):
+		p.deps.Metrics.event("config_error")
+		log.Warn("no job config found", zap.Error(err))
+		pl.reportProblem(fmt.Sprintf("job-executor-service: %v", err), triggered && p.opts.AlwaysSendFinished)
+		return pl, nil
+	case err != nil && !errors.Is(err, config.ErrInvalid):
+		p.deps.Metrics.event("config_error")
+		log.Error("reading job config failed", zap.Error(err))
+		return nil, unavailable(err)
+	case err != nil:
+		p.deps.Metrics.event("config_error")
+		log.Warn("invalid job config", zap.Error(err))
+		// err starts with config.ErrInvalid ("invalid job config"): do not say it twice.
+		pl.reportProblem(fmt.Sprintf("job-executor-service: %v", err), triggered)
+		return pl, nil
+	case len(actions) == 0:
+		p.deps.Metrics.event("ignored")
+		log.Debug("no action matches")
+		pl.outcome = ignore
+		return pl, nil
+	}
+	p.deps.Metrics.event("matched")
+	pl.run(loaded, actions)
+	return pl, nil
+}
+
+func (pl *plan) reportProblem(msg string, asFinished bool) {
+	pl.outcome, pl.problem, pl.problemAsFinished = reportProblem, msg, asFinished
+	if asFinished {
+		s := keptn.Started(pl.in)
+		pl.started = &s
+	}
+}
+
+// run plans the matched actions. Only a .triggered event has a .started/.finished to answer with.
+func (pl *plan) run(loaded *config.Loaded, actions []config.MatchedAction) {
+	pl.outcome, pl.loaded, pl.configHash = runActions, loaded, jobs.ConfigHash(loaded.Raw)
+	triggered := keptn.IsTriggered(pl.in.Event.Type())
+	for _, a := range actions {
+		if a.Action.Silent || !triggered {
+			pl.silent = append(pl.silent, a)
+		} else {
+			pl.reporting = append(pl.reporting, a)
+		}
+	}
+	if len(pl.reporting) > 0 {
+		s := keptn.Started(pl.in)
+		pl.started = &s
+	}
+}
