@@ -1,6 +1,8 @@
 // Package config holds the job configuration model (job/config.yaml, apiVersion v2),
-// its strict parser and validator, event matching, and the sources configs and files
-// are read from.
+// its strict parser and validator, event matching, the sources configs and files are read
+// from (Keptn's resource-service, a local directory), their cache, and the one authenticated
+// transport to the Keptn API. It must not run Jobs, send events or decide what an event
+// comes to: it answers "which config, which actions".
 package config
 
 // APIVersion is the only job config version this service understands.

@@ -11,15 +11,11 @@ import (
 	"github.com/keptn-contrib/job-executor-service/config"
 )
 
-// toGJSON translates a JSON path ("$", "$.data.arr[1]", "$['a.b']") to a gjson path;
-// "" or "@this" mean the whole document.
-var toGJSON = config.JSONPathToGJSON
-
 // EnvFromEvent returns the value at jsonPath in the event formatted as as
 // (config.AsString, AsJSON, AsYAML or "" for the default: string for scalars, JSON for
 // objects and arrays).
 func EnvFromEvent(raw []byte, jsonPath, as string) (string, error) {
-	gp, err := toGJSON(jsonPath)
+	gp, err := config.JSONPathToGJSON(jsonPath)
 	if err != nil {
 		return "", err
 	}

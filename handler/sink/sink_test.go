@@ -34,7 +34,7 @@ func (w withToken) RoundTrip(r *http.Request) (*http.Response, error) {
 	return http.DefaultTransport.RoundTrip(r)
 }
 
-func TestHTTPSenderRetries(t *testing.T) {
+func TestHTTPRetries(t *testing.T) {
 	tests := []struct {
 		name      string
 		statuses  []int // answers in order; the last repeats
@@ -79,7 +79,7 @@ func TestHTTPSenderRetries(t *testing.T) {
 	}
 }
 
-func TestHTTPSenderVerifiesTLS(t *testing.T) {
+func TestHTTPVerifiesTLS(t *testing.T) {
 	var calls atomic.Int32
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		calls.Add(1)
@@ -105,7 +105,7 @@ func TestHTTPSenderVerifiesTLS(t *testing.T) {
 	require.Error(t, err)
 }
 
-func TestHTTPSenderStopsOnContext(t *testing.T) {
+func TestHTTPStopsOnContext(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(503) }))
 	defer srv.Close()
 	s, err := NewHTTP(srv.URL, HTTPOptions{Retry: Retry{Initial: time.Hour, Max: time.Hour, MaxElapsed: 10 * time.Hour}})
@@ -122,9 +122,9 @@ func TestHTTPSenderStopsOnContext(t *testing.T) {
 	}
 }
 
-// TestHTTPSenderStalledEndpoint: a request that hangs past the timeout is retried, not waited
+// TestHTTPStalledEndpoint: a request that hangs past the timeout is retried, not waited
 // on forever.
-func TestHTTPSenderStalledEndpoint(t *testing.T) {
+func TestHTTPStalledEndpoint(t *testing.T) {
 	var calls atomic.Int32
 	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -1,7 +1,7 @@
 // Package records owns the service's durable state in the cluster: event records
 // (ConfigMaps that make an accepted event survive a restart or another instance taking
 // over) and instance leases (which say that an instance is alive). It must not run Jobs
-// (that is jobs/run) nor send events (that is the handler).
+// (that is jobs/run) nor send events (that is handler/lifecycle).
 package records
 
 import (

@@ -1,7 +1,7 @@
 // Package run owns the side of a task that talks to Kubernetes: it creates the objects of
 // a jobs.Built task and watches the Job to its end with shared informers (Watcher),
 // collecting its result and logs. It must not build Jobs (that is jobs.Build, which is
-// pure) nor know about Keptn events (that is the handler).
+// pure) nor know about Keptn events (that is handler/lifecycle).
 package run
 
 import (
