@@ -82,6 +82,13 @@ func Build(s Settings, in TaskInput) (*Built, error) {
 	}
 	name := JobName(in.Event.Source, in.Event.ID, in.ActionIdx, in.TaskIdx)
 	ns := firstNonEmpty(t.Namespace, s.Namespace, DefaultNamespace)
+	// An installation that sets no security context gets the hardened defaults, never none.
+	if s.PodSecurityContext == nil {
+		s.PodSecurityContext = DefaultPodSecurityContext()
+	}
+	if s.SecurityContext == nil {
+		s.SecurityContext = DefaultSecurityContext()
+	}
 	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
 		return fail("namespace %q is invalid: %s", ns, strings.Join(errs, "; "))
 	}
