@@ -69,11 +69,11 @@ func TestRecordClaimRace(t *testing.T) {
 	client, err := kubernetes.NewForConfig(cfg)
 	require.NoError(t, err)
 	ctx := context.Background()
-	dead := records.New(client, ns, "dead-instance") // never renews a lease
+	dead := records.New(client, ns, "dead-instance", nil) // never renews a lease
 	_, err = dead.Create(ctx, records.Record{Name: jobs.RecordName("race", "1"), Event: []byte("{}"), Level: "service"})
 	require.NoError(t, err)
 
-	b, c := records.New(client, ns, "instance-b"), records.New(client, ns, "instance-c")
+	b, c := records.New(client, ns, "instance-b", nil), records.New(client, ns, "instance-c", nil)
 	recsB, err := b.Unfinished(ctx)
 	require.NoError(t, err)
 	recsC, err := c.Unfinished(ctx)

@@ -83,7 +83,7 @@ func serve() error {
 	defer cancel()
 	runner := run.New(kube, log, run.Options{MaxLogBytes: e.MaxTaskLogBytes, FailFastAfter: e.FailFastAfter})
 	defer runner.Watcher().Stop()
-	store := records.New(kube, e.Settings.Namespace, e.Instance).WithLeaseDuration(e.InstanceLease)
+	store := records.New(kube, e.Settings.Namespace, e.Instance, nil).WithLeaseDuration(e.InstanceLease)
 	proc := lifecycle.New(ctx, lifecycle.Deps{
 		Loader: config.NewLoader(src, config.WithCommitlessTTL(e.ConfigCacheTTL)),
 		Files: func(ctx context.Context, ref config.Ref, level config.Level, paths []string) (map[string][]byte, error) {

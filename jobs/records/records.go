@@ -6,6 +6,10 @@ package records
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,6 +39,11 @@ const (
 	// AnnotationOwner names the instance running the event; the instance proves it is alive
 	// by renewing its Lease (see Heartbeat).
 	AnnotationOwner = "job-executor-service/owner"
+	// AnnotationSignature holds the HMAC-SHA256 (hex) over everything recovery uses: the
+	// namespace, the record name, the event, the config and the level. Only a service that has
+	// the signing key (RECORD_SIGNING_KEY) can produce it, so a ConfigMap planted with the
+	// record labels by anyone else who can create ConfigMaps in the namespace is not resumed.
+	AnnotationSignature = "job-executor-service/signature"
 
 	recordEvent  = "event.json"
 	recordConfig = "config.yaml"
@@ -58,6 +67,7 @@ type Record struct {
 	Owner string
 
 	resourceVersion string // for claiming the record without racing another instance
+	signature       string // AnnotationSignature as stored
 }
 
 // Store stores event records in one namespace (JOB_NAMESPACE) for one service instance.
@@ -65,6 +75,7 @@ type Store struct {
 	client    kubernetes.Interface
 	namespace string
 	instance  string
+	key       []byte // signing key; nil: records are neither signed nor verified
 	lease     time.Duration
 	now       func() time.Time
 }
@@ -74,9 +85,49 @@ type Store struct {
 const DefaultLeaseDuration = 30 * time.Second
 
 // New returns a store in namespace for the instance named instance (the pod name:
-// a container restarted in the same pod resumes its own events at once).
-func New(client kubernetes.Interface, namespace, instance string) *Store {
-	return &Store{client: client, namespace: namespace, instance: instance, lease: DefaultLeaseDuration, now: time.Now}
+// a container restarted in the same pod resumes its own events at once). Records it creates
+// are signed with key (HMAC-SHA256), and Verify accepts only records signed with it. With an
+// empty key nothing is signed and Verify accepts every record: recovery then trusts whoever
+// can create ConfigMaps in the namespace (local runs; the chart always sets a key).
+func New(client kubernetes.Interface, namespace, instance string, key []byte) *Store {
+	return &Store{client: client, namespace: namespace, instance: instance, key: key, lease: DefaultLeaseDuration, now: time.Now}
+}
+
+// Signed reports whether records are signed and verified (a key was given).
+func (s *Store) Signed() bool { return len(s.key) > 0 }
+
+// ErrUnsigned and ErrBadSignature are what Verify reports for a record that does not verify.
+var (
+	ErrUnsigned     = errors.New("event record carries no signature")
+	ErrBadSignature = errors.New("event record signature does not match (not created by a service with this signing key, or altered)")
+)
+
+// Verify reports whether r was created by a service holding this store's key and is unchanged
+// since (name, event, config and level; the namespace is this store's). A store without a key
+// accepts every record.
+func (s *Store) Verify(r Record) error {
+	if !s.Signed() {
+		return nil
+	}
+	if r.signature == "" {
+		return ErrUnsigned
+	}
+	got, err := hex.DecodeString(r.signature)
+	if err != nil || !hmac.Equal(got, s.mac(r)) {
+		return ErrBadSignature
+	}
+	return nil
+}
+
+// mac is the HMAC-SHA256 of r in this namespace. Every field is length-prefixed, so that no
+// two different records share an input (moving bytes from the event into the config, say).
+func (s *Store) mac(r Record) []byte {
+	h := hmac.New(sha256.New, s.key)
+	for _, field := range [][]byte{[]byte("jes-event-record-v1"), []byte(s.namespace), []byte(r.Name), r.Event, r.Config, []byte(r.Level)} {
+		_ = binary.Write(h, binary.BigEndian, uint64(len(field)))
+		h.Write(field)
+	}
+	return h.Sum(nil)
 }
 
 // WithLeaseDuration changes DefaultLeaseDuration (tests).
@@ -95,6 +146,9 @@ func (s *Store) Create(ctx context.Context, r Record) (existing *Record, err err
 		Immutable:  &immutable, // data never changes; metadata (labels, annotations) still may
 		BinaryData: map[string][]byte{recordEvent: r.Event, recordConfig: r.Config},
 		Data:       map[string]string{recordLevel: r.Level},
+	}
+	if s.Signed() {
+		cm.Annotations[AnnotationSignature] = hex.EncodeToString(s.mac(r))
 	}
 	_, err = s.client.CoreV1().ConfigMaps(s.namespace).Create(ctx, cm, metav1.CreateOptions{})
 	if err == nil {
@@ -137,7 +191,8 @@ func (s *Store) patch(ctx context.Context, name string, meta map[string]any) err
 	return nil
 }
 
-// Unfinished lists the records whose .finished was never delivered.
+// Unfinished lists the records whose .finished was never delivered, signed or not: Verify
+// tells which of them this store's key vouches for.
 func (s *Store) Unfinished(ctx context.Context) ([]Record, error) {
 	return s.list(ctx, LabelFinished+"=false")
 }
@@ -188,6 +243,7 @@ func fromConfigMap(cm *corev1.ConfigMap) Record {
 		Owner:    cm.Annotations[AnnotationOwner],
 
 		resourceVersion: cm.ResourceVersion,
+		signature:       cm.Annotations[AnnotationSignature],
 	}
 	if sec, err := strconv.ParseInt(cm.Annotations[AnnotationFinishedAt], 10, 64); err == nil {
 		r.FinishedAt = time.Unix(sec, 0)

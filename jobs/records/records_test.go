@@ -16,7 +16,7 @@ import (
 func TestRecords(t *testing.T) {
 	ctx := context.Background()
 	client := fake.NewClientset()
-	s := New(client, "keptn", "pod-a")
+	s := New(client, "keptn", "pod-a", nil)
 	a := Record{Name: jobs.RecordName("src", "a"), Event: []byte(`{"id":"a"}`), Config: []byte("apiVersion: v2"), Level: "stage"}
 	b := Record{Name: jobs.RecordName("src", "b"), Event: []byte(`{"id":"b"}`), Config: []byte("apiVersion: v2"), Level: "service"}
 	assert.NotEqual(t, a.Name, b.Name)
@@ -75,9 +75,9 @@ func TestRecordsClaim(t *testing.T) {
 	client := fake.NewClientset()
 	now := time.Unix(1_700_000_000, 0)
 	clock := func() time.Time { return now }
-	a := New(client, "keptn", "pod-a")
-	b := New(client, "keptn", "pod-b")
-	c := New(client, "keptn", "pod-c")
+	a := New(client, "keptn", "pod-a", nil)
+	b := New(client, "keptn", "pod-b", nil)
+	c := New(client, "keptn", "pod-c", nil)
 	for _, s := range []*Store{a, b, c} {
 		s.now = clock
 	}
@@ -125,4 +125,77 @@ func TestRecordsClaim(t *testing.T) {
 	mine, err = c.Claim(ctx, recs[0])
 	require.NoError(t, err)
 	assert.True(t, mine, "pod-b is gone")
+}
+
+// TestRecordsSignature: a record verifies only with the key it was created with and only as
+// stored; a ConfigMap planted with the record labels but no (or a forged) signature does not.
+func TestRecordsSignature(t *testing.T) {
+	ctx := context.Background()
+	client := fake.NewClientset()
+	keyA, keyB := []byte("key-a-0123456789abcdef0123456789ab"), []byte("key-b-0123456789abcdef0123456789ab")
+	a := New(client, "keptn", "pod-a", keyA)
+	rec := Record{Name: jobs.RecordName("src", "1"), Event: []byte(`{"id":"1"}`), Config: []byte("apiVersion: v2"), Level: "service"}
+	_, err := a.Create(ctx, rec)
+	require.NoError(t, err)
+	cm, err := client.CoreV1().ConfigMaps("keptn").Get(ctx, rec.Name, metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Len(t, cm.Annotations[AnnotationSignature], 64, "hex HMAC-SHA256")
+
+	recs, err := a.Unfinished(ctx)
+	require.NoError(t, err)
+	require.Len(t, recs, 1)
+	stored := recs[0]
+	assert.NoError(t, a.Verify(stored), "same key")
+	assert.ErrorIs(t, New(client, "keptn", "pod-b", keyB).Verify(stored), ErrBadSignature, "other key")
+	assert.ErrorIs(t, New(client, "other-ns", "pod-a", keyA).Verify(stored), ErrBadSignature, "other namespace")
+	assert.NoError(t, New(client, "keptn", "pod-a", nil).Verify(stored), "no key: every record is trusted")
+
+	for name, alter := range map[string]func(r *Record){
+		"name":   func(r *Record) { r.Name = jobs.RecordName("src", "2") },
+		"event":  func(r *Record) { r.Event = []byte(`{"id":"2"}`) },
+		"config": func(r *Record) { r.Config = []byte("apiVersion: v2\nactions: []") },
+		"level":  func(r *Record) { r.Level = "project" },
+		// Moving bytes between fields keeps the concatenation: length prefixes catch it.
+		"boundary": func(r *Record) { r.Event, r.Config = []byte(`{"id":"1"}a`), []byte("piVersion: v2") },
+		"signature": func(r *Record) {
+			r.signature = r.signature[:len(r.signature)-2] + map[bool]string{true: "00", false: "ff"}[r.signature[len(r.signature)-2:] != "00"]
+		},
+		"not hex": func(r *Record) { r.signature = "zz" },
+	} {
+		altered := stored
+		alter(&altered)
+		assert.ErrorIs(t, a.Verify(altered), ErrBadSignature, name)
+	}
+
+	// Planted: the labels of a record, no signature annotation.
+	planted := cm.DeepCopy()
+	planted.Name, planted.ResourceVersion = jobs.RecordName("src", "planted"), ""
+	delete(planted.Annotations, AnnotationSignature)
+	_, err = client.CoreV1().ConfigMaps("keptn").Create(ctx, planted, metav1.CreateOptions{})
+	require.NoError(t, err)
+	// Planted with the signature of another record copied over.
+	copied := cm.DeepCopy()
+	copied.Name, copied.ResourceVersion = jobs.RecordName("src", "copied"), ""
+	_, err = client.CoreV1().ConfigMaps("keptn").Create(ctx, copied, metav1.CreateOptions{})
+	require.NoError(t, err)
+	recs, err = a.Unfinished(ctx)
+	require.NoError(t, err)
+	require.Len(t, recs, 3)
+	for _, r := range recs {
+		switch r.Name {
+		case planted.Name:
+			assert.ErrorIs(t, a.Verify(r), ErrUnsigned)
+		case copied.Name:
+			assert.ErrorIs(t, a.Verify(r), ErrBadSignature)
+		default:
+			assert.NoError(t, a.Verify(r))
+		}
+	}
+
+	// Unsigned stores sign nothing.
+	_, err = New(client, "keptn", "pod-a", nil).Create(ctx, Record{Name: jobs.RecordName("src", "unsigned"), Event: []byte("{}"), Level: "service"})
+	require.NoError(t, err)
+	cm, err = client.CoreV1().ConfigMaps("keptn").Get(ctx, jobs.RecordName("src", "unsigned"), metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.NotContains(t, cm.Annotations, AnnotationSignature)
 }
