@@ -63,6 +63,9 @@ func fakeKubelet(t *testing.T, client *fake.Clientset, fail map[string]bool) {
 	}()
 }
 
+// flowKey is the record signing key (RECORD_SIGNING_KEY) of the flow's service instances.
+var flowKey = []byte("flow-test-signing-key-0123456789abcdef")
+
 type flowEnv struct {
 	keptn  *keptnapi.Server
 	client *fake.Clientset
@@ -102,7 +105,7 @@ func newFlow(t *testing.T, fail map[string]bool, opts lifecycle.Options) *flowEn
 	opts.Instance = "test-instance"
 	deps := lifecycle.Deps{
 		Loader: loader, Files: files, Runner: runner, Sender: sender, Log: zap.NewNop(),
-		Records: records.New(client, "keptn", "test-instance", nil),
+		Records: records.New(client, "keptn", "test-instance", flowKey),
 	}
 	f := &flowEnv{keptn: api, client: client, deps: deps, opts: opts}
 	f.restart(t)
@@ -311,7 +314,7 @@ func TestFlowRecover(t *testing.T) {
 	in.SetExtension("gitcommitid", "c1")
 	decoded, err := keptn.Decode(in)
 	require.NoError(t, err)
-	store := records.New(f.client, "keptn", "test-instance", nil)
+	store := records.New(f.client, "keptn", "test-instance", flowKey)
 	_, err = store.Create(context.Background(), records.Record{Name: decoded.RecordName(), Event: decoded.Raw, Config: []byte(flowConfig), Level: "service"})
 	require.NoError(t, err)
 	require.NoError(t, store.MarkStarted(context.Background(), decoded.RecordName()))
@@ -417,9 +420,9 @@ func TestFlowOrphans(t *testing.T) {
 	live, err := keptn.Decode(other)
 	require.NoError(t, err)
 
-	_, err = records.New(f.client, "keptn", "dead-pod", nil).Create(ctx, records.Record{Name: dead.RecordName(), Event: dead.Raw, Config: []byte(flowConfig), Level: "service"})
+	_, err = records.New(f.client, "keptn", "dead-pod", flowKey).Create(ctx, records.Record{Name: dead.RecordName(), Event: dead.Raw, Config: []byte(flowConfig), Level: "service"})
 	require.NoError(t, err)
-	_, err = records.New(f.client, "keptn", "live-pod", nil).Create(ctx, records.Record{Name: live.RecordName(), Event: live.Raw, Config: []byte(flowConfig), Level: "service"})
+	_, err = records.New(f.client, "keptn", "live-pod", flowKey).Create(ctx, records.Record{Name: live.RecordName(), Event: live.Raw, Config: []byte(flowConfig), Level: "service"})
 	require.NoError(t, err)
 	now, secs, holder := metav1.NewMicroTime(time.Now()), int32(30), "live-pod"
 	_, err = f.client.CoordinationV1().Leases("keptn").Create(ctx, &coordinationv1.Lease{

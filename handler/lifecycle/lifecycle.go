@@ -47,6 +47,9 @@ type Records interface {
 	MarkStarted(ctx context.Context, name string) error
 	MarkFinished(ctx context.Context, name string, at time.Time) error
 	Unfinished(ctx context.Context) ([]records.Record, error)
+	// Verify reports whether a record was created by a service holding the signing key;
+	// recovery resumes nothing else.
+	Verify(r records.Record) error
 	Claim(ctx context.Context, r records.Record) (bool, error)
 	Prune(ctx context.Context, now time.Time, retention time.Duration) (int, error)
 }
@@ -120,6 +123,8 @@ type Processor struct {
 	deps  Deps
 	opts  Options
 	admit *admission
+	// rejected are the event records recovery refused (signature), logged once each.
+	rejected rejectedRecords
 
 	ctx context.Context // canceled on shutdown; workers outlive HTTP requests
 	wg  sync.WaitGroup

@@ -8,6 +8,7 @@ type Metrics struct {
 	actions   *prometheus.CounterVec
 	inFlight  prometheus.Gauge
 	taskTimes *prometheus.HistogramVec
+	rejected  prometheus.Counter
 }
 
 // NewMetrics registers the lifecycle metrics with reg.
@@ -25,8 +26,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		taskTimes: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "jes_task_duration_seconds", Help: "Task (Job) run time.", Buckets: prometheus.ExponentialBuckets(1, 2, 12),
 		}, []string{"result"}),
+		rejected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jes_event_records_rejected_total",
+			Help: "Unfinished event records recovery refused to resume because their signature does not verify (each record version once per process).",
+		}),
 	}
-	reg.MustRegister(m.received, m.actions, m.inFlight, m.taskTimes)
+	reg.MustRegister(m.received, m.actions, m.inFlight, m.taskTimes, m.rejected)
 	return m
 }
 
@@ -45,6 +50,12 @@ func (m *Metrics) action(ok bool) {
 func (m *Metrics) task(ok bool, seconds float64) {
 	if m != nil {
 		m.taskTimes.WithLabelValues(resultLabel(ok)).Observe(seconds)
+	}
+}
+
+func (m *Metrics) recordRejected() {
+	if m != nil {
+		m.rejected.Inc()
 	}
 }
 

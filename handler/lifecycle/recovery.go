@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
@@ -41,6 +42,15 @@ func (p *Processor) resume(ctx context.Context, atStart bool) (int, error) {
 			continue
 		}
 		log := p.deps.Log.With(zap.String("record", r.Name), zap.String("previousOwner", r.Owner))
+		if err := p.deps.Records.Verify(r); err != nil {
+			// Not ours: anyone who can create ConfigMaps in the namespace can give one the
+			// record labels. Never claim, run, finish or delete it.
+			if p.rejected.first(r) {
+				p.deps.Metrics.recordRejected()
+				log.Warn("refusing to resume an event record that does not verify; leaving it alone", zap.Error(err))
+			}
+			continue
+		}
 		pl, parseErr := planFromRecord(r, log)
 		if parseErr == nil && p.admit.known(pl.in.Key()) {
 			continue
@@ -71,6 +81,31 @@ func (p *Processor) resume(ctx context.Context, atStart bool) (int, error) {
 		n++
 	}
 	return n, nil
+}
+
+// rejectedRecords remembers the record versions recovery refused, so that Maintain's
+// periodic scans log and count each one once, not every interval.
+type rejectedRecords struct {
+	mu   sync.Mutex
+	seen map[string]bool // name + "/" + resourceVersion
+}
+
+// maxRejectedRemembered bounds the memory a flood of planted ConfigMaps can take; beyond it
+// they are logged and counted again.
+const maxRejectedRemembered = 10_000
+
+func (rr *rejectedRecords) first(r records.Record) bool {
+	rr.mu.Lock()
+	defer rr.mu.Unlock()
+	key := r.Name + "/" + r.Version()
+	if rr.seen[key] {
+		return false
+	}
+	if rr.seen == nil || len(rr.seen) >= maxRejectedRemembered {
+		rr.seen = map[string]bool{}
+	}
+	rr.seen[key] = true
+	return true
 }
 
 // planFromRecord plans what the first delivery planned: the stored event against the stored
