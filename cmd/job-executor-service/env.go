@@ -53,6 +53,9 @@ type env struct {
 	DedupRetention       time.Duration
 	Instance             string // INSTANCE_ID: who owns the events this process runs
 	InstanceLease        time.Duration
+	// RecordSigningKey (RECORD_SIGNING_KEY) signs event records; recovery resumes only
+	// records signed with it. Empty: records are unsigned and recovery trusts the namespace.
+	RecordSigningKey []byte
 
 	Settings jobs.Settings
 }
@@ -93,6 +96,14 @@ func readEnv(get func(string) string) (*env, error) {
 	// In a pod HOSTNAME is the pod name: a container restarted in the same pod is the same
 	// instance and resumes its events at once.
 	e.Instance = r.str("INSTANCE_ID", hostname())
+	if key := r.str("RECORD_SIGNING_KEY", ""); key != "" {
+		if len(key) < minSigningKeyBytes {
+			// The value itself is never printed.
+			r.errs = append(r.errs, fmt.Sprintf("RECORD_SIGNING_KEY: %d bytes; want at least %d (e.g. head -c 32 /dev/urandom | base64)", len(key), minSigningKeyBytes))
+		} else {
+			e.RecordSigningKey = []byte(key)
+		}
+	}
 	if e.ConfigurationService == "" && e.KeptnAPIEndpoint != "" {
 		e.ConfigurationService = e.KeptnAPIEndpoint + "/resource-service"
 	}
@@ -121,6 +132,10 @@ func readEnv(get func(string) string) (*env, error) {
 	}
 	return e, nil
 }
+
+// minSigningKeyBytes is the shortest RECORD_SIGNING_KEY accepted: a guessable key would let
+// anyone who can create ConfigMaps forge event records.
+const minSigningKeyBytes = 32
 
 // inPodDelay is the default SHUTDOWN_DELAY_SECONDS: 5 in a Kubernetes pod (time for endpoint
 // updates to reach every node), 0 elsewhere.

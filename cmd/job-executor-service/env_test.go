@@ -39,6 +39,7 @@ func TestReadEnvDefaults(t *testing.T) {
 	assert.Equal(t, corev1.SeccompProfileTypeRuntimeDefault, e.Settings.PodSecurityContext.SeccompProfile.Type)
 	assert.Zero(t, e.ShutdownDelay, "outside a pod")
 	assert.Empty(t, e.ConfigurationService)
+	assert.Nil(t, e.RecordSigningKey, "unsigned records unless a key is given")
 }
 
 func TestReadEnv(t *testing.T) {
@@ -53,6 +54,7 @@ func TestReadEnv(t *testing.T) {
 		"TASK_DEADLINE_SECONDS":       "600",
 		"KUBERNETES_SERVICE_HOST":     "10.96.0.1",
 		"FAIL_FAST_SECONDS":           "7",
+		"RECORD_SIGNING_KEY":          " 0123456789abcdef0123456789abcdef\n",
 	}))
 	require.NoError(t, err)
 	assert.Equal(t, "https://keptn.example.com/api", e.KeptnAPIEndpoint)
@@ -67,6 +69,7 @@ func TestReadEnv(t *testing.T) {
 	assert.Equal(t, int64(600), e.Settings.TaskDeadlineSeconds)
 	assert.Equal(t, 5*time.Second, e.ShutdownDelay, "in a pod")
 	assert.Equal(t, 7*time.Second, e.FailFastAfter)
+	assert.Equal(t, []byte("0123456789abcdef0123456789abcdef"), e.RecordSigningKey, "trimmed (a Secret from a file may end in a newline)")
 }
 
 func TestReadEnvReportsEveryProblem(t *testing.T) {
@@ -77,9 +80,11 @@ func TestReadEnvReportsEveryProblem(t *testing.T) {
 		"DEFAULT_POD_SECURITY_CONTEXT":   `{"runAsUsr": 1}`,
 		"MAX_CONCURRENT_ACTIONS":         "-1",
 		"DEFAULT_RESOURCE_LIMITS_MEMORY": "512Mi",
+		"RECORD_SIGNING_KEY":             "short-secret-value",
 	}))
 	require.Error(t, err)
-	for _, want := range []string{"RCV_PORT", "ALWAYS_SEND_FINISHED_EVENT", "DEFAULT_RESOURCE_REQUESTS_CPU", "DEFAULT_POD_SECURITY_CONTEXT", "runAsUsr", "MAX_CONCURRENT_ACTIONS"} {
+	assert.NotContains(t, err.Error(), "short-secret-value", "the key is never printed")
+	for _, want := range []string{"RECORD_SIGNING_KEY", "RCV_PORT", "ALWAYS_SEND_FINISHED_EVENT", "DEFAULT_RESOURCE_REQUESTS_CPU", "DEFAULT_POD_SECURITY_CONTEXT", "runAsUsr", "MAX_CONCURRENT_ACTIONS"} {
 		assert.Contains(t, err.Error(), want)
 	}
 	assert.NotContains(t, err.Error(), "DEFAULT_RESOURCE_LIMITS_MEMORY")

@@ -83,7 +83,12 @@ func serve() error {
 	defer cancel()
 	runner := run.New(kube, log, run.Options{MaxLogBytes: e.MaxTaskLogBytes, FailFastAfter: e.FailFastAfter})
 	defer runner.Watcher().Stop()
-	store := records.New(kube, e.Settings.Namespace, e.Instance, nil).WithLeaseDuration(e.InstanceLease)
+	store := records.New(kube, e.Settings.Namespace, e.Instance, e.RecordSigningKey).WithLeaseDuration(e.InstanceLease)
+	if !store.Signed() {
+		log.Warn("RECORD_SIGNING_KEY is not set: event records are unsigned and crash recovery resumes any record in the job namespace, "+
+			"so whoever can create ConfigMaps there can make this service run containers; the Helm chart and the Knative manifests set a key",
+			zap.String("jobNamespace", e.Settings.Namespace))
+	}
 	proc := lifecycle.New(ctx, lifecycle.Deps{
 		Loader: config.NewLoader(src, config.WithCommitlessTTL(e.ConfigCacheTTL)),
 		Files: func(ctx context.Context, ref config.Ref, level config.Level, paths []string) (map[string][]byte, error) {

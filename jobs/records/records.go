@@ -70,6 +70,9 @@ type Record struct {
 	signature       string // AnnotationSignature as stored
 }
 
+// Version is the stored record's resourceVersion: it changes with every update.
+func (r Record) Version() string { return r.resourceVersion }
+
 // Store stores event records in one namespace (JOB_NAMESPACE) for one service instance.
 type Store struct {
 	client    kubernetes.Interface
