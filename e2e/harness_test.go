@@ -47,6 +47,9 @@ var (
 
 const apiToken = "e2e-token"
 
+// recordSigningKey is the RECORD_SIGNING_KEY of every service process startService runs.
+const recordSigningKey = "e2e-record-signing-key-0123456789abcdef"
+
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
@@ -206,6 +209,9 @@ func startService(t *testing.T, api *keptnapi.Server, ns string, extra map[strin
 		"JOB_NAMESPACE":        ns,
 		"INIT_CONTAINER_IMAGE": env.Image,
 		"LOG_LEVEL":            "debug",
+		// Every process of a scenario shares the key, as the pods of one installation do, so
+		// that a restarted or second instance resumes the records the first one signed.
+		"RECORD_SIGNING_KEY": recordSigningKey,
 	}
 	for k, v := range extra {
 		vars[k] = v
