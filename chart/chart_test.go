@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -130,6 +131,10 @@ jobConfig:
     allowAccessToKeptn: true
     blockCIDRs: [10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16]
 `},
+	{"existing-record-key", `
+recordSigningKey:
+  existingSecret: jes-record-key
+`},
 	{"jobs-config", `
 image:
   repository: ghcr.io/example/jes
@@ -177,6 +182,7 @@ func TestGolden(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := render(t, tc.values)
 			require.NoError(t, err)
+			got = maskRecordKey(got)
 			golden := filepath.Join("testdata", tc.name+".yaml")
 			if *update {
 				require.NoError(t, os.WriteFile(golden, []byte(got), 0o644))
@@ -187,6 +193,59 @@ func TestGolden(t *testing.T) {
 				t.Errorf("rendered chart differs from %s (review, then run `make chart-golden-update`):\n%s", golden, d)
 			}
 		})
+	}
+}
+
+// recordKeyLine is the random key of the record-key Secret in rendered output.
+var recordKeyLine = regexp.MustCompile(`(?m)^(# Source: job-executor-service/templates/recordkey\.yaml\n(?:.*\n)*?  key: )"[^"]*"$`)
+
+// maskRecordKey replaces the record-key Secret's random value (a fresh one per `helm template`)
+// so that golden files stay stable; TestRecordKey checks the value itself.
+func maskRecordKey(rendered string) string {
+	return recordKeyLine.ReplaceAllString(rendered, `$1"<random>"`)
+}
+
+// TestRecordKey: without existingSecret the chart creates the record-key Secret with a random
+// 48-character key (a new one for every `helm template`: no cluster to look the old one up
+// in) and the service gets it by secretKeyRef; with existingSecret it creates none.
+func TestRecordKey(t *testing.T) {
+	keys := map[string]bool{}
+	for range 2 {
+		out, err := render(t, "")
+		require.NoError(t, err)
+		var sec corev1.Secret
+		decode(t, manifests(t, out)["Secret/"+release+"-record-key"], &sec)
+		key := string(sec.Data["key"])
+		assert.Regexp(t, `^[A-Za-z0-9]{48}$`, key)
+		keys[key] = true
+		assert.NotEqual(t, out, maskRecordKey(out), "the mask finds the key")
+	}
+	assert.Len(t, keys, 2, "a fresh key per render")
+
+	for name, docs := range renderAll(t) {
+		var d appsv1.Deployment
+		decode(t, docs["Deployment/"+release], &d)
+		var ref *corev1.SecretKeySelector
+		for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+			if e.Name == "RECORD_SIGNING_KEY" {
+				ref = e.ValueFrom.SecretKeyRef
+			}
+		}
+		require.NotNil(t, ref, "%s: RECORD_SIGNING_KEY from a Secret", name)
+		assert.Equal(t, "key", ref.Key, name)
+		want := release + "-record-key"
+		if name == "existing-record-key" {
+			want = "jes-record-key"
+			assert.NotContains(t, docs, "Secret/"+release+"-record-key", "the user's Secret is used, none created")
+		} else {
+			assert.Contains(t, docs, "Secret/"+want, name)
+		}
+		assert.Equal(t, want, ref.Name, name)
+		for _, c := range d.Spec.Template.Spec.Containers[1:] {
+			for _, e := range c.Env {
+				assert.NotEqual(t, "RECORD_SIGNING_KEY", e.Name, "only the service gets the key")
+			}
+		}
 	}
 }
 
@@ -250,6 +309,7 @@ func TestInvalidValues(t *testing.T) {
 		{"extra env without name", "extraEnv:\n  - value: x", "name"},
 		{"egress without api server", "networkPolicy:\n  egress:\n    enabled: true", "k8sMasterCIDR"},
 		{"oauth without client", "remoteControlPlane:\n  api:\n    authMode: oauth", "clientId"},
+		{"typo in recordSigningKey", "recordSigningKey:\n  existingSecrets: mine", "existingSecrets"},
 		{"auto detect", "remoteControlPlane:\n  autoDetect:\n    enabled: true", "autoDetect"},
 	}
 	for _, tc := range cases {
@@ -397,7 +457,7 @@ var envContract = []string{
 	"DEFAULT_RESOURCE_REQUESTS_CPU", "DEFAULT_RESOURCE_REQUESTS_MEMORY", "DEFAULT_JOB_SERVICE_ACCOUNT",
 	"DEFAULT_POD_SECURITY_CONTEXT", "DEFAULT_SECURITY_CONTEXT", "JOB_LABELS", "ALLOWED_IMAGE_LIST",
 	"ALLOW_PRIVILEGED_JOBS", "JOB_POD_SECURITY_LEVEL", "TASK_DEADLINE_SECONDS", "ALWAYS_SEND_FINISHED_EVENT", "MAX_CONCURRENT_ACTIONS",
-	"LOG_LEVEL",
+	"LOG_LEVEL", "RECORD_SIGNING_KEY",
 	"DEFAULT_TTL_SECONDS_AFTER_FINISHED", // from extraEnv in the jobs-config case
 }
 

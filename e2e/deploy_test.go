@@ -168,6 +168,7 @@ func TestDeployHelm(t *testing.T) {
 			"rolebinding.rbac.authorization.k8s.io/" + deployFullname,
 			"configmap/job-service-config",
 			"secret/job-service-keptn-secrets",
+			"secret/" + deployFullname + "-record-key",
 		} {
 			out, err := kubectl(t, "get", "-n", ns, obj, "--ignore-not-found", "-o", "name")
 			require.NoError(t, err, out)

@@ -41,6 +41,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/* Secret holding RECORD_SIGNING_KEY (key "key"): the user's, or the one the chart creates. */}}
+{{- define "jes.recordKeySecret" -}}
+{{- .Values.recordSigningKey.existingSecret | default (printf "%s-record-key" (include "jes.fullname" .)) }}
+{{- end }}
+
 {{/* Namespace the Jobs run in (and where the RBAC for them lives). */}}
 {{- define "jes.jobNamespace" -}}
 {{- .Values.jobConfig.namespace | default .Release.Namespace }}
