@@ -177,9 +177,22 @@ func TestService(t *testing.T) {
 
 	env := map[string]string{}
 	for _, e := range c.Env {
+		if e.Name == "RECORD_SIGNING_KEY" {
+			// secretKeyRef needs no feature flag; the kubelet resolves it (no RBAC on Secrets).
+			require.NotNil(t, e.ValueFrom, "the record signing key comes from a Secret")
+			require.NotNil(t, e.ValueFrom.SecretKeyRef, "the record signing key comes from a Secret")
+			assert.Empty(t, e.Value)
+			env[e.Name] = "secret:" + e.ValueFrom.SecretKeyRef.Name + "/" + e.ValueFrom.SecretKeyRef.Key
+			continue
+		}
 		require.Nil(t, e.ValueFrom, "%s: keep env literal (fieldRef needs a Knative feature flag)", e.Name)
 		env[e.Name] = e.Value
 	}
+	assert.Equal(t, "secret:job-executor-service-record-key/key", env["RECORD_SIGNING_KEY"])
+	readme, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	assert.Contains(t, string(readme), "kubectl create secret generic -n keptn job-executor-service-record-key --from-literal=key=",
+		"README.md tells how to create the record signing key")
 	for _, k := range []string{"RCV_PORT", "CONFIGURATION_SERVICE", "JOB_NAMESPACE", "INIT_CONTAINER_IMAGE", "DEFAULT_JOB_SERVICE_ACCOUNT"} {
 		assert.NotEmpty(t, env[k], k)
 	}
