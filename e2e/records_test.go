@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
 
 	"github.com/keptn-contrib/job-executor-service/jobs"
 	"github.com/keptn-contrib/job-executor-service/jobs/records"
@@ -91,4 +94,30 @@ func TestRecordPlantedNotResumed(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, string(metrics), "jes_event_records_rejected_total 2")
 	relFigure(t, "rejected_records", 2)
+}
+
+// TestRecordKeyChartLookup: the chart keeps the record signing key of an installed release
+// (Helm's lookup, which needs the cluster: helm template --dry-run=server renders as upgrade
+// does), so that records signed before `helm upgrade` still verify after it.
+func TestRecordKeyChartLookup(t *testing.T) {
+	t.Parallel()
+	helm := helmBinary(t)
+	ns := namespace(t)
+	const key = "kept-across-upgrades-0123456789abcdef0123456789"
+	out, err := kubectl(t, "create", "secret", "generic", "-n", ns, deployFullname+"-record-key", "--from-literal=key="+key)
+	require.NoError(t, err, out)
+	// The record-key Secret as `helm upgrade` of release would apply it.
+	render := func(release string) corev1.Secret {
+		cmd := exec.Command(helm, "template", release, "../chart", "-n", ns, "--dry-run=server", "--show-only", "templates/recordkey.yaml")
+		cmd.Env = append(os.Environ(), "KUBECONFIG="+env.Kubeconfig)
+		b, err := cmd.CombinedOutput()
+		require.NoError(t, err, string(b))
+		var sec corev1.Secret
+		require.NoError(t, yaml.UnmarshalStrict(b, &sec), string(b))
+		return sec
+	}
+	assert.Equal(t, key, string(render(deployRelease).Data["key"]), "the existing key is kept")
+	// Another release in the same namespace has no Secret yet: it gets a fresh random key.
+	fresh := render("other")
+	assert.Regexp(t, `^[A-Za-z0-9]{48}$`, string(fresh.Data["key"]))
 }
