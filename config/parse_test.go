@@ -139,6 +139,8 @@ func TestParseInvalid(t *testing.T) {
 		{"env as", validHead + "        env:\n          - name: X\n            valueFrom: event\n            value: $\n            as: xml\n", []string{`as must be one of`}},
 		{"env as with string", validHead + "        env:\n          - name: X\n            valueFrom: string\n            value: y\n            as: json\n", []string{`only allowed with valueFrom: event`}},
 		{"env event path", validHead + "        env:\n          - name: X\n            valueFrom: event\n            value: $.data..x\n", []string{"recursive"}},
+		{"image upper case", strings.Replace(validHead, `image: "alpine"`, `image: "evil/X"`, 1), []string{"line 8", `image "evil/X" is not a valid image reference`, "lowercase"}},
+		{"image empty tag", strings.Replace(validHead, `image: "alpine"`, `image: "alpine:"`, 1), []string{"line 8", `image "alpine:" is not a valid image reference`}},
 		{"poll duration", validHead + "        maxPollDuration: 0\n", []string{"line 9", "maxPollDuration must be at least 1"}},
 		{"ttl", validHead + "        ttlSecondsAfterFinished: -1\n", []string{"line 9", "must not be negative"}},
 		{"namespace", validHead + "        namespace: Carts_NS\n", []string{"line 9", `namespace "Carts_NS"`}},

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/distribution/reference"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
@@ -115,6 +116,9 @@ func (v *validator) task(t *Task, tp, tl string) {
 	}
 	if strings.TrimSpace(t.Image) == "" {
 		v.addf(tp, tl, "image must not be empty")
+	} else if _, err := reference.ParseNormalizedNamed(t.Image); err != nil {
+		// The parser containerd uses; jobs.CheckTasks matches ALLOWED_IMAGE_LIST on its result.
+		v.addf(tp+".image", tl, "image %q is not a valid image reference: %v", t.Image, err)
 	}
 	for i, f := range t.Files {
 		if _, err := CleanFilePath(f); err != nil {
