@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -117,7 +118,6 @@ func TestParseInvalid(t *testing.T) {
 		{"missing api version", validHead[len("apiVersion: v2\n"):], []string{`apiVersion must be "v2", got ""`}},
 		{"no actions", "apiVersion: v2\nactions: []\n", []string{"no actions"}},
 		{"int expected", validHead + "        maxPollDuration: soon\n", []string{`line 9: actions[0].tasks[0].maxPollDuration: expected an integer, got "soon"`}},
-		{"int32 overflow", validHead + "        ttlSecondsAfterFinished: 99999999999\n", []string{"line 9", "expected an integer"}},
 		{"bool expected", strings.Replace(validHead, `  - name: "a"`, "  - name: a\n    silent: maybe", 1), []string{"line 4", "expected true or false"}},
 		{"list expected", validHead + "        cmd: ls\n", []string{"line 9", "cmd: expected a list"}},
 		{"string expected", validHead + "        image: [a]\n", []string{"duplicate field"}},
@@ -141,8 +141,14 @@ func TestParseInvalid(t *testing.T) {
 		{"env event path", validHead + "        env:\n          - name: X\n            valueFrom: event\n            value: $.data..x\n", []string{"recursive"}},
 		{"image upper case", strings.Replace(validHead, `image: "alpine"`, `image: "evil/X"`, 1), []string{"line 8", `image "evil/X" is not a valid image reference`, "lowercase"}},
 		{"image empty tag", strings.Replace(validHead, `image: "alpine"`, `image: "alpine:"`, 1), []string{"line 8", `image "alpine:" is not a valid image reference`}},
-		{"poll duration", validHead + "        maxPollDuration: 0\n", []string{"line 9", "maxPollDuration must be at least 1"}},
-		{"ttl", validHead + "        ttlSecondsAfterFinished: -1\n", []string{"line 9", "must not be negative"}},
+		{"poll duration overflow", validHead + "        maxPollDuration: 10000000000\n", []string{"line 9", "maxPollDuration must be between 1 and 2592000 seconds (30 days), got 10000000000"}},
+		{"poll duration huge", validHead + "        maxPollDuration: 99999999999999999999\n", []string{"line 9", "maxPollDuration must be between 1 and 2592000"}},
+		{"ttl overflow", validHead + "        ttlSecondsAfterFinished: 99999999999\n", []string{"line 9", "ttlSecondsAfterFinished must be between 0 and 2147483647 seconds, got 99999999999"}},
+		{"run as user", validHead + "        securityContext: {runAsUser: -1, runAsGroup: 4294967296}\n",
+			[]string{"2 problems", "line 9", "runAsUser must be between 0 and 2147483647, got -1", "runAsGroup must be between 0 and 2147483647, got 4294967296"}},
+		{"run as user overflow", validHead + "        securityContext: {runAsUser: 9223372036854775808}\n", []string{"line 9", "runAsUser must be between 0 and 2147483647, got 9223372036854775808"}},
+		{"poll duration", validHead + "        maxPollDuration: 0\n", []string{"line 9", "maxPollDuration must be between 1 and 2592000"}},
+		{"ttl", validHead + "        ttlSecondsAfterFinished: -1\n", []string{"line 9", "ttlSecondsAfterFinished must be between 0 and 2147483647 seconds, got -1"}},
 		{"namespace", validHead + "        namespace: Carts_NS\n", []string{"line 9", `namespace "Carts_NS"`}},
 		{"service account", validHead + "        serviceAccount: \"no/slash\"\n", []string{"line 9", `serviceAccount "no/slash"`}},
 		{"file traversal", validHead + "        files:\n          - ../secrets\n          - /a/../../b\n          - /\n          - a//b\n",
@@ -238,4 +244,25 @@ func aliasBomb(n int) string {
 		b.WriteString("  - *a\n")
 	}
 	return b.String()
+}
+
+// TestEveryIntegerFieldHasBounds: an integer field added to the model must get documented
+// bounds in intBounds, so that no value can overflow where it is used.
+func TestEveryIntegerFieldHasBounds(t *testing.T) {
+	for typ := range typeNames {
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			switch ft.Kind() {
+			case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+				reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+				name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+				_, ok := intBounds[name]
+				assert.True(t, ok, "%s.%s (%s) has no entry in intBounds", typ.Name(), f.Name, name)
+			}
+		}
+	}
 }

@@ -2,8 +2,10 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"path"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/distribution/reference"
@@ -128,11 +130,19 @@ func (v *validator) task(t *Task, tp, tl string) {
 	for i, e := range t.Env {
 		v.env(e, fmt.Sprintf("%s.env[%d]", tp, i), fmt.Sprintf("%s env[%d]", tl, i))
 	}
-	if t.MaxPollDuration != nil && *t.MaxPollDuration < 1 {
-		v.addf(tp+".maxPollDuration", tl, "maxPollDuration must be at least 1 second, got %d", *t.MaxPollDuration)
+	if t.MaxPollDuration != nil {
+		v.intRange(tp, tl, "maxPollDuration", int64(*t.MaxPollDuration))
 	}
-	if t.TTLSecondsAfterFinished != nil && *t.TTLSecondsAfterFinished < 0 {
-		v.addf(tp+".ttlSecondsAfterFinished", tl, "ttlSecondsAfterFinished must not be negative, got %d", *t.TTLSecondsAfterFinished)
+	if t.TTLSecondsAfterFinished != nil {
+		v.intRange(tp, tl, "ttlSecondsAfterFinished", int64(*t.TTLSecondsAfterFinished))
+	}
+	if sc := t.SecurityContext; sc != nil {
+		if sc.RunAsUser != nil {
+			v.intRange(tp+".securityContext", tl, "runAsUser", *sc.RunAsUser)
+		}
+		if sc.RunAsGroup != nil {
+			v.intRange(tp+".securityContext", tl, "runAsGroup", *sc.RunAsGroup)
+		}
 	}
 	if t.Namespace != "" {
 		for _, msg := range validation.IsDNS1123Label(t.Namespace) {
@@ -169,6 +179,39 @@ func (v *validator) task(t *Task, tp, tl string) {
 	}
 	if size > totalAnnotationSize {
 		v.addf(tp+".annotations", tl, "annotations are %d bytes, more than the Kubernetes limit of %d", size, totalAnnotationSize)
+	}
+}
+
+// MaxPollDurationSeconds is the largest maxPollDuration: 30 days, far below where
+// seconds overflow a time.Duration.
+const MaxPollDurationSeconds = 30 * 24 * 60 * 60
+
+// intBound is the allowed range of one integer field of the model; unit follows the
+// numbers in the error.
+type intBound struct {
+	min, max int64
+	unit     string
+}
+
+// intBounds holds every integer field of the model by its YAML name (a test checks that
+// none is missing). The decoder reports values that do not even fit the Go type with the
+// same message as the validator.
+var intBounds = map[string]intBound{
+	"maxPollDuration":         {1, MaxPollDurationSeconds, " seconds (30 days)"},
+	"ttlSecondsAfterFinished": {0, math.MaxInt32, " seconds"}, // the Job field is an int32
+	// Kubernetes' valid user and group IDs (validation.IsValidUserID, IsValidGroupID).
+	"runAsUser":  {0, math.MaxInt32, ""},
+	"runAsGroup": {0, math.MaxInt32, ""},
+}
+
+func (b intBound) problem(field, got string) string {
+	return fmt.Sprintf("%s must be between %d and %d%s, got %s", field, b.min, b.max, b.unit, got)
+}
+
+func (v *validator) intRange(parent, label, field string, val int64) {
+	b := intBounds[field]
+	if val < b.min || val > b.max {
+		v.addf(parent+"."+field, label, "%s", b.problem(field, strconv.FormatInt(val, 10)))
 	}
 }
 
