@@ -130,6 +130,11 @@ func (v *validator) task(t *Task, tp, tl string) {
 	for i, e := range t.Env {
 		v.env(e, fmt.Sprintf("%s.env[%d]", tp, i), fmt.Sprintf("%s env[%d]", tl, i))
 	}
+	switch t.ImagePullPolicy {
+	case "", PullAlways, PullIfNotPresent, PullNever:
+	default:
+		v.addf(tp+".imagePullPolicy", tl, "imagePullPolicy must be one of %q, %q, %q, got %q", PullAlways, PullIfNotPresent, PullNever, t.ImagePullPolicy)
+	}
 	if t.MaxPollDuration != nil {
 		v.intRange(tp, tl, "maxPollDuration", int64(*t.MaxPollDuration))
 	}
@@ -226,7 +231,7 @@ func (v *validator) env(e Env, ep, el string) {
 			v.addf(ep, el, "secret name %q: %s", e.Name, msg)
 		}
 	default:
-		v.addf(ep, el, "valueFrom must be one of %q, %q, %q, got %q", FromEvent, FromSecret, FromString, e.ValueFrom)
+		v.addf(ep+".valueFrom", el, "valueFrom must be one of %q, %q, %q, got %q", FromEvent, FromSecret, FromString, e.ValueFrom)
 	}
 	if e.ValueFrom == FromEvent {
 		if _, err := JSONPathToGJSON(e.Value); err != nil {
@@ -236,10 +241,10 @@ func (v *validator) env(e Env, ep, el string) {
 	switch e.As {
 	case "", AsString, AsJSON, AsYAML:
 		if e.As != "" && e.ValueFrom != FromEvent {
-			v.addf(ep, el, "as: %q is only allowed with valueFrom: event", e.As)
+			v.addf(ep+".as", el, "as: %q is only allowed with valueFrom: event", e.As)
 		}
 	default:
-		v.addf(ep, el, "as must be one of %q, %q, %q, got %q", AsString, AsJSON, AsYAML, e.As)
+		v.addf(ep+".as", el, "as must be one of %q, %q, %q, got %q", AsString, AsJSON, AsYAML, e.As)
 	}
 }
 

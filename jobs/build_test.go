@@ -377,3 +377,9 @@ func BenchmarkBuild(b *testing.B) {
 		}
 	}
 }
+
+// TestPullPolicyNames: the values config accepts are exactly Kubernetes' pull policies.
+func TestPullPolicyNames(t *testing.T) {
+	assert.Equal(t, []corev1.PullPolicy{corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever},
+		[]corev1.PullPolicy{config.PullAlways, config.PullIfNotPresent, config.PullNever})
+}
