@@ -383,3 +383,9 @@ func TestPullPolicyNames(t *testing.T) {
 	assert.Equal(t, []corev1.PullPolicy{corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever},
 		[]corev1.PullPolicy{config.PullAlways, config.PullIfNotPresent, config.PullNever})
 }
+
+// TestFilesFitKeptnResponseBound: config.KeptnSource reads a resource only up to a bound
+// derived from config.MaxConfigBytes, which must cover the largest task files too.
+func TestFilesFitKeptnResponseBound(t *testing.T) {
+	assert.LessOrEqual(t, MaxFilesBytes, config.MaxConfigBytes)
+}
