@@ -245,6 +245,7 @@ func TestInvalidValues(t *testing.T) {
 		{"bad cidr", "jobConfig:\n  networkPolicy:\n    blockCIDRs: [10.0.0.0]", "blockCIDRs"},
 		{"bad digest", "image:\n  digest: latest", "digest"},
 		{"bad pull policy", "image:\n  pullPolicy: Sometimes", "pullPolicy"},
+		{"bad pod security level", "jobConfig:\n  podSecurityLevel: lax", "podSecurityLevel"},
 		{"bad log level", "logLevel: verbose", "logLevel"},
 		{"extra env without name", "extraEnv:\n  - value: x", "name"},
 		{"egress without api server", "networkPolicy:\n  egress:\n    enabled: true", "k8sMasterCIDR"},
@@ -395,7 +396,7 @@ var envContract = []string{
 	"JOB_NAMESPACE", "INIT_CONTAINER_IMAGE", "DEFAULT_RESOURCE_LIMITS_CPU", "DEFAULT_RESOURCE_LIMITS_MEMORY",
 	"DEFAULT_RESOURCE_REQUESTS_CPU", "DEFAULT_RESOURCE_REQUESTS_MEMORY", "DEFAULT_JOB_SERVICE_ACCOUNT",
 	"DEFAULT_POD_SECURITY_CONTEXT", "DEFAULT_SECURITY_CONTEXT", "JOB_LABELS", "ALLOWED_IMAGE_LIST",
-	"ALLOW_PRIVILEGED_JOBS", "TASK_DEADLINE_SECONDS", "ALWAYS_SEND_FINISHED_EVENT", "MAX_CONCURRENT_ACTIONS",
+	"ALLOW_PRIVILEGED_JOBS", "JOB_POD_SECURITY_LEVEL", "TASK_DEADLINE_SECONDS", "ALWAYS_SEND_FINISHED_EVENT", "MAX_CONCURRENT_ACTIONS",
 	"LOG_LEVEL",
 	"DEFAULT_TTL_SECONDS_AFTER_FINISHED", // from extraEnv in the jobs-config case
 }
@@ -502,6 +503,9 @@ func TestDeployment(t *testing.T) {
 				assert.Equal(t, "true", env["ALLOW_PRIVILEGED_JOBS"])
 				assert.Equal(t, "600", env["TASK_DEADLINE_SECONDS"])
 				assert.Equal(t, "600", env["DEFAULT_TTL_SECONDS_AFTER_FINISHED"])
+			}
+			if name == "defaults" {
+				assert.Equal(t, "restricted", env["JOB_POD_SECURITY_LEVEL"])
 			}
 			assert.Equal(t, wantNS, env["JOB_NAMESPACE"])
 			assert.Equal(t, wantImage, svc.Image)

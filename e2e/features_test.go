@@ -177,6 +177,90 @@ func TestFeatureEnv(t *testing.T) {
 	}
 }
 
+const envLiteralConfig = `apiVersion: v2
+actions:
+  - name: "Env literal"
+    events:
+      - name: "sh.keptn.event.test.triggered"
+    tasks:
+      - name: "Echo args"
+        image: "alpine"
+        env:
+          - {name: e2e-leak-secret, valueFrom: secret}
+          - {name: HOST, value: "$.data.deployment.deploymentURIsLocal[0]", valueFrom: event}
+          - {name: DEPLOY_JSON, value: "$.data.deployment", valueFrom: event, as: json}
+          - {name: DEPLOY_YAML, value: "$.data.deployment", valueFrom: event, as: yaml}
+          - {name: FROM_CONFIG, value: "cfg=$(CONFIG_KEY)", valueFrom: string}
+        cmd: [echo]
+        args: ["ARGS", "host=$(HOST)", "evil=$(LABELS_EVIL)", "double=$(LABELS_DOUBLE)", "service=$(KEPTN_SERVICE)", "cfg=$(FROM_CONFIG)", "direct=$(CONFIG_KEY)"]
+      - name: "Print env"
+        image: "alpine"
+        env:
+          - {name: e2e-leak-secret, valueFrom: secret}
+          - {name: HOST, value: "$.data.deployment.deploymentURIsLocal[0]", valueFrom: event}
+          - {name: DEPLOY_JSON, value: "$.data.deployment", valueFrom: event, as: json}
+          - {name: DEPLOY_YAML, value: "$.data.deployment", valueFrom: event, as: yaml}
+        cmd: [sh]
+        args:
+          - -c
+          - |
+            printf '<<HOST\n%s\nHOST>>\n' "$HOST"
+            printf '<<EVIL\n%s\nEVIL>>\n' "$LABELS_EVIL"
+            printf '<<DOUBLE\n%s\nDOUBLE>>\n' "$LABELS_DOUBLE"
+            printf '<<JSON\n%s\nJSON>>\n' "$DEPLOY_JSON"
+            printf '<<YAML\n%s\nYAML>>\n' "$DEPLOY_YAML"
+`
+
+// TestFeatureEnvLiteral: values from the event reach the task literally even when they
+// contain $(NAME) of a secret key from envFrom: in env (jsonpath as string/json/yaml,
+// LABELS_*) and through $(VAR) in args. Values written in the config still expand. The
+// service name cannot carry "$": Keptn (and the API stand-in) only know sockshop/dev/carts.
+func TestFeatureEnvLiteral(t *testing.T) {
+	t.Parallel()
+	ns := namespace(t)
+	out, err := kubectl(t, "-n", ns, "create", "secret", "generic", "e2e-leak-secret",
+		"--from-literal=SOME_SECRET_KEY=leaked-value", "--from-literal=CONFIG_KEY=from-secret")
+	require.NoError(t, err, out)
+	api := keptnAPI(t, envLiteralConfig)
+	svc := startService(t, api, ns, nil)
+
+	const host = "http://x/$(SOME_SECRET_KEY)"
+	deployment := map[string]any{"deploymentURIsLocal": []any{host}, "note": "$$(SOME_SECRET_KEY) $X 5$"}
+	ev := triggered(t, "sh.keptn.event.test.triggered", map[string]any{
+		"deployment": deployment,
+		"labels":     map[string]any{"evil": "$(SOME_SECRET_KEY)", "double": "$$(SOME_SECRET_KEY)"},
+	})
+	r := sendBinary(t, svc.URL, ev)
+	require.Less(t, r.Status, 300, string(r.Body))
+
+	fin := waitEvent(t, api, ev, "sh.keptn.event.test.finished", finishTimeout)
+	logs := assertSucceeded(t, fin, ev)
+
+	assert.NotContains(t, logs, "leaked-value", "a $(SECRET) in an event value was expanded")
+	assert.Contains(t, logs, "$(SOME_SECRET_KEY)")
+	assert.Contains(t, logs, "ARGS host="+host+" evil=$(SOME_SECRET_KEY) double=$$(SOME_SECRET_KEY) service=carts cfg=cfg=from-secret direct=from-secret",
+		"$(VAR) in args gives event values literally; config values still expand")
+	assert.Equal(t, host, marked(t, logs, "HOST"))
+	assert.Equal(t, "$(SOME_SECRET_KEY)", marked(t, logs, "EVIL"))
+	assert.Equal(t, "$$(SOME_SECRET_KEY)", marked(t, logs, "DOUBLE"))
+	var asJSON, asYAML map[string]any
+	require.NoError(t, json.Unmarshal([]byte(marked(t, logs, "JSON")), &asJSON))
+	assert.Equal(t, deployment, asJSON)
+	require.NoError(t, yaml.Unmarshal([]byte(marked(t, logs, "YAML")), &asYAML))
+	assert.Equal(t, deployment, asYAML)
+
+	// The Job spec holds the escaped form, which Kubernetes turns back into the event's value.
+	jobs := jobsOf(t, ns, ev)
+	require.Len(t, jobs, 2)
+	for _, j := range jobs {
+		for _, e := range j.Spec.Template.Spec.Containers[0].Env {
+			if e.Name == "HOST" {
+				assert.Equal(t, "http://x/$$(SOME_SECRET_KEY)", e.Value)
+			}
+		}
+	}
+}
+
 const filesConfig = `apiVersion: v2
 actions:
   - name: "Files"

@@ -404,6 +404,20 @@ func TestPolicies(t *testing.T) {
 			},
 		},
 		{
+			// Privilege beyond the privileged flag: the whole pod is held to the Pod Security
+			// Standards (restricted by default), as the API server would hold it.
+			name: "root-refused",
+			tasks: `- name: root
+  image: alpine
+  securityContext: {runAsUser: 0, runAsNonRoot: false, allowPrivilegeEscalation: true, capabilities: {drop: []}}
+  cmd: ["id", "-u"]`,
+			ok:      false,
+			message: []string{"root", `PodSecurity "restricted:latest"`, "runAsUser=0", "runAsNonRoot != true", "allowPrivilegeEscalation != false", "capabilities"},
+			check: func(t *testing.T, r caseRun) {
+				assert.Empty(t, r.jobs, "no Job may exist for a refused action")
+			},
+		},
+		{
 			name: "service-account",
 			setup: func(t *testing.T, ns string) {
 				kubectlOK(t, "create", "serviceaccount", "-n", ns, "jes-e2e-sa")
@@ -502,6 +516,26 @@ func TestPolicyPrivilegedAllowed(t *testing.T) {
 			require.NotNil(t, sc)
 			require.NotNil(t, sc.Privileged)
 			assert.True(t, *sc.Privileged)
+		},
+	}})
+}
+
+// TestPolicyBaseline: JOB_POD_SECURITY_LEVEL=baseline lets a task run as root (the
+// restricted default refuses it) but still refuses what baseline forbids.
+func TestPolicyBaseline(t *testing.T) {
+	t.Parallel()
+	runPolicyCases(t, map[string]string{"JOB_POD_SECURITY_LEVEL": "baseline"}, []policyCase{{
+		name:    "root-runs",
+		tasks:   "- name: t\n  image: busybox\n  securityContext: {runAsUser: 0, runAsNonRoot: false}\n  cmd: [sh, -c, \"echo uid=$(id -u)\"]",
+		ok:      true,
+		message: []string{"uid=0"},
+	}, {
+		name:    "sys-admin-refused",
+		tasks:   "- name: t\n  image: busybox\n  securityContext: {capabilities: {add: [SYS_ADMIN]}}\n  cmd: [\"true\"]",
+		ok:      false,
+		message: []string{`PodSecurity "baseline:latest"`, "SYS_ADMIN"},
+		check: func(t *testing.T, r caseRun) {
+			assert.Empty(t, r.jobs, "no Job may exist for a refused action")
 		},
 	}})
 }

@@ -82,6 +82,13 @@ func Build(s Settings, in TaskInput) (*Built, error) {
 	}
 	name := JobName(in.Event.Source, in.Event.ID, in.ActionIdx, in.TaskIdx)
 	ns := firstNonEmpty(t.Namespace, s.Namespace, DefaultNamespace)
+	// An installation that sets no security context gets the hardened defaults, never none.
+	if s.PodSecurityContext == nil {
+		s.PodSecurityContext = DefaultPodSecurityContext()
+	}
+	if s.SecurityContext == nil {
+		s.SecurityContext = DefaultSecurityContext()
+	}
 	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
 		return fail("namespace %q is invalid: %s", ns, strings.Join(errs, "; "))
 	}
@@ -238,11 +245,14 @@ func buildLabels(s Settings, in TaskInput, name string) (map[string]string, erro
 	return labels, nil
 }
 
+// buildEnv makes the task's variables. Every value taken from the event (KEPTN_*,
+// LABELS_*, valueFrom: event) goes through escapeEventValue so Kubernetes passes it
+// literally; valueFrom: string values are the config author's and keep "$(VAR)" expansion.
 func buildEnv(in TaskInput) ([]corev1.EnvVar, []corev1.EnvFromSource, error) {
 	env := []corev1.EnvVar{
-		{Name: "KEPTN_PROJECT", Value: in.Event.Project},
-		{Name: "KEPTN_STAGE", Value: in.Event.Stage},
-		{Name: "KEPTN_SERVICE", Value: in.Event.Service},
+		{Name: "KEPTN_PROJECT", Value: escapeEventValue(in.Event.Project)},
+		{Name: "KEPTN_STAGE", Value: escapeEventValue(in.Event.Stage)},
+		{Name: "KEPTN_SERVICE", Value: escapeEventValue(in.Event.Service)},
 	}
 	keys := make([]string, 0, len(in.Event.Labels))
 	for k := range in.Event.Labels {
@@ -250,7 +260,7 @@ func buildEnv(in TaskInput) ([]corev1.EnvVar, []corev1.EnvFromSource, error) {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		env = append(env, corev1.EnvVar{Name: LabelEnvName(k), Value: in.Event.Labels[k]})
+		env = append(env, corev1.EnvVar{Name: LabelEnvName(k), Value: escapeEventValue(in.Event.Labels[k])})
 	}
 	var envFrom []corev1.EnvFromSource
 	for _, e := range in.Task.Env {
@@ -262,7 +272,7 @@ func buildEnv(in TaskInput) ([]corev1.EnvVar, []corev1.EnvFromSource, error) {
 			if err != nil {
 				return nil, nil, fmt.Errorf("env %s: %w", e.Name, err)
 			}
-			env = append(env, corev1.EnvVar{Name: e.Name, Value: v})
+			env = append(env, corev1.EnvVar{Name: e.Name, Value: escapeEventValue(v)})
 		case config.FromSecret:
 			// Kubernetes injects every key of the secret; this service never reads it.
 			envFrom = append(envFrom, corev1.EnvFromSource{

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/tidwall/gjson"
 	"sigs.k8s.io/yaml"
@@ -65,4 +66,14 @@ func compactJSON(raw string) (string, error) {
 		return "", err
 	}
 	return buf.String(), nil
+}
+
+// escapeEventValue makes a value taken from the event literal in a container's
+// env[].value: Kubernetes expands "$(NAME)" there with the container's other variables
+// (secrets from envFrom included), and would then expand it again wherever "$(VAR)" is
+// used in cmd/args. Doubling every "$" gives "$$", which Kubernetes turns back into a
+// single "$" and expands nothing, so the container sees exactly the event's value.
+// Values written in the job config are not escaped: they may use "$(VAR)" on purpose.
+func escapeEventValue(v string) string {
+	return strings.ReplaceAll(v, "$", "$$")
 }

@@ -26,11 +26,14 @@ type Settings struct {
 	DefaultResources corev1.ResourceRequirements
 	// ServiceAccount is DEFAULT_JOB_SERVICE_ACCOUNT.
 	ServiceAccount string
-	// PodSecurityContext / SecurityContext are the defaults a task's securityContext overrides.
+	// PodSecurityContext / SecurityContext are the defaults a task's securityContext overrides
+	// (nil: DefaultPodSecurityContext / DefaultSecurityContext).
 	PodSecurityContext *corev1.PodSecurityContext
 	SecurityContext    *corev1.SecurityContext
-	// AllowPrivileged is ALLOW_PRIVILEGED_JOBS.
-	AllowPrivileged bool
+	// PodSecurityLevel is the Pod Security Standards level every Job's pod must meet
+	// (JOB_POD_SECURITY_LEVEL; ALLOW_PRIVILEGED_JOBS=true means PodSecurityPrivileged; empty
+	// means DefaultPodSecurityLevel).
+	PodSecurityLevel string
 	// TaskDeadlineSeconds (TASK_DEADLINE_SECONDS) becomes activeDeadlineSeconds when > 0.
 	TaskDeadlineSeconds int64
 	// TTLSecondsAfterFinished is the default TTL (21600).

@@ -100,7 +100,10 @@ func readEnv(get func(string) string) (*env, error) {
 	s.Namespace = r.str("JOB_NAMESPACE", jobs.DefaultNamespace)
 	s.InitImage = r.str("INIT_CONTAINER_IMAGE", "")
 	s.ServiceAccount = r.str("DEFAULT_JOB_SERVICE_ACCOUNT", "")
-	s.AllowPrivileged = r.bool("ALLOW_PRIVILEGED_JOBS", false)
+	s.PodSecurityLevel = r.podSecurityLevel("JOB_POD_SECURITY_LEVEL", jobs.DefaultPodSecurityLevel)
+	if r.bool("ALLOW_PRIVILEGED_JOBS", false) {
+		s.PodSecurityLevel = jobs.PodSecurityPrivileged // the original's switch, kept
+	}
 	s.TaskDeadlineSeconds = int64(r.int("TASK_DEADLINE_SECONDS", 0))
 	s.TTLSecondsAfterFinished = int32(r.int("DEFAULT_TTL_SECONDS_AFTER_FINISHED", int(jobs.DefaultTTL)))
 	s.AllowedImages = r.list("ALLOWED_IMAGE_LIST", ",")
@@ -111,22 +114,16 @@ func readEnv(get func(string) string) (*env, error) {
 		Limits:   r.resources("DEFAULT_RESOURCE_LIMITS_CPU", "1", "DEFAULT_RESOURCE_LIMITS_MEMORY", "512Mi"),
 		Requests: r.resources("DEFAULT_RESOURCE_REQUESTS_CPU", "50m", "DEFAULT_RESOURCE_REQUESTS_MEMORY", "128Mi"),
 	}
-	s.PodSecurityContext = &corev1.PodSecurityContext{}
-	r.object("DEFAULT_POD_SECURITY_CONTEXT", defaultPodSecurityContext, s.PodSecurityContext)
-	s.SecurityContext = &corev1.SecurityContext{}
-	r.object("DEFAULT_SECURITY_CONTEXT", defaultSecurityContext, s.SecurityContext)
-	r.object("JOB_LABELS", "{}", &s.Labels)
+	s.PodSecurityContext = jobs.DefaultPodSecurityContext()
+	replaceObject(r, "DEFAULT_POD_SECURITY_CONTEXT", &s.PodSecurityContext)
+	s.SecurityContext = jobs.DefaultSecurityContext()
+	replaceObject(r, "DEFAULT_SECURITY_CONTEXT", &s.SecurityContext)
+	replaceObject(r, "JOB_LABELS", &s.Labels)
 	if len(r.errs) > 0 {
 		return nil, fmt.Errorf("invalid environment:\n  %s", strings.Join(r.errs, "\n  "))
 	}
 	return e, nil
 }
-
-// Restrictive defaults, matching the original chart's jobConfig.podSecurityContext/jobSecurityContext.
-const (
-	defaultPodSecurityContext = `{"runAsUser":1000,"runAsGroup":2000,"runAsNonRoot":true,"fsGroup":2000,"seccompProfile":{"type":"RuntimeDefault"}}`
-	defaultSecurityContext    = `{"privileged":false,"allowPrivilegeEscalation":false,"readOnlyRootFilesystem":true,"runAsNonRoot":true,"runAsUser":1000,"runAsGroup":2000,"capabilities":{"drop":["ALL"]},"seccompProfile":{"type":"RuntimeDefault"}}`
-)
 
 // inPodDelay is the default SHUTDOWN_DELAY_SECONDS: 5 in a Kubernetes pod (time for endpoint
 // updates to reach every node), 0 elsewhere.
@@ -207,12 +204,28 @@ func (r *reader) resources(cpuName, cpuDef, memName, memDef string) corev1.Resou
 	return out
 }
 
-// object decodes a JSON or YAML value (e.g. a security context) strictly into out.
-func (r *reader) object(name, def string, out any) {
-	v := r.str(name, def)
-	if err := yaml.UnmarshalStrict([]byte(v), out); err != nil {
+func (r *reader) podSecurityLevel(name, def string) string {
+	l, err := jobs.ParsePodSecurityLevel(r.str(name, def))
+	if err != nil {
 		r.errs = append(r.errs, fmt.Sprintf("%s: %v", name, err))
+		return def
 	}
+	return l
+}
+
+// replaceObject decodes a JSON or YAML value (e.g. a security context), when the variable is
+// set, strictly into a fresh value that replaces *out (no merging with the default).
+func replaceObject[T any](r *reader, name string, out *T) {
+	v := r.str(name, "")
+	if v == "" {
+		return
+	}
+	var fresh T
+	if err := yaml.UnmarshalStrict([]byte(v), &fresh); err != nil {
+		r.errs = append(r.errs, fmt.Sprintf("%s: %v", name, err))
+		return
+	}
+	*out = fresh
 }
 
 func hostname() string {

@@ -62,7 +62,8 @@ func TestHTTPRetries(t *testing.T) {
 			defer srv.Close()
 			retry := fastRetry
 			if tc.wantCalls < 0 {
-				retry.MaxElapsed = 50 * time.Millisecond
+				// Long enough for several attempts even on a loaded machine (each waits <= 5 ms).
+				retry.MaxElapsed = 500 * time.Millisecond
 			}
 			s, err := NewHTTP(srv.URL, HTTPOptions{Transport: withToken{"tok"}, Retry: retry})
 			require.NoError(t, err)
