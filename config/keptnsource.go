@@ -43,8 +43,24 @@ func WithTimeout(d time.Duration) KeptnOption { return func(o *keptnOptions) { o
 // WithPageSize sets the page size of resource listings (default 50).
 func WithPageSize(n int) KeptnOption { return func(o *keptnOptions) { o.pageSize = n } }
 
-// maxResponseBytes bounds one API response; resources are base64 in JSON.
-const maxResponseBytes = 64 << 20
+// Response bounds. Nothing larger than MaxConfigBytes (1 MiB) is ever used: a config is
+// refused by Parse above it, and a task's files are refused by jobs above jobs.MaxFilesBytes
+// (900 KiB) in total (MAX_TASK_FILES_BYTES can only lower that), so one file is no larger.
+// The bounds are checked while reading, so a hostile or broken server costs at most this much
+// memory, not the whole body.
+const (
+	// MaxResourceResponseBytes bounds a single-resource response: the content is base64 in
+	// JSON, 4/3 of MaxConfigBytes (1,398,104 bytes), plus 64 KiB for the JSON fields and
+	// metadata around it.
+	MaxResourceResponseBytes = (MaxConfigBytes+2)/3*4 + 64<<10
+	// maxListEntryBytes bounds one entry of a resource listing: a resource URI (a path, at
+	// most 4 KiB on Linux) and its metadata; listings carry no content.
+	maxListEntryBytes = 8 << 10
+)
+
+// listingResponseBytes bounds one page of a listing of pageSize entries, plus 64 KiB for
+// the page's own fields.
+func listingResponseBytes(pageSize int) int { return pageSize*maxListEntryBytes + 64<<10 }
 
 // NewKeptnSource returns a Source for the resource-service at baseURL. It sends its requests
 // through transport, normally built by NewKeptnTransport with the Keptn credentials; nil
@@ -94,7 +110,7 @@ func levelPath(ref Ref, level Level) (string, error) {
 	return p + "/resource", nil
 }
 
-func (s *KeptnSource) get(ctx context.Context, rawURL string, out any) error {
+func (s *KeptnSource) get(ctx context.Context, rawURL string, limit int, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
 		return err
@@ -105,12 +121,15 @@ func (s *KeptnSource) get(ctx context.Context, rawURL string, out any) error {
 		return err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
+	if resp.ContentLength > int64(limit) {
+		return fmt.Errorf("response larger than %d bytes (Content-Length %d)", limit, resp.ContentLength)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, int64(limit)+1))
 	if err != nil {
 		return fmt.Errorf("reading response: %w", err)
 	}
-	if len(body) > maxResponseBytes {
-		return fmt.Errorf("response larger than %d bytes", maxResponseBytes)
+	if len(body) > limit {
+		return fmt.Errorf("response larger than %d bytes", limit)
 	}
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
@@ -152,7 +171,7 @@ func (s *KeptnSource) Get(ctx context.Context, ref Ref, level Level, p string) (
 		u += "?" + q
 	}
 	var res models.Resource
-	if err := s.get(ctx, u, &res); err != nil {
+	if err := s.get(ctx, u, MaxResourceResponseBytes, &res); err != nil {
 		return nil, fmt.Errorf("%s resource %s: %w", level, p, err)
 	}
 	b, err := base64.StdEncoding.DecodeString(res.ResourceContent)
@@ -186,7 +205,7 @@ func (s *KeptnSource) List(ctx context.Context, ref Ref, level Level, dir string
 			q.Set("nextPageKey", key)
 		}
 		var page models.Resources
-		if err := s.get(ctx, s.base+lp+"?"+q.Encode(), &page); err != nil {
+		if err := s.get(ctx, s.base+lp+"?"+q.Encode(), listingResponseBytes(s.pageSize), &page); err != nil {
 			return nil, fmt.Errorf("listing %s resources under %s: %w", level, dir, err)
 		}
 		for _, r := range page.Resources {

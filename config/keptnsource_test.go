@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -203,4 +204,50 @@ func TestKeptnSourceTimeout(t *testing.T) {
 	_, err = src.Get(context.Background(), Ref{Project: "p"}, LevelProject, "job/config.yaml")
 	require.Error(t, err)
 	assert.NotErrorIs(t, err, ErrNotFound)
+}
+
+// endless is a response body that never ends; it counts what was read from it.
+type endless struct{ read *int64 }
+
+func (e endless) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = 'a'
+	}
+	*e.read += int64(len(p))
+	return len(p), nil
+}
+
+func (endless) Close() error { return nil }
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestKeptnSourceBoundsResponses: a response larger than any resource or listing page the
+// service can use is refused after reading just past the bound, not 64 MiB.
+func TestKeptnSourceBoundsResponses(t *testing.T) {
+	var read int64
+	tr := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		return &http.Response{StatusCode: 200, Header: http.Header{}, Body: endless{&read}, Request: r}, nil
+	})
+	src, err := NewKeptnSource("http://keptn.invalid/resource-service", tr, WithPageSize(50))
+	require.NoError(t, err)
+	ref := Ref{Project: "p", Stage: "s", Service: "c"}
+
+	_, err = src.Get(context.Background(), ref, LevelService, "job/config.yaml")
+	if assert.Error(t, err) {
+		assert.Contains(t, err.Error(), fmt.Sprintf("response larger than %d bytes", MaxResourceResponseBytes))
+	}
+	assert.LessOrEqual(t, read, int64(MaxResourceResponseBytes)+64<<10, "read %d bytes", read)
+	// A file of MaxConfigBytes, base64 in JSON, fits.
+	assert.Greater(t, MaxResourceResponseBytes, (MaxConfigBytes+2)/3*4+1024)
+	assert.Less(t, MaxResourceResponseBytes, 2*MaxConfigBytes)
+
+	read = 0
+	_, err = src.List(context.Background(), ref, LevelService, "files")
+	if assert.Error(t, err) {
+		assert.Contains(t, err.Error(), fmt.Sprintf("response larger than %d bytes", listingResponseBytes(50)))
+	}
+	assert.LessOrEqual(t, read, int64(listingResponseBytes(50))+64<<10, "read %d bytes", read)
+	assert.Less(t, listingResponseBytes(50), MaxResourceResponseBytes)
 }

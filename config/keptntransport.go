@@ -47,7 +47,36 @@ func NewKeptnTransport(opts ...TransportOption) (http.RoundTripper, error) {
 	if o.token != "" {
 		rt = tokenTransport{token: o.token, next: rt}
 	}
+	if o.token != "" || o.oauth != nil {
+		rt = sameOrigin{next: rt}
+	}
 	return rt, nil
+}
+
+// sameOrigin refuses a redirect to another scheme or host before the credentials are
+// added. net/http strips Authorization on cross-host redirects only when the caller set
+// it; our credentials are added here, in the transport, on every round trip, so the client
+// would send them to wherever Keptn (or whoever answers in its place) redirects. Refusing in
+// the transport, rather than with a CheckRedirect on each http.Client, covers every client
+// that carries the Keptn credentials (KeptnSource's and the event sender's, which
+// cloudevents builds) and both x-token and OAuth. Keptn's APIs do not redirect across hosts,
+// so a redirect that does is an error, not something to follow without credentials.
+type sameOrigin struct{ next http.RoundTripper }
+
+func (t sameOrigin) RoundTrip(req *http.Request) (*http.Response, error) {
+	// The client links each redirected request to the response that caused it.
+	first := req
+	for first.Response != nil && first.Response.Request != nil {
+		first = first.Response.Request
+	}
+	if first != req && (first.URL.Scheme != req.URL.Scheme || first.URL.Host != req.URL.Host) {
+		if req.Body != nil {
+			_ = req.Body.Close()
+		}
+		return nil, fmt.Errorf("refusing redirect from %s://%s to %s://%s: Keptn credentials are only sent to the host they were configured for",
+			first.URL.Scheme, first.URL.Host, req.URL.Scheme, req.URL.Host)
+	}
+	return t.next.RoundTrip(req)
 }
 
 type transportOptions struct {

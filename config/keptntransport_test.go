@@ -200,3 +200,77 @@ func TestKeptnTransportToken(t *testing.T) {
 	assert.Equal(t, "t0k", got)
 	assert.Empty(t, req.Header.Get("x-token"), "the caller's request is not modified")
 }
+
+// redirectPair is a Keptn stand-in that redirects everything to another host, which
+// records every credential it is sent.
+type redirectPair struct {
+	keptn, other *httptest.Server
+	mu           sync.Mutex
+	seen         []string // x-token and Authorization values the other host got
+	otherCalls   int
+}
+
+func newRedirectPair(t *testing.T, status int) *redirectPair {
+	p := &redirectPair{}
+	p.other = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.otherCalls++
+		for _, h := range []string{"x-token", "Authorization"} {
+			if v := r.Header.Get(h); v != "" {
+				p.seen = append(p.seen, h+": "+v)
+			}
+		}
+		_, _ = w.Write([]byte(`{"resourceContent":"b3RoZXI="}`))
+	}))
+	t.Cleanup(p.other.Close)
+	p.keptn = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("same") != "" {
+			_, _ = w.Write([]byte(`{"resourceContent":"c2FtZQ=="}`))
+			return
+		}
+		if strings.HasPrefix(r.URL.Path, "/same-host") {
+			http.Redirect(w, r, "/api/resource-service"+strings.TrimPrefix(r.URL.Path, "/same-host")+"?same=1", status)
+			return
+		}
+		http.Redirect(w, r, p.other.URL+r.URL.Path, status)
+	}))
+	t.Cleanup(p.keptn.Close)
+	return p
+}
+
+// TestKeptnTransportRefusesCrossHostRedirect: the x-token header must never reach a host a
+// Keptn response redirects to, for resource reads (GET) and events (POST, 307) alike.
+func TestKeptnTransportRefusesCrossHostRedirect(t *testing.T) {
+	for _, status := range []int{http.StatusFound, http.StatusTemporaryRedirect} {
+		p := newRedirectPair(t, status)
+		tr := mustTransport(t, WithToken("secret-token"))
+		src, err := NewKeptnSource(p.keptn.URL+"/api/resource-service", tr)
+		require.NoError(t, err)
+		_, err = src.Get(context.Background(), Ref{Project: "p"}, LevelProject, "job/config.yaml")
+		if assert.Error(t, err) {
+			assert.Contains(t, err.Error(), "redirect")
+			assert.Contains(t, err.Error(), p.other.Listener.Addr().String())
+		}
+
+		req, err := http.NewRequest(http.MethodPost, p.keptn.URL+"/api/v1/event", strings.NewReader("{}"))
+		require.NoError(t, err)
+		res, err := (&http.Client{Transport: tr}).Do(req)
+		if err == nil {
+			res.Body.Close()
+		}
+		assert.Error(t, err)
+
+		p.mu.Lock()
+		assert.Empty(t, p.seen, "credentials sent to the other host (status %d)", status)
+		assert.Zero(t, p.otherCalls, "the other host must not be called at all")
+		p.mu.Unlock()
+
+		// A redirect on the same host still works, with the token.
+		src2, err := NewKeptnSource(p.keptn.URL+"/same-host", tr)
+		require.NoError(t, err)
+		b, err := src2.Get(context.Background(), Ref{Project: "p"}, LevelProject, "job/config.yaml")
+		require.NoError(t, err)
+		assert.Equal(t, "same", string(b))
+	}
+}

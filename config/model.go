@@ -55,6 +55,13 @@ type Task struct {
 	Annotations             Annotations      `json:"annotations,omitempty"`
 }
 
+// Image pull policies: Kubernetes' corev1.PullPolicy values (empty: the Kubernetes default).
+const (
+	PullAlways       = "Always"
+	PullIfNotPresent = "IfNotPresent"
+	PullNever        = "Never"
+)
+
 // Env value sources.
 const (
 	FromEvent  = "event"

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"regexp"
 	"strings"
 
 	yaml "go.yaml.in/yaml/v3"
@@ -180,13 +181,29 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, depth int) 
 		return nil
 	case reflect.Int, reflect.Int32, reflect.Int64:
 		var i int64
-		if n.Kind != yaml.ScalarNode || n.Tag != "!!int" || n.Decode(&i) != nil || v.OverflowInt(i) {
+		if n.Kind != yaml.ScalarNode || !isIntLiteral(n) {
 			return fmt.Errorf("line %d: %s: expected an integer, got %s", n.Line, label, describe(n))
+		}
+		if n.Decode(&i) != nil || v.OverflowInt(i) {
+			// Too large for the Go type: report the field's documented range.
+			field := path[strings.LastIndexAny(path, ".")+1:]
+			if b, ok := intBounds[field]; ok {
+				return fmt.Errorf("line %d: %s: %s", n.Line, label, b.problem(field, n.Value))
+			}
+			return fmt.Errorf("line %d: %s: integer %s is out of range", n.Line, label, n.Value)
 		}
 		v.SetInt(i)
 		return nil
 	}
 	return fmt.Errorf("line %d: %s: unsupported field type %s", n.Line, label, v.Type())
+}
+
+// intRe is YAML 1.2's decimal integer; yaml.v3 tags integers too large for uint64 as
+// !!float, so the literal is checked instead of the tag alone.
+var intRe = regexp.MustCompile(`^[-+]?[0-9]+$`)
+
+func isIntLiteral(n *yaml.Node) bool {
+	return n.Tag == "!!int" || (n.Tag == "!!float" && n.Style == 0 && intRe.MatchString(n.Value))
 }
 
 func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string, depth int) error {

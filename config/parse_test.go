@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -117,7 +118,6 @@ func TestParseInvalid(t *testing.T) {
 		{"missing api version", validHead[len("apiVersion: v2\n"):], []string{`apiVersion must be "v2", got ""`}},
 		{"no actions", "apiVersion: v2\nactions: []\n", []string{"no actions"}},
 		{"int expected", validHead + "        maxPollDuration: soon\n", []string{`line 9: actions[0].tasks[0].maxPollDuration: expected an integer, got "soon"`}},
-		{"int32 overflow", validHead + "        ttlSecondsAfterFinished: 99999999999\n", []string{"line 9", "expected an integer"}},
 		{"bool expected", strings.Replace(validHead, `  - name: "a"`, "  - name: a\n    silent: maybe", 1), []string{"line 4", "expected true or false"}},
 		{"list expected", validHead + "        cmd: ls\n", []string{"line 9", "cmd: expected a list"}},
 		{"string expected", validHead + "        image: [a]\n", []string{"duplicate field"}},
@@ -134,13 +134,23 @@ func TestParseInvalid(t *testing.T) {
 		{"bad jsonpath", strings.Replace(validHead, `"sh.keptn.event.test.triggered"`, "x\n        jsonpath:\n          property: \"$.data[\"\n          match: y", 1), []string{"line 7", "jsonpath property", "unclosed '['"}},
 		{"env name", validHead + "        env:\n          - name: 1HOST\n            valueFrom: string\n            value: x\n", []string{"line 10", `env[0]: name "1HOST" must be a valid environment variable name`}},
 		{"env secret name", validHead + "        env:\n          - name: My_Secret\n            valueFrom: secret\n", []string{"line 10", `secret name "My_Secret"`}},
-		{"env valueFrom", validHead + "        env:\n          - name: X\n            valueFrom: file\n", []string{`valueFrom must be one of "event", "secret", "string", got "file"`}},
+		{"env valueFrom", validHead + "        env:\n          - name: X\n            valueFrom: file\n", []string{`line 11: action 0 "a" task 0 "t" env[0]: valueFrom must be one of "event", "secret", "string", got "file"`}},
 		{"env missing valueFrom", validHead + "        env:\n          - name: X\n            value: y\n", []string{`got ""`}},
-		{"env as", validHead + "        env:\n          - name: X\n            valueFrom: event\n            value: $\n            as: xml\n", []string{`as must be one of`}},
-		{"env as with string", validHead + "        env:\n          - name: X\n            valueFrom: string\n            value: y\n            as: json\n", []string{`only allowed with valueFrom: event`}},
+		{"env as", validHead + "        env:\n          - name: X\n            valueFrom: event\n            value: $\n            as: xml\n", []string{`line 13: action 0 "a" task 0 "t" env[0]: as must be one of "string", "json", "yaml", got "xml"`}},
+		{"env as with string", validHead + "        env:\n          - name: X\n            valueFrom: string\n            value: y\n            as: json\n", []string{`line 13: `, `only allowed with valueFrom: event`}},
 		{"env event path", validHead + "        env:\n          - name: X\n            valueFrom: event\n            value: $.data..x\n", []string{"recursive"}},
-		{"poll duration", validHead + "        maxPollDuration: 0\n", []string{"line 9", "maxPollDuration must be at least 1"}},
-		{"ttl", validHead + "        ttlSecondsAfterFinished: -1\n", []string{"line 9", "must not be negative"}},
+		{"image upper case", strings.Replace(validHead, `image: "alpine"`, `image: "evil/X"`, 1), []string{"line 8", `image "evil/X" is not a valid image reference`, "lowercase"}},
+		{"image empty tag", strings.Replace(validHead, `image: "alpine"`, `image: "alpine:"`, 1), []string{"line 8", `image "alpine:" is not a valid image reference`}},
+		{"poll duration overflow", validHead + "        maxPollDuration: 10000000000\n", []string{"line 9", "maxPollDuration must be between 1 and 2592000 seconds (30 days), got 10000000000"}},
+		{"poll duration huge", validHead + "        maxPollDuration: 99999999999999999999\n", []string{"line 9", "maxPollDuration must be between 1 and 2592000"}},
+		{"ttl overflow", validHead + "        ttlSecondsAfterFinished: 99999999999\n", []string{"line 9", "ttlSecondsAfterFinished must be between 0 and 2147483647 seconds, got 99999999999"}},
+		{"run as user", validHead + "        securityContext: {runAsUser: -1, runAsGroup: 4294967296}\n",
+			[]string{"2 problems", "line 9", "runAsUser must be between 0 and 2147483647, got -1", "runAsGroup must be between 0 and 2147483647, got 4294967296"}},
+		{"run as user overflow", validHead + "        securityContext: {runAsUser: 9223372036854775808}\n", []string{"line 9", "runAsUser must be between 0 and 2147483647, got 9223372036854775808"}},
+		{"pull policy", validHead + "        imagePullPolicy: Sometimes\n", []string{"line 9", `imagePullPolicy must be one of "Always", "IfNotPresent", "Never", got "Sometimes"`}},
+		{"pull policy case", validHead + "        imagePullPolicy: always\n", []string{"line 9", `imagePullPolicy must be one of`}},
+		{"poll duration", validHead + "        maxPollDuration: 0\n", []string{"line 9", "maxPollDuration must be between 1 and 2592000"}},
+		{"ttl", validHead + "        ttlSecondsAfterFinished: -1\n", []string{"line 9", "ttlSecondsAfterFinished must be between 0 and 2147483647 seconds, got -1"}},
 		{"namespace", validHead + "        namespace: Carts_NS\n", []string{"line 9", `namespace "Carts_NS"`}},
 		{"service account", validHead + "        serviceAccount: \"no/slash\"\n", []string{"line 9", `serviceAccount "no/slash"`}},
 		{"file traversal", validHead + "        files:\n          - ../secrets\n          - /a/../../b\n          - /\n          - a//b\n",
@@ -236,4 +246,25 @@ func aliasBomb(n int) string {
 		b.WriteString("  - *a\n")
 	}
 	return b.String()
+}
+
+// TestEveryIntegerFieldHasBounds: an integer field added to the model must get documented
+// bounds in intBounds, so that no value can overflow where it is used.
+func TestEveryIntegerFieldHasBounds(t *testing.T) {
+	for typ := range typeNames {
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			switch ft.Kind() {
+			case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+				reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+				name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+				_, ok := intBounds[name]
+				assert.True(t, ok, "%s.%s (%s) has no entry in intBounds", typ.Name(), f.Name, name)
+			}
+		}
+	}
 }

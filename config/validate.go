@@ -2,10 +2,13 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"path"
 	"regexp"
+	"strconv"
 	"strings"
 
+	"github.com/distribution/reference"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
@@ -115,6 +118,9 @@ func (v *validator) task(t *Task, tp, tl string) {
 	}
 	if strings.TrimSpace(t.Image) == "" {
 		v.addf(tp, tl, "image must not be empty")
+	} else if _, err := reference.ParseNormalizedNamed(t.Image); err != nil {
+		// The parser containerd uses; jobs.CheckTasks matches ALLOWED_IMAGE_LIST on its result.
+		v.addf(tp+".image", tl, "image %q is not a valid image reference: %v", t.Image, err)
 	}
 	for i, f := range t.Files {
 		if _, err := CleanFilePath(f); err != nil {
@@ -124,11 +130,24 @@ func (v *validator) task(t *Task, tp, tl string) {
 	for i, e := range t.Env {
 		v.env(e, fmt.Sprintf("%s.env[%d]", tp, i), fmt.Sprintf("%s env[%d]", tl, i))
 	}
-	if t.MaxPollDuration != nil && *t.MaxPollDuration < 1 {
-		v.addf(tp+".maxPollDuration", tl, "maxPollDuration must be at least 1 second, got %d", *t.MaxPollDuration)
+	switch t.ImagePullPolicy {
+	case "", PullAlways, PullIfNotPresent, PullNever:
+	default:
+		v.addf(tp+".imagePullPolicy", tl, "imagePullPolicy must be one of %q, %q, %q, got %q", PullAlways, PullIfNotPresent, PullNever, t.ImagePullPolicy)
 	}
-	if t.TTLSecondsAfterFinished != nil && *t.TTLSecondsAfterFinished < 0 {
-		v.addf(tp+".ttlSecondsAfterFinished", tl, "ttlSecondsAfterFinished must not be negative, got %d", *t.TTLSecondsAfterFinished)
+	if t.MaxPollDuration != nil {
+		v.intRange(tp, tl, "maxPollDuration", int64(*t.MaxPollDuration))
+	}
+	if t.TTLSecondsAfterFinished != nil {
+		v.intRange(tp, tl, "ttlSecondsAfterFinished", int64(*t.TTLSecondsAfterFinished))
+	}
+	if sc := t.SecurityContext; sc != nil {
+		if sc.RunAsUser != nil {
+			v.intRange(tp+".securityContext", tl, "runAsUser", *sc.RunAsUser)
+		}
+		if sc.RunAsGroup != nil {
+			v.intRange(tp+".securityContext", tl, "runAsGroup", *sc.RunAsGroup)
+		}
 	}
 	if t.Namespace != "" {
 		for _, msg := range validation.IsDNS1123Label(t.Namespace) {
@@ -168,6 +187,39 @@ func (v *validator) task(t *Task, tp, tl string) {
 	}
 }
 
+// MaxPollDurationSeconds is the largest maxPollDuration: 30 days, far below where
+// seconds overflow a time.Duration.
+const MaxPollDurationSeconds = 30 * 24 * 60 * 60
+
+// intBound is the allowed range of one integer field of the model; unit follows the
+// numbers in the error.
+type intBound struct {
+	min, max int64
+	unit     string
+}
+
+// intBounds holds every integer field of the model by its YAML name (a test checks that
+// none is missing). The decoder reports values that do not even fit the Go type with the
+// same message as the validator.
+var intBounds = map[string]intBound{
+	"maxPollDuration":         {1, MaxPollDurationSeconds, " seconds (30 days)"},
+	"ttlSecondsAfterFinished": {0, math.MaxInt32, " seconds"}, // the Job field is an int32
+	// Kubernetes' valid user and group IDs (validation.IsValidUserID, IsValidGroupID).
+	"runAsUser":  {0, math.MaxInt32, ""},
+	"runAsGroup": {0, math.MaxInt32, ""},
+}
+
+func (b intBound) problem(field, got string) string {
+	return fmt.Sprintf("%s must be between %d and %d%s, got %s", field, b.min, b.max, b.unit, got)
+}
+
+func (v *validator) intRange(parent, label, field string, val int64) {
+	b := intBounds[field]
+	if val < b.min || val > b.max {
+		v.addf(parent+"."+field, label, "%s", b.problem(field, strconv.FormatInt(val, 10)))
+	}
+}
+
 func (v *validator) env(e Env, ep, el string) {
 	switch e.ValueFrom {
 	case FromEvent, FromString:
@@ -179,7 +231,7 @@ func (v *validator) env(e Env, ep, el string) {
 			v.addf(ep, el, "secret name %q: %s", e.Name, msg)
 		}
 	default:
-		v.addf(ep, el, "valueFrom must be one of %q, %q, %q, got %q", FromEvent, FromSecret, FromString, e.ValueFrom)
+		v.addf(ep+".valueFrom", el, "valueFrom must be one of %q, %q, %q, got %q", FromEvent, FromSecret, FromString, e.ValueFrom)
 	}
 	if e.ValueFrom == FromEvent {
 		if _, err := JSONPathToGJSON(e.Value); err != nil {
@@ -189,10 +241,10 @@ func (v *validator) env(e Env, ep, el string) {
 	switch e.As {
 	case "", AsString, AsJSON, AsYAML:
 		if e.As != "" && e.ValueFrom != FromEvent {
-			v.addf(ep, el, "as: %q is only allowed with valueFrom: event", e.As)
+			v.addf(ep+".as", el, "as: %q is only allowed with valueFrom: event", e.As)
 		}
 	default:
-		v.addf(ep, el, "as must be one of %q, %q, %q, got %q", AsString, AsJSON, AsYAML, e.As)
+		v.addf(ep+".as", el, "as must be one of %q, %q, %q, got %q", AsString, AsJSON, AsYAML, e.As)
 	}
 }
 

@@ -95,8 +95,9 @@ func Build(s Settings, in TaskInput) (*Built, error) {
 
 	maxPoll := DefaultMaxPollDuration
 	if t.MaxPollDuration != nil {
-		if *t.MaxPollDuration <= 0 {
-			return fail("maxPollDuration must be positive, got %d", *t.MaxPollDuration)
+		// config validation refuses these too; a Task built in code must not overflow either.
+		if *t.MaxPollDuration < 1 || *t.MaxPollDuration > config.MaxPollDurationSeconds {
+			return fail("maxPollDuration must be between 1 and %d seconds, got %d", config.MaxPollDurationSeconds, *t.MaxPollDuration)
 		}
 		maxPoll = time.Duration(*t.MaxPollDuration) * time.Second
 	}

@@ -287,7 +287,8 @@ func TestBuildErrors(t *testing.T) {
 			in.Files = map[string][]byte{"a": []byte("x")}
 		}, func(s *Settings) { s.InitImage = "" }, "task 'x': has files but no init container image"},
 		{"bad namespace", func(in *TaskInput) { in.Task.Namespace = "Not_Valid" }, nil, `task 'x': namespace "Not_Valid" is invalid`},
-		{"bad maxPollDuration", func(in *TaskInput) { in.Task.MaxPollDuration = ptr(0) }, nil, "task 'x': maxPollDuration must be positive, got 0"},
+		{"bad maxPollDuration", func(in *TaskInput) { in.Task.MaxPollDuration = ptr(0) }, nil, "task 'x': maxPollDuration must be between 1 and 2592000 seconds, got 0"},
+		{"overflowing maxPollDuration", func(in *TaskInput) { in.Task.MaxPollDuration = ptr(10000000000) }, nil, "task 'x': maxPollDuration must be between 1 and 2592000 seconds, got 10000000000"},
 		{"bad settings label", nil, func(s *Settings) { s.Labels = map[string]string{"bad key!": "v"} }, `task 'x': label key "bad key!" is invalid`},
 	}
 	for _, tc := range cases {
@@ -375,4 +376,16 @@ func BenchmarkBuild(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestPullPolicyNames: the values config accepts are exactly Kubernetes' pull policies.
+func TestPullPolicyNames(t *testing.T) {
+	assert.Equal(t, []corev1.PullPolicy{corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever},
+		[]corev1.PullPolicy{config.PullAlways, config.PullIfNotPresent, config.PullNever})
+}
+
+// TestFilesFitKeptnResponseBound: config.KeptnSource reads a resource only up to a bound
+// derived from config.MaxConfigBytes, which must cover the largest task files too.
+func TestFilesFitKeptnResponseBound(t *testing.T) {
+	assert.LessOrEqual(t, MaxFilesBytes, config.MaxConfigBytes)
 }

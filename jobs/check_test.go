@@ -1,47 +1,139 @@
 package jobs
 
 import (
+	"strings"
 	"testing"
 
+	"github.com/distribution/reference"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/keptn-contrib/job-executor-service/config"
 )
 
+const alpineDigest = "sha256:4bcff63911fcb4448bd4fdacec207030997caf25e9bea4045fa6c8c44de311d1"
+
 func TestImageAllowed(t *testing.T) {
 	cases := []struct {
+		name     string
 		patterns []string
 		image    string
 		want     bool
 	}{
-		{nil, "anything/at:all", true},
-		{[]string{"docker.io/my-user/*"}, "docker.io/my-user/app:1", true},
-		{[]string{"docker.io/my-user/*"}, "my-user/app:1", true},
-		{[]string{"docker.io/my-user/*"}, "index.docker.io/my-user/app", true},
-		{[]string{"docker.io/my-user/*"}, "docker.io/other/app", false},
-		{[]string{"docker.io/my-user/*"}, "evil.io/docker.io/my-user/app", false},
-		{[]string{"docker.io/my-user/*"}, "my-user.evil.io/app", false},
-		{[]string{"docker.io/library/alpine*"}, "alpine", true},
-		{[]string{"docker.io/library/alpine*"}, "alpine:3.19", true},
-		{[]string{"docker.io/library/alpine:*"}, "alpine", true},
-		{[]string{"docker.io/library/alpine:latest"}, "alpine", true},
-		{[]string{"docker.io/library/alpine:latest"}, "alpine:3.19", false},
-		{[]string{"docker.io/library/alpine*"}, "docker.io/alpine", true},
-		{[]string{"docker.io/library/alpine*"}, "alpinex/evil", false},
-		{[]string{"alpine"}, "alpine", true},
-		{[]string{"alpine"}, "alpine:3", false},
-		{[]string{"docker.io/*"}, "localhost/app", false},
-		{[]string{"localhost:5000/*"}, "localhost:5000/app@sha256:abc", true},
-		{[]string{"custom.registry.io/*"}, "custom.registry.io/team/app/sub:v1", true},
-		{[]string{"custom.registry.io/*"}, "custom.registry.io", false},
-		{[]string{" ", "custom.registry.io/*", "docker.io/*"}, "busybox", true},
-		{[]string{"*"}, "x", true},
-		{[]string{"a*b*c"}, "aXXbYYc", true},
-		{[]string{"a*b*c"}, "aXXbYY", false},
+		{"no list allows all", nil, "anything/at:all", true},
+		{"user namespace", []string{"docker.io/my-user/*"}, "docker.io/my-user/app:1", true},
+		{"user namespace, short form", []string{"docker.io/my-user/*"}, "my-user/app:1", true},
+		{"index.docker.io is docker.io", []string{"docker.io/my-user/*"}, "index.docker.io/my-user/app", true},
+		{"other user", []string{"docker.io/my-user/*"}, "docker.io/other/app", false},
+		{"registry in path", []string{"docker.io/my-user/*"}, "evil.io/docker.io/my-user/app", false},
+		{"user as registry", []string{"docker.io/my-user/*"}, "my-user.evil.io/app", false},
+		{"* does not cross /", []string{"docker.io/my-user/*"}, "docker.io/my-user/app/sub", false},
+		{"library glob", []string{"docker.io/library/alpine*"}, "alpine", true},
+		{"library glob, tag", []string{"docker.io/library/alpine*"}, "alpine:3.19", true},
+		{"library glob, short pattern", []string{"alpine*"}, "docker.io/library/alpine:3.20", true},
+		{"tag glob", []string{"docker.io/library/alpine:*"}, "alpine", true},
+		{"implicit latest", []string{"docker.io/library/alpine:latest"}, "alpine", true},
+		{"other tag", []string{"docker.io/library/alpine:latest"}, "alpine:3.19", false},
+		{"tag pattern needs a tag", []string{"alpine:3.19"}, "alpine@" + alpineDigest, false},
+		{"docker.io/alpine is library", []string{"docker.io/library/alpine*"}, "docker.io/alpine", true},
+		{"library glob vs user image", []string{"docker.io/library/alpine*"}, "alpinex/evil", false},
+		{"bypass: docker.io/alpine* vs user alpinehacker", []string{"docker.io/alpine*"}, "alpinehacker/evil", false},
+		{"docker.io/alpine* is library", []string{"docker.io/alpine*"}, "alpine:3.20", true},
+		{"bypass: upper-case first part is a registry host", []string{"docker.io/*"}, "Evil/x", false},
+		{"bypass: upper-case first part, nested", []string{"docker.io/*/*"}, "Evil/x/y", false},
+		{"library star", []string{"docker.io/library/*"}, "alpine", true},
+		{"library star, tag", []string{"docker.io/library/*"}, "alpine:3.20", true},
+		{"library star, not nested", []string{"docker.io/library/*"}, "docker.io/library/x/y", false},
+		{"library star vs user image", []string{"docker.io/library/*"}, "my-user/app", false},
+		{"exact name any tag", []string{"alpine"}, "alpine", true},
+		{"exact name any tag, tagged", []string{"alpine"}, "alpine:3", true},
+		{"exact name any digest", []string{"alpine"}, "alpine@" + alpineDigest, true},
+		{"exact name, not user image", []string{"alpine"}, "someone/alpine", false},
+		{"digest pinned", []string{"alpine@" + alpineDigest}, "docker.io/library/alpine@" + alpineDigest, true},
+		{"digest pinned, other digest", []string{"alpine@" + alpineDigest}, "alpine@sha256:" + strings.Repeat("0", 64), false},
+		{"digest pinned, tag only", []string{"alpine@" + alpineDigest}, "alpine:3.20", false},
+		{"tag and digest", []string{"alpine:3.20"}, "alpine:3.20@" + alpineDigest, true},
+		{"localhost registry", []string{"localhost:5000/team/*"}, "localhost:5000/team/app:1", true},
+		{"localhost registry, other team", []string{"localhost:5000/team/*"}, "localhost:5000/other/app:1", false},
+		{"localhost is no docker.io", []string{"docker.io/*/*"}, "localhost/app", false},
+		{"localhost digest", []string{"localhost:5000/*"}, "localhost:5000/app@" + alpineDigest, true},
+		{"** crosses /", []string{"custom.registry.io/**"}, "custom.registry.io/team/app/sub:v1", true},
+		{"** needs a path", []string{"custom.registry.io/**"}, "custom.registry.io", false},
+		{"** on docker.io", []string{"docker.io/**"}, "busybox", true},
+		{"docker.io/** is docker.io/library/**", []string{"docker.io/**"}, "my-user/app", false},
+		{"all of Docker Hub", []string{"docker.io/*/*"}, "my-user/app", true},
+		{"all of Docker Hub, library", []string{"docker.io/*/*"}, "alpine:3.20", true},
+		{"all of Docker Hub, not elsewhere", []string{"docker.io/*/*"}, "ghcr.io/my-user/app", false},
+		{"docker.io/* is library only", []string{"docker.io/*"}, "my-user/app", false},
+		{"blank patterns ignored", []string{" ", "custom.registry.io/*", "docker.io/library/*"}, "busybox", true},
+		{"multiple stars", []string{"docker.io/a*b*c"}, "aXXbYYc", false}, // upper case is invalid
+		{"multiple stars lower", []string{"docker.io/a*b*c"}, "axxbyyc", true},
+		{"multiple stars no match", []string{"docker.io/a*b*c"}, "axxbyy", false},
 	}
 	for _, tc := range cases {
-		assert.Equal(t, tc.want, ImageAllowed(tc.patterns, tc.image), "%v %q", tc.patterns, tc.image)
+		t.Run(tc.name, func(t *testing.T) {
+			got, _ := ImageAllowed(tc.patterns, tc.image)
+			assert.Equal(t, tc.want, got, "%v %q", tc.patterns, tc.image)
+		})
 	}
+}
+
+func TestImageAllowedRefusesInvalidReferences(t *testing.T) {
+	for _, image := range []string{"evil/X", "docker.io/library/Alpine", "alpine:", "alpine@sha256:abc", "-x/y", "a b", "Evil"} {
+		t.Run(image, func(t *testing.T) {
+			for _, patterns := range [][]string{nil, {"docker.io/**"}} {
+				ok, err := ImageAllowed(patterns, image)
+				assert.False(t, ok)
+				if assert.Error(t, err) {
+					assert.Contains(t, err.Error(), "is not a valid image reference")
+				}
+			}
+		})
+	}
+	err := CheckTasks(Settings{AllowedImages: []string{"docker.io/**"}}, []config.Task{{Name: "up", Image: "evil/X"}})
+	if assert.Error(t, err) {
+		assert.Contains(t, err.Error(), `task 'up': image "evil/X" is not a valid image reference`)
+		assert.Contains(t, err.Error(), "lowercase")
+	}
+}
+
+func TestParseImagePatterns(t *testing.T) {
+	_, err := ParseImagePatterns([]string{"docker.io/library/*", "custom.registry.io/**", "alpine@" + alpineDigest, "*.gcr.io/*/app:v*"})
+	require.NoError(t, err)
+	for _, bad := range []string{"docker.io/Library/*", "alpine@sha256:*", "a//b", "localhost:*/x"} {
+		_, err := ParseImagePatterns([]string{bad})
+		if assert.Error(t, err, bad) {
+			assert.Contains(t, err.Error(), "not a valid image pattern")
+		}
+	}
+}
+
+// FuzzImageAllowed: no pattern or image makes the check panic, an allowed image is always a
+// valid reference, and a valid image is allowed by a list naming exactly it.
+func FuzzImageAllowed(f *testing.F) {
+	f.Add("docker.io/library/*", "alpine:3.20")
+	f.Add("docker.io/alpine*", "alpinehacker/evil")
+	f.Add("docker.io/*", "Evil/x")
+	f.Add("alpine@"+alpineDigest, "alpine@"+alpineDigest)
+	f.Add("localhost:5000/**", "localhost:5000/team/app:1")
+	f.Add("**", "a/b/c")
+	f.Fuzz(func(t *testing.T, pattern, image string) {
+		ok, err := ImageAllowed([]string{pattern}, image)
+		if ok && err != nil {
+			t.Fatalf("allowed with error %v", err)
+		}
+		if _, perr := reference.ParseNormalizedNamed(image); perr != nil {
+			if ok {
+				t.Fatalf("invalid image %q allowed by %q", image, pattern)
+			}
+			return
+		}
+		if !strings.Contains(image, "*") && strings.TrimSpace(image) == image {
+			if self, err := ImageAllowed([]string{image}, image); !self {
+				t.Fatalf("%q not allowed by itself: %v", image, err)
+			}
+		}
+	})
 }
 
 // hardened is an installation with the default security contexts (what the chart renders).

@@ -118,6 +118,9 @@ func readEnv(get func(string) string) (*env, error) {
 	s.TaskDeadlineSeconds = int64(r.int("TASK_DEADLINE_SECONDS", 0))
 	s.TTLSecondsAfterFinished = int32(r.int("DEFAULT_TTL_SECONDS_AFTER_FINISHED", int(jobs.DefaultTTL)))
 	s.AllowedImages = r.list("ALLOWED_IMAGE_LIST", ",")
+	if _, err := jobs.ParseImagePatterns(s.AllowedImages); err != nil {
+		r.errs = append(r.errs, fmt.Sprintf("ALLOWED_IMAGE_LIST: %v", err))
+	}
 	s.DefaultResources = corev1.ResourceRequirements{
 		Limits:   r.resources("DEFAULT_RESOURCE_LIMITS_CPU", "1", "DEFAULT_RESOURCE_LIMITS_MEMORY", "512Mi"),
 		Requests: r.resources("DEFAULT_RESOURCE_REQUESTS_CPU", "50m", "DEFAULT_RESOURCE_REQUESTS_MEMORY", "128Mi"),

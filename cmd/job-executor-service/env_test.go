@@ -80,11 +80,12 @@ func TestReadEnvReportsEveryProblem(t *testing.T) {
 		"DEFAULT_POD_SECURITY_CONTEXT":   `{"runAsUsr": 1}`,
 		"MAX_CONCURRENT_ACTIONS":         "-1",
 		"DEFAULT_RESOURCE_LIMITS_MEMORY": "512Mi",
+		"ALLOWED_IMAGE_LIST":             "docker.io/library/*, docker.io/My-User/*",
 		"RECORD_SIGNING_KEY":             "short-secret-value",
 	}))
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), "short-secret-value", "the key is never printed")
-	for _, want := range []string{"RECORD_SIGNING_KEY", "RCV_PORT", "ALWAYS_SEND_FINISHED_EVENT", "DEFAULT_RESOURCE_REQUESTS_CPU", "DEFAULT_POD_SECURITY_CONTEXT", "runAsUsr", "MAX_CONCURRENT_ACTIONS"} {
+	for _, want := range []string{"RECORD_SIGNING_KEY", `ALLOWED_IMAGE_LIST: "docker.io/My-User/*" is not a valid image pattern`, "RCV_PORT", "ALWAYS_SEND_FINISHED_EVENT", "DEFAULT_RESOURCE_REQUESTS_CPU", "DEFAULT_POD_SECURITY_CONTEXT", "runAsUsr", "MAX_CONCURRENT_ACTIONS"} {
 		assert.Contains(t, err.Error(), want)
 	}
 	assert.NotContains(t, err.Error(), "DEFAULT_RESOURCE_LIMITS_MEMORY")

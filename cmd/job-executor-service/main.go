@@ -118,7 +118,12 @@ func serve() error {
 	} else if n > 0 {
 		log.Info("resumed unfinished events", zap.Int("count", n))
 	}
-	go proc.Maintain(ctx, e.InstanceLease/2)
+	// Maintain stops before draining waits for the workers: it may start new ones, and a
+	// WaitGroup must not gain work while someone waits on it.
+	maintainCtx, stopMaintain := context.WithCancel(ctx)
+	defer stopMaintain()
+	maintained := make(chan struct{})
+	go func() { defer close(maintained); proc.Maintain(maintainCtx, e.InstanceLease/2) }()
 	srv := handler.NewServer(proc, log, handler.ServerOptions{
 		Path: e.Path, MaxBodyBytes: e.MaxBodyBytes, Gatherer: reg, Token: e.Token,
 		Ready: func(ctx context.Context) error {
@@ -146,6 +151,8 @@ func serve() error {
 	// answering, so that new events get 503 with Retry-After (and /readyz 503) instead of a
 	// refused connection. Jobs keep running in the cluster either way.
 	srv.Drain()
+	stopMaintain()
+	<-maintained
 	graceCtx, stop := context.WithTimeout(context.Background(), e.ShutdownGrace)
 	defer stop()
 	delay := time.NewTimer(e.ShutdownDelay)

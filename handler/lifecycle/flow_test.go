@@ -120,13 +120,22 @@ func (f *flowEnv) restart(t *testing.T) {
 	f.url = srv.URL
 }
 
+// send delivers e and waits until the processor is idle.
 func (f *flowEnv) send(t *testing.T, e cloudevents.Event) *cloudevents.Event {
+	t.Helper()
+	reply := f.deliver(t, e)
+	f.proc.Wait()
+	return reply
+}
+
+// deliver posts e and returns the reply; safe to call concurrently (it does not Wait, which
+// must not overlap the Add of another delivery's worker).
+func (f *flowEnv) deliver(t *testing.T, e cloudevents.Event) *cloudevents.Event {
 	t.Helper()
 	c, err := cloudevents.NewClientHTTP(cloudevents.WithTarget(f.url))
 	require.NoError(t, err)
 	reply, res := c.Request(context.Background(), e)
 	require.True(t, cloudevents.IsACK(res), "delivery: %v", res)
-	f.proc.Wait()
 	return reply
 }
 
@@ -249,7 +258,7 @@ func TestFlowRedeliveryCreatesNothingNew(t *testing.T) {
 	in := f.deployment(t)
 	var wg sync.WaitGroup
 	for range 20 {
-		wg.Go(func() { f.send(t, in) })
+		wg.Go(func() { f.deliver(t, in) })
 	}
 	wg.Wait()
 	f.proc.Wait()

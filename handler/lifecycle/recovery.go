@@ -35,7 +35,7 @@ func (p *Processor) resume(ctx context.Context, atStart bool) (int, error) {
 	}
 	n := 0
 	for _, r := range recs {
-		if p.ctx.Err() != nil {
+		if ctx.Err() != nil || p.ctx.Err() != nil {
 			break // shutting down: leave it to the next instance
 		}
 		if !atStart && r.Owner == p.opts.Instance {

@@ -12,6 +12,8 @@ import (
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/keptn-contrib/job-executor-service/config"
 )
 
 var fastRetry = Retry{Initial: time.Millisecond, Max: 5 * time.Millisecond, MaxElapsed: 2 * time.Second}
@@ -144,4 +146,34 @@ func TestHTTPStalledEndpoint(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, s.Send(context.Background(), testEvent()))
 	assert.Equal(t, int32(2), calls.Load())
+}
+
+// TestHTTPKeepsTokenOnKeptnHost: an event sent with the Keptn transport is not delivered,
+// token and all, to another host that the Keptn API redirects to.
+func TestHTTPKeepsTokenOnKeptnHost(t *testing.T) {
+	var sawToken, otherCalls atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		otherCalls.Add(1)
+		if r.Header.Get("x-token") != "" {
+			sawToken.Add(1)
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer other.Close()
+	keptn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusTemporaryRedirect)
+	}))
+	defer keptn.Close()
+	tr, err := config.NewKeptnTransport(config.WithToken("tok"))
+	require.NoError(t, err)
+	retry := fastRetry
+	retry.MaxElapsed = 30 * time.Millisecond
+	s, err := NewHTTP(keptn.URL+"/v1/event", HTTPOptions{Transport: tr, Retry: retry})
+	require.NoError(t, err)
+	err = s.Send(context.Background(), testEvent())
+	if assert.Error(t, err) {
+		assert.Contains(t, err.Error(), "refusing redirect")
+	}
+	assert.Zero(t, sawToken.Load(), "the other host saw the Keptn token")
+	assert.Zero(t, otherCalls.Load())
 }
