@@ -8,7 +8,8 @@ import (
 )
 
 // CheckTasks refuses tasks that the installation does not allow: images outside
-// Settings.AllowedImages, and pods that do not meet Settings.PodSecurityLevel (privileged
+// Settings.AllowedImages, service accounts, Secrets and namespaces outside the allow-lists
+// (and always the service's own account and the installation's Secrets), and pods that do not meet Settings.PodSecurityLevel (privileged
 // containers, root, added capabilities, privilege escalation, unconfined profiles, ...).
 // Callers check all tasks of an action before creating any Job, so an action either runs
 // completely or not at all.
@@ -31,6 +32,9 @@ func checkTask(s Settings, t config.Task) error {
 	}
 	if !ok {
 		return fmt.Errorf("task '%s': image %q is not in the allowed image list", t.Name, t.Image)
+	}
+	if err := checkIdentities(s, t); err != nil {
+		return fmt.Errorf("task '%s': %w", t.Name, err)
 	}
 	if err := checkPodSecurity(s, t); err != nil {
 		return fmt.Errorf("task '%s': %w", t.Name, err)

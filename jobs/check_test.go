@@ -200,3 +200,98 @@ func TestCheckTasks(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckIdentities: a config chooses service accounts, Secrets and namespaces only within
+// the installation's allow-lists, never the service's own account or Secrets.
+func TestCheckIdentities(t *testing.T) {
+	base := func(mod func(*Settings)) Settings {
+		s := hardened("")
+		s.Namespace = "keptn-jobs"
+		s.ServiceAccount = "job-account"
+		s.OwnServiceAccount = "job-executor-service"
+		s.ProtectedSecrets = []string{"job-service-keptn-secrets", "job-executor-service-record-key"}
+		if mod != nil {
+			mod(&s)
+		}
+		return s
+	}
+	task := func(mod func(*config.Task)) []config.Task {
+		tk := config.Task{Name: "t", Image: "docker.io/my-user/app"}
+		mod(&tk)
+		return []config.Task{{Name: "first", Image: "docker.io/my-user/app"}, tk}
+	}
+	sa := func(name string) []config.Task { return task(func(t *config.Task) { t.ServiceAccount = ptr(name) }) }
+	secret := func(name string) []config.Task {
+		return task(func(t *config.Task) {
+			t.Env = []config.Env{{Name: "X", Value: "y", ValueFrom: config.FromString}, {Name: name, ValueFrom: config.FromSecret}}
+		})
+	}
+	ns := func(name string) []config.Task { return task(func(t *config.Task) { t.Namespace = name }) }
+	cases := []struct {
+		name  string
+		s     Settings
+		tasks []config.Task
+		want  string
+	}{
+		// Defaults: the default account, any non-protected secret, the job namespace.
+		{"no serviceAccount", base(nil), task(func(*config.Task) {}), ""},
+		{"empty serviceAccount is the default", base(nil), sa(""), ""},
+		{"default account by name", base(nil), sa("job-account"), ""},
+		{"other account refused by default", base(nil), sa("deployer"),
+			`task 't': serviceAccount "deployer" is not in the allowed service account list`},
+		{"own account refused", base(nil), sa("job-executor-service"),
+			`task 't': serviceAccount "job-executor-service" is the service's own account`},
+		{"own account refused even if listed", base(func(s *Settings) { s.AllowedServiceAccounts = []string{"job-executor-service"} }),
+			sa("job-executor-service"), `serviceAccount "job-executor-service" is the service's own account`},
+		{"own account refused even by *", base(func(s *Settings) { s.AllowedServiceAccounts = []string{"*"} }),
+			sa("job-executor-service"), `serviceAccount "job-executor-service" is the service's own account`},
+		{"own account refused even as the default", base(func(s *Settings) { s.ServiceAccount = "job-executor-service" }),
+			sa("job-executor-service"), `is the service's own account`},
+		{"account glob", base(func(s *Settings) { s.AllowedServiceAccounts = []string{"deploy-*"} }), sa("deploy-prod"), ""},
+		{"account glob is whole-string", base(func(s *Settings) { s.AllowedServiceAccounts = []string{"deploy-*"} }), sa("x-deploy-prod"),
+			`serviceAccount "x-deploy-prod" is not in the allowed`},
+		{"account list keeps the default", base(func(s *Settings) { s.AllowedServiceAccounts = []string{"deploy-*"} }), sa("job-account"), ""},
+
+		{"own secret", base(nil), secret("my-creds"), ""},
+		{"protected secret refused", base(nil), secret("job-service-keptn-secrets"),
+			`task 't': env[1].valueFrom: secret "job-service-keptn-secrets" is a secret of the installation itself`},
+		{"protected secret refused even with *", base(func(s *Settings) { s.AllowedSecrets = []string{"*"} }), secret("job-executor-service-record-key"),
+			`env[1].valueFrom: secret "job-executor-service-record-key" is a secret of the installation itself`},
+		{"protected secret refused even if listed", base(func(s *Settings) { s.AllowedSecrets = []string{"job-service-keptn-secrets"} }),
+			secret("job-service-keptn-secrets"), `is a secret of the installation itself`},
+		{"secret glob", base(func(s *Settings) { s.AllowedSecrets = []string{"team-*"} }), secret("team-a"), ""},
+		{"secret glob refuses others", base(func(s *Settings) { s.AllowedSecrets = []string{"team-*"} }), secret("other-team-a"),
+			`env[1].valueFrom: secret "other-team-a" is not in the allowed secret list`},
+		{"secret in the second task of two", base(nil), append(secret("my-creds"), secret("job-service-keptn-secrets")...),
+			`task 't': env[1].valueFrom: secret "job-service-keptn-secrets"`},
+
+		{"job namespace by name", base(nil), ns("keptn-jobs"), ""},
+		{"other namespace refused by default", base(nil), ns("kube-system"),
+			`task 't': namespace "kube-system" is not in the allowed namespace list`},
+		{"namespace glob", base(func(s *Settings) { s.AllowedNamespaces = []string{"team-*"} }), ns("team-a"), ""},
+		{"namespace glob refuses others", base(func(s *Settings) { s.AllowedNamespaces = []string{"team-*"} }), ns("keptn"),
+			`namespace "keptn" is not in the allowed namespace list`},
+		{"namespace list keeps the job namespace", base(func(s *Settings) { s.AllowedNamespaces = []string{"team-*"} }), ns("keptn-jobs"), ""},
+		{"unset job namespace is keptn", base(func(s *Settings) { s.Namespace = "" }), ns("keptn"), ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := CheckTasks(tc.s, tc.tasks)
+			if tc.want == "" {
+				assert.NoError(t, err)
+				return
+			}
+			if assert.Error(t, err) {
+				assert.Contains(t, err.Error(), tc.want)
+			}
+		})
+	}
+}
+
+func TestCheckNamePatterns(t *testing.T) {
+	assert.NoError(t, CheckNamePatterns([]string{"*", "team-*", "a.b", "x*y*z"}, false))
+	assert.NoError(t, CheckNamePatterns([]string{"*", "team-*"}, true))
+	assert.Error(t, CheckNamePatterns([]string{"a.b"}, true), "a dot is no namespace")
+	assert.Error(t, CheckNamePatterns([]string{"Team"}, false))
+	assert.Error(t, CheckNamePatterns([]string{"a b"}, false))
+}

@@ -44,6 +44,27 @@ type Settings struct {
 	InitImage string
 	// AllowedImages are globs (ALLOWED_IMAGE_LIST); empty allows every image.
 	AllowedImages []string
+
+	// Identities a job config may choose (see identities.go). The lists are globs ('*' matches
+	// any run of characters) matched against the whole name; empty means the default given.
+
+	// OwnServiceAccount is SERVICE_ACCOUNT_NAME, the service's own account: it can create
+	// Jobs, so a task naming it is always refused, whatever AllowedServiceAccounts says.
+	OwnServiceAccount string
+	// ProtectedSecrets (PROTECTED_SECRETS) are the Secrets the installation itself uses (Keptn
+	// API token, OAuth client secret, record signing key): a task's valueFrom: secret naming
+	// one is always refused, whatever AllowedSecrets says.
+	ProtectedSecrets []string
+	// AllowedServiceAccounts (ALLOWED_JOB_SERVICE_ACCOUNTS) bound a task's serviceAccount.
+	// Empty: only ServiceAccount (DEFAULT_JOB_SERVICE_ACCOUNT). A task without serviceAccount
+	// gets the default account, which is always allowed.
+	AllowedServiceAccounts []string
+	// AllowedSecrets (ALLOWED_JOB_SECRETS) bound valueFrom: secret names. Empty:
+	// DefaultAllowedSecrets, every Secret except the ProtectedSecrets.
+	AllowedSecrets []string
+	// AllowedNamespaces (ALLOWED_JOB_NAMESPACES) bound a task's namespace. Empty: only the job
+	// namespace (Namespace, JOB_NAMESPACE), which is always allowed.
+	AllowedNamespaces []string
 }
 
 // EventInfo is what a Job needs to know about the triggering event.
