@@ -121,6 +121,12 @@ func readEnv(get func(string) string) (*env, error) {
 	if _, err := jobs.ParseImagePatterns(s.AllowedImages); err != nil {
 		r.errs = append(r.errs, fmt.Sprintf("ALLOWED_IMAGE_LIST: %v", err))
 	}
+	// Identities a config may choose; empty lists mean the defaults of jobs.Settings.
+	s.OwnServiceAccount = r.str("SERVICE_ACCOUNT_NAME", "")
+	s.ProtectedSecrets = r.list("PROTECTED_SECRETS", ",")
+	s.AllowedServiceAccounts = r.namePatterns("ALLOWED_JOB_SERVICE_ACCOUNTS", false)
+	s.AllowedSecrets = r.namePatterns("ALLOWED_JOB_SECRETS", false)
+	s.AllowedNamespaces = r.namePatterns("ALLOWED_JOB_NAMESPACES", true)
 	s.DefaultResources = corev1.ResourceRequirements{
 		Limits:   r.resources("DEFAULT_RESOURCE_LIMITS_CPU", "1", "DEFAULT_RESOURCE_LIMITS_MEMORY", "512Mi"),
 		Requests: r.resources("DEFAULT_RESOURCE_REQUESTS_CPU", "50m", "DEFAULT_RESOURCE_REQUESTS_MEMORY", "128Mi"),
@@ -200,6 +206,15 @@ func (r *reader) list(name, seps string) []string {
 		}
 	}
 	return out
+}
+
+// namePatterns reads a comma separated allow-list of name globs (see jobs.CheckNamePatterns).
+func (r *reader) namePatterns(name string, label bool) []string {
+	l := r.list(name, ",")
+	if err := jobs.CheckNamePatterns(l, label); err != nil {
+		r.errs = append(r.errs, fmt.Sprintf("%s: %v", name, err))
+	}
+	return l
 }
 
 func (r *reader) resources(cpuName, cpuDef, memName, memDef string) corev1.ResourceList {

@@ -15,6 +15,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/keptn-contrib/job-executor-service/config"
+	"github.com/keptn-contrib/job-executor-service/jobs"
 )
 
 func getter(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -166,4 +169,64 @@ func TestSenderCredentials(t *testing.T) {
 			assert.Equal(t, tc.wantToken, token)
 		})
 	}
+}
+
+// TestReadEnvIdentities: the identities a config may choose come from the environment, and
+// what the service itself uses (its account, its Secrets) stays refused whatever the lists say.
+func TestReadEnvIdentities(t *testing.T) {
+	check := func(e *env, mod func(*config.Task)) error {
+		tk := config.Task{Name: "t", Image: "alpine"}
+		mod(&tk)
+		return jobs.CheckTasks(e.Settings, []config.Task{tk})
+	}
+	sa := func(n string) func(*config.Task) { return func(t *config.Task) { t.ServiceAccount = &n } }
+	secret := func(n string) func(*config.Task) {
+		return func(t *config.Task) { t.Env = []config.Env{{Name: n, ValueFrom: config.FromSecret}} }
+	}
+	ns := func(n string) func(*config.Task) { return func(t *config.Task) { t.Namespace = n } }
+
+	t.Run("defaults", func(t *testing.T) {
+		e, err := readEnv(getter(map[string]string{
+			"JOB_NAMESPACE": "keptn-jobs", "DEFAULT_JOB_SERVICE_ACCOUNT": "job-account",
+			"SERVICE_ACCOUNT_NAME": "jes", "PROTECTED_SECRETS": "keptn-token, jes-record-key,",
+		}))
+		require.NoError(t, err)
+		assert.Equal(t, "jes", e.Settings.OwnServiceAccount)
+		assert.Equal(t, []string{"keptn-token", "jes-record-key"}, e.Settings.ProtectedSecrets)
+		assert.Nil(t, e.Settings.AllowedServiceAccounts)
+		assert.Nil(t, e.Settings.AllowedSecrets)
+		assert.Nil(t, e.Settings.AllowedNamespaces)
+		assert.NoError(t, check(e, func(*config.Task) {}))
+		assert.NoError(t, check(e, sa("job-account")))
+		assert.NoError(t, check(e, secret("my-creds")))
+		assert.NoError(t, check(e, ns("keptn-jobs")))
+		assert.ErrorContains(t, check(e, sa("jes")), `serviceAccount "jes" is the service's own account`)
+		assert.ErrorContains(t, check(e, sa("other")), `serviceAccount "other" is not in the allowed`)
+		assert.ErrorContains(t, check(e, secret("keptn-token")), `env[0].valueFrom: secret "keptn-token" is a secret of the installation`)
+		assert.ErrorContains(t, check(e, secret("jes-record-key")), `secret "jes-record-key"`)
+		assert.ErrorContains(t, check(e, ns("kube-system")), `namespace "kube-system" is not in the allowed`)
+	})
+	t.Run("lists", func(t *testing.T) {
+		e, err := readEnv(getter(map[string]string{
+			"SERVICE_ACCOUNT_NAME": "jes", "PROTECTED_SECRETS": "keptn-token",
+			"ALLOWED_JOB_SERVICE_ACCOUNTS": "deploy-*, jes", "ALLOWED_JOB_SECRETS": "*", "ALLOWED_JOB_NAMESPACES": "team-*",
+		}))
+		require.NoError(t, err)
+		assert.Equal(t, []string{"deploy-*", "jes"}, e.Settings.AllowedServiceAccounts)
+		assert.Equal(t, []string{"team-*"}, e.Settings.AllowedNamespaces)
+		assert.NoError(t, check(e, sa("deploy-prod")))
+		assert.NoError(t, check(e, ns("team-a")))
+		assert.NoError(t, check(e, ns("keptn")), "the job namespace stays allowed")
+		assert.ErrorContains(t, check(e, sa("jes")), "own account", "refused even though listed")
+		assert.ErrorContains(t, check(e, secret("keptn-token")), "installation itself", "refused even with *")
+	})
+	t.Run("invalid patterns", func(t *testing.T) {
+		_, err := readEnv(getter(map[string]string{
+			"ALLOWED_JOB_SERVICE_ACCOUNTS": "Deploy-*", "ALLOWED_JOB_SECRETS": "a b", "ALLOWED_JOB_NAMESPACES": "a.b",
+		}))
+		require.Error(t, err)
+		for _, want := range []string{`ALLOWED_JOB_SERVICE_ACCOUNTS: "Deploy-*"`, `ALLOWED_JOB_SECRETS: "a b"`, `ALLOWED_JOB_NAMESPACES: "a.b"`} {
+			assert.Contains(t, err.Error(), want)
+		}
+	})
 }
