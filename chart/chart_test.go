@@ -142,6 +142,9 @@ image:
 jobConfig:
   namespace: keptn-jobs
   allowedImageList: "docker.io/my-user/*,custom.registry.io/*"
+  allowedServiceAccounts: "deploy-*"
+  allowedSecrets: "team-*,shared-creds"
+  allowedNamespaces: "keptn-jobs-*"
   labels:
     team: platform
     cost-center: "42"
@@ -310,6 +313,11 @@ func TestInvalidValues(t *testing.T) {
 		{"egress without api server", "networkPolicy:\n  egress:\n    enabled: true", "k8sMasterCIDR"},
 		{"oauth without client", "remoteControlPlane:\n  api:\n    authMode: oauth", "clientId"},
 		{"typo in recordSigningKey", "recordSigningKey:\n  existingSecrets: mine", "existingSecrets"},
+		{"job account is the service account", "jobConfig:\n  serviceAccount:\n    name: job-executor-service", "serviceAccount"},
+		{"job account is the named service account", "serviceAccount:\n  name: jes\njobConfig:\n  serviceAccount:\n    name: jes", "serviceAccount"},
+		{"bad allowed namespace", "jobConfig:\n  allowedNamespaces: 'team.a'", "allowedNamespaces"},
+		{"bad allowed secret", "jobConfig:\n  allowedSecrets: 'Team-*'", "allowedSecrets"},
+		{"bad allowed service account", "jobConfig:\n  allowedServiceAccounts: 'a b'", "allowedServiceAccounts"},
 		{"auto detect", "remoteControlPlane:\n  autoDetect:\n    enabled: true", "autoDetect"},
 	}
 	for _, tc := range cases {
@@ -458,6 +466,7 @@ var envContract = []string{
 	"DEFAULT_POD_SECURITY_CONTEXT", "DEFAULT_SECURITY_CONTEXT", "JOB_LABELS", "ALLOWED_IMAGE_LIST",
 	"ALLOW_PRIVILEGED_JOBS", "JOB_POD_SECURITY_LEVEL", "TASK_DEADLINE_SECONDS", "ALWAYS_SEND_FINISHED_EVENT", "MAX_CONCURRENT_ACTIONS",
 	"LOG_LEVEL", "RECORD_SIGNING_KEY",
+	"SERVICE_ACCOUNT_NAME", "PROTECTED_SECRETS", "ALLOWED_JOB_SERVICE_ACCOUNTS", "ALLOWED_JOB_SECRETS", "ALLOWED_JOB_NAMESPACES",
 	"DEFAULT_TTL_SECONDS_AFTER_FINISHED", // from extraEnv in the jobs-config case
 }
 
@@ -524,6 +533,43 @@ func TestDeployment(t *testing.T) {
 			}
 			var labels map[string]string
 			assert.NoError(t, json.Unmarshal([]byte(env["JOB_LABELS"]), &labels))
+
+			// Identities: the service's own account and every Secret the installation uses are
+			// protected, as literal values (not from the ConfigMap, which the service may write).
+			for _, e := range svc.Env {
+				if e.Name == "SERVICE_ACCOUNT_NAME" || e.Name == "PROTECTED_SECRETS" {
+					assert.Nil(t, e.ValueFrom, e.Name)
+				}
+			}
+			assert.Equal(t, spec.ServiceAccountName, env["SERVICE_ACCOUNT_NAME"])
+			protected := strings.Split(env["PROTECTED_SECRETS"], ",")
+			for _, c := range spec.Containers {
+				for _, e := range c.Env {
+					if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+						assert.Contains(t, protected, e.ValueFrom.SecretKeyRef.Name, "%s of %s", e.Name, c.Name)
+					}
+				}
+			}
+			for _, ps := range spec.ImagePullSecrets {
+				assert.Contains(t, protected, ps.Name)
+			}
+			wantRecordKey := release + "-record-key"
+			if name == "existing-record-key" {
+				wantRecordKey = "jes-record-key"
+			}
+			assert.Equal(t, "job-service-keptn-secrets,"+wantRecordKey, strings.Join(protected[:2], ","))
+			if name == "jobs-config" {
+				assert.Equal(t, "deploy-*", env["ALLOWED_JOB_SERVICE_ACCOUNTS"])
+				assert.Equal(t, "team-*,shared-creds", env["ALLOWED_JOB_SECRETS"])
+				assert.Equal(t, "keptn-jobs-*", env["ALLOWED_JOB_NAMESPACES"])
+				assert.Contains(t, protected, "regcred", "image pull secrets are the installation's")
+			} else {
+				for _, k := range []string{"ALLOWED_JOB_SERVICE_ACCOUNTS", "ALLOWED_JOB_SECRETS", "ALLOWED_JOB_NAMESPACES"} {
+					v, ok := env[k]
+					assert.True(t, ok, k)
+					assert.Empty(t, v, "%s: empty means the service's default", k)
+				}
+			}
 
 			distributor := name != "direct-api"
 			if distributor {

@@ -115,9 +115,25 @@ field names so a strict decoder accepts old values files.
 {{- if and .Values.networkPolicy.egress.enabled (not .Values.networkPolicy.egress.k8sMasterCIDR) }}
 {{- fail "networkPolicy.egress.enabled=true needs networkPolicy.egress.k8sMasterCIDR (the API server address, e.g. from `kubectl get endpoints kubernetes -n default`): without it the service could not create Jobs" }}
 {{- end }}
+{{- if eq .Values.jobConfig.serviceAccount.name (include "jes.serviceAccountName" .) }}
+{{- fail (printf "jobConfig.serviceAccount.name %q is the service's own service account: Jobs would run with the right to create Jobs" .Values.jobConfig.serviceAccount.name) }}
+{{- end }}
 {{- if and (eq .Values.remoteControlPlane.api.authMode "oauth") (not .Values.remoteControlPlane.api.oauth.clientId) }}
 {{- fail "remoteControlPlane.api.authMode=oauth needs remoteControlPlane.api.oauth.clientId, clientSecret and clientDiscovery" }}
 {{- end }}
+{{- end }}
+
+{{/* Secrets this installation uses (PROTECTED_SECRETS): the Keptn API token and OAuth client
+secret, the record signing key, image pull secrets and Secrets referenced by extraEnv. */}}
+{{- define "jes.protectedSecrets" -}}
+{{- $names := list "job-service-keptn-secrets" (include "jes.recordKeySecret" .) }}
+{{- range .Values.imagePullSecrets }}
+{{- $names = append $names .name }}
+{{- end }}
+{{- range .Values.extraEnv }}
+{{- with .valueFrom }}{{ with .secretKeyRef }}{{ $names = append $names .name }}{{ end }}{{ end }}
+{{- end }}
+{{- $names | uniq | join "," }}
 {{- end }}
 
 {{/* OAuth client settings, shared by the distributor and (in direct mode) the service. */}}
