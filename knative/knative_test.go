@@ -206,6 +206,16 @@ func TestService(t *testing.T) {
 		accounts = append(accounts, a.Name)
 	}
 	assert.Contains(t, accounts, spec.ServiceAccountName)
+	assert.Equal(t, spec.ServiceAccountName, env["SERVICE_ACCOUNT_NAME"], "the service's own account is never a job's")
+	protected := strings.Split(env["PROTECTED_SECRETS"], ",")
+	for _, e := range c.Env {
+		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			assert.Contains(t, protected, e.ValueFrom.SecretKeyRef.Name, "%s comes from a Secret the jobs must not read", e.Name)
+		}
+	}
+	for _, k := range []string{"ALLOWED_JOB_SERVICE_ACCOUNTS", "ALLOWED_JOB_SECRETS", "ALLOWED_JOB_NAMESPACES"} {
+		assert.Contains(t, env, k)
+	}
 	assert.Contains(t, accounts, env["DEFAULT_JOB_SERVICE_ACCOUNT"])
 }
 
