@@ -75,6 +75,7 @@ func TestDeployHelm(t *testing.T) {
 		"--set", "remoteControlPlane.api.hostname="+api.Host,
 		"--set", "remoteControlPlane.api.token="+apiToken,
 		"--set", "jobConfig.labels."+jobLabelKey+"=one",
+		"--set", "jobConfig.allowedServiceAccounts=no-such-sa", // the "Cannot start" action
 		"--set-json", `extraEnv=[{"name":"FAIL_FAST_SECONDS","value":"2"}]`,
 		"--wait", "--timeout", "120s")
 	t.Cleanup(func() {

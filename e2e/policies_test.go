@@ -260,6 +260,9 @@ func TestPolicies(t *testing.T) {
 		"DEFAULT_RESOURCE_LIMITS_MEMORY":   "96Mi",
 		"DEFAULT_RESOURCE_REQUESTS_CPU":    "20m",
 		"DEFAULT_RESOURCE_REQUESTS_MEMORY": "32Mi",
+		// Config-chosen identities used by the cases below (ns2 is e2e-<n>-testpolicies-<hex>).
+		"ALLOWED_JOB_SERVICE_ACCOUNTS": "jes-e2e-sa",
+		"ALLOWED_JOB_NAMESPACES":       "e2e-*-testpolicies-*",
 	}
 	runPolicyCases(t, env, []policyCase{
 		{
@@ -474,6 +477,87 @@ func TestPolicies(t *testing.T) {
 	})
 }
 
+// TestPoliciesIdentities: a config cannot choose the service's own service account
+// (SERVICE_ACCOUNT_NAME) or a Secret of the installation (PROTECTED_SECRETS) even when the
+// allow-lists say "*", nor a namespace outside ALLOWED_JOB_NAMESPACES: the action is refused
+// before any Job exists, and the errored .finished names the task and the field. The account
+// and the Secret really exist, so without the check the Jobs would run (and print the token).
+func TestPoliciesIdentities(t *testing.T) {
+	t.Parallel()
+	const (
+		ownSA      = "jes-e2e-service"
+		tokenName  = "jes-e2e-keptn-token"
+		tokenValue = "e2e-keptn-token-value"
+	)
+	env := map[string]string{
+		"SERVICE_ACCOUNT_NAME":         ownSA,
+		"PROTECTED_SECRETS":            "jes-e2e-record-key," + tokenName,
+		"ALLOWED_JOB_SERVICE_ACCOUNTS": "*",
+		"ALLOWED_JOB_SECRETS":          "*",
+	}
+	noJob := func(t *testing.T, r caseRun) {
+		assert.Empty(t, r.jobs, "no Job may exist for a refused action")
+		assert.NotContains(t, dataString(r.fin, "message"), tokenValue)
+	}
+	runPolicyCases(t, env, []policyCase{
+		{
+			name: "own-service-account",
+			setup: func(t *testing.T, ns string) {
+				kubectlOK(t, "create", "serviceaccount", "-n", ns, ownSA)
+			},
+			tasks: `- name: first
+  image: alpine
+  cmd: ["true"]
+- name: escalate
+  image: alpine
+  serviceAccount: ` + ownSA + `
+  cmd: ["true"]`,
+			ok:      false,
+			message: []string{"task 'escalate'", `serviceAccount "` + ownSA + `" is the service's own account`},
+			check:   noJob,
+		},
+		{
+			name: "protected-secret",
+			setup: func(t *testing.T, ns string) {
+				kubectlOK(t, "create", "secret", "generic", "-n", ns, tokenName, "--from-literal=KEPTN_API_TOKEN="+tokenValue)
+			},
+			tasks: `- name: leak
+  image: alpine
+  cmd: [sh, -c, 'echo "token=$KEPTN_API_TOKEN"']
+  env:
+    - {name: X, value: y, valueFrom: string}
+    - {name: ` + tokenName + `, valueFrom: secret}`,
+			ok:      false,
+			message: []string{"task 'leak'", `env[1].valueFrom: secret "` + tokenName + `" is a secret of the installation itself`},
+			check:   noJob,
+		},
+		{
+			// Any other Secret still works with the "*" list (the default too).
+			name: "own-secret-allowed",
+			setup: func(t *testing.T, ns string) {
+				kubectlOK(t, "create", "secret", "generic", "-n", ns, "jes-e2e-team-creds", "--from-literal=TEAM_KEY=team-value")
+			},
+			tasks: `- name: t
+  image: alpine
+  cmd: [sh, -c, 'echo "key=$TEAM_KEY"']
+  env:
+    - {name: jes-e2e-team-creds, valueFrom: secret}`,
+			ok:      true,
+			message: []string{"key=team-value"},
+		},
+		{
+			name: "namespace-refused",
+			tasks: `- name: t
+  image: alpine
+  namespace: kube-system
+  cmd: ["true"]`,
+			ok:      false,
+			message: []string{"task 't'", `namespace "kube-system" is not in the allowed namespace list`},
+			check:   noJob,
+		},
+	})
+}
+
 // TestPolicyAllowedImages: an image outside ALLOWED_IMAGE_LIST refuses the whole action
 // before any Job exists, even when the first task's image is allowed.
 func TestPolicyAllowedImages(t *testing.T) {
@@ -565,7 +649,7 @@ func TestPolicyTaskDeadline(t *testing.T) {
 func TestFailFast(t *testing.T) {
 	t.Parallel()
 	const within = 40 * time.Second // 10 s grace + pull back-off, pod start and slack
-	runPolicyCases(t, map[string]string{"FAIL_FAST_SECONDS": "10"}, []policyCase{
+	runPolicyCases(t, map[string]string{"FAIL_FAST_SECONDS": "10", "ALLOWED_JOB_SERVICE_ACCOUNTS": "no-such-sa"}, []policyCase{
 		{
 			name:    "image-pull",
 			tasks:   "- name: t\n  image: nosuchimage:9\n  cmd: [\"true\"]",
