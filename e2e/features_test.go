@@ -23,7 +23,7 @@ import (
 	"github.com/keptn-contrib/job-executor-service/e2e/keptnapi"
 )
 
-const finishTimeout = 2 * time.Minute
+const finishTimeout = 4 * time.Minute // a 2-core node starting pods for 8 parallel scenarios
 
 var cartsScope = keptnapi.Scope{Project: "sockshop", Stage: "dev", Service: "carts"}
 
