@@ -188,16 +188,7 @@ func TestCheckTasks(t *testing.T) {
 		{"unknown level", hardened("lax"), []config.Task{ok}, `pod security level "lax"`},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			err := CheckTasks(tc.s, tc.tasks)
-			if tc.want == "" {
-				assert.NoError(t, err)
-				return
-			}
-			if assert.Error(t, err) {
-				assert.Contains(t, err.Error(), tc.want)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { assertCheck(t, tc.s, tc.tasks, tc.want) })
 	}
 }
 
@@ -275,16 +266,7 @@ func TestCheckIdentities(t *testing.T) {
 		{"unset job namespace is keptn", base(func(s *Settings) { s.Namespace = "" }), ns("keptn"), ""},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			err := CheckTasks(tc.s, tc.tasks)
-			if tc.want == "" {
-				assert.NoError(t, err)
-				return
-			}
-			if assert.Error(t, err) {
-				assert.Contains(t, err.Error(), tc.want)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { assertCheck(t, tc.s, tc.tasks, tc.want) })
 	}
 }
 
@@ -294,4 +276,17 @@ func TestCheckNamePatterns(t *testing.T) {
 	assert.Error(t, CheckNamePatterns([]string{"a.b"}, true), "a dot is no namespace")
 	assert.Error(t, CheckNamePatterns([]string{"Team"}, false))
 	assert.Error(t, CheckNamePatterns([]string{"a b"}, false))
+}
+
+// assertCheck runs CheckTasks: no error when want is empty, else an error containing want.
+func assertCheck(t *testing.T, s Settings, tasks []config.Task, want string) {
+	t.Helper()
+	err := CheckTasks(s, tasks)
+	if want == "" {
+		assert.NoError(t, err)
+		return
+	}
+	if assert.Error(t, err) {
+		assert.Contains(t, err.Error(), want)
+	}
 }
