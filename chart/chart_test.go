@@ -24,6 +24,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 )
 
@@ -94,6 +95,10 @@ remoteControlPlane:
     protocol: https
     hostname: keptn.example.com
     token: secret-token
+networkPolicy:
+  ingress:
+    from:
+      - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}
 `},
 	{"oauth", `
 remoteControlPlane:
@@ -185,7 +190,7 @@ func TestGolden(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := render(t, tc.values)
 			require.NoError(t, err)
-			got = maskRecordKey(got)
+			got = maskRandomSecrets(got)
 			golden := filepath.Join("testdata", tc.name+".yaml")
 			if *update {
 				require.NoError(t, os.WriteFile(golden, []byte(got), 0o644))
@@ -199,13 +204,60 @@ func TestGolden(t *testing.T) {
 	}
 }
 
-// recordKeyLine is the random key of the record-key Secret in rendered output.
-var recordKeyLine = regexp.MustCompile(`(?m)^(# Source: job-executor-service/templates/recordkey\.yaml\n(?:.*\n)*?  key: )"[^"]*"$`)
+// randomSecretLine is the random value of the record-key or receiver-token Secret in rendered
+// output.
+var randomSecretLine = regexp.MustCompile(`(?m)^(# Source: job-executor-service/templates/(?:recordkey|receivertoken)\.yaml\n(?:.*\n)*?  (?:key|token): )"[^"]*"$`)
 
-// maskRecordKey replaces the record-key Secret's random value (a fresh one per `helm template`)
-// so that golden files stay stable; TestRecordKey checks the value itself.
-func maskRecordKey(rendered string) string {
-	return recordKeyLine.ReplaceAllString(rendered, `$1"<random>"`)
+// maskRandomSecrets replaces the chart-made Secrets' random values (fresh ones per `helm
+// template`) so that golden files stay stable; TestRecordKey and TestReceiverToken check the
+// values themselves.
+func maskRandomSecrets(rendered string) string {
+	return randomSecretLine.ReplaceAllString(rendered, `$1"<random>"`)
+}
+
+// envFrom is the Secret reference of a container's env var, nil when it has none.
+func envFrom(c corev1.Container, name string) *corev1.SecretKeySelector {
+	for _, e := range c.Env {
+		if e.Name == name && e.ValueFrom != nil {
+			return e.ValueFrom.SecretKeyRef
+		}
+	}
+	return nil
+}
+
+// TestReceiverToken: in direct API mode the chart creates the receiver-token Secret with a
+// random 48-character token unless the user names theirs or turns the token off.
+func TestReceiverToken(t *testing.T) {
+	const direct = "distributor:\n  enabled: false\n"
+	tokens := map[string]bool{}
+	for range 2 {
+		out, err := render(t, direct)
+		require.NoError(t, err)
+		var sec corev1.Secret
+		decode(t, manifests(t, out)["Secret/"+release+"-receiver-token"], &sec)
+		assert.Regexp(t, `^[A-Za-z0-9]{48}$`, string(sec.Data["token"]))
+		tokens[string(sec.Data["token"])] = true
+	}
+	assert.Len(t, tokens, 2, "a fresh token per render")
+
+	for _, tc := range []struct{ name, values, wantSecret string }{
+		{"existing secret", direct + "receiverToken:\n  existingSecret: my-token\n", "my-token"},
+		{"token off", direct + "receiverToken:\n  enabled: false\n", ""},
+	} {
+		out, err := render(t, tc.values)
+		require.NoError(t, err, tc.name)
+		docs := manifests(t, out)
+		assert.NotContains(t, docs, "Secret/"+release+"-receiver-token", tc.name)
+		var d appsv1.Deployment
+		decode(t, docs["Deployment/"+release], &d)
+		ref := envFrom(d.Spec.Template.Spec.Containers[0], "RCV_TOKEN")
+		if tc.wantSecret == "" {
+			assert.Nil(t, ref, tc.name)
+			continue
+		}
+		require.NotNil(t, ref, tc.name)
+		assert.Equal(t, tc.wantSecret, ref.Name)
+	}
 }
 
 // TestRecordKey: without existingSecret the chart creates the record-key Secret with a random
@@ -221,7 +273,7 @@ func TestRecordKey(t *testing.T) {
 		key := string(sec.Data["key"])
 		assert.Regexp(t, `^[A-Za-z0-9]{48}$`, key)
 		keys[key] = true
-		assert.NotEqual(t, out, maskRecordKey(out), "the mask finds the key")
+		assert.NotEqual(t, out, maskRandomSecrets(out), "the mask finds the key")
 	}
 	assert.Len(t, keys, 2, "a fresh key per render")
 
@@ -465,7 +517,7 @@ var envContract = []string{
 	"DEFAULT_RESOURCE_REQUESTS_CPU", "DEFAULT_RESOURCE_REQUESTS_MEMORY", "DEFAULT_JOB_SERVICE_ACCOUNT",
 	"DEFAULT_POD_SECURITY_CONTEXT", "DEFAULT_SECURITY_CONTEXT", "JOB_LABELS", "ALLOWED_IMAGE_LIST",
 	"ALLOW_PRIVILEGED_JOBS", "JOB_POD_SECURITY_LEVEL", "TASK_DEADLINE_SECONDS", "ALWAYS_SEND_FINISHED_EVENT", "MAX_CONCURRENT_ACTIONS",
-	"LOG_LEVEL", "RECORD_SIGNING_KEY",
+	"LOG_LEVEL", "RECORD_SIGNING_KEY", "RCV_HOST", "RCV_TOKEN", "MONITORING_PORT",
 	"SERVICE_ACCOUNT_NAME", "PROTECTED_SECRETS", "ALLOWED_JOB_SERVICE_ACCOUNTS", "ALLOWED_JOB_SECRETS", "ALLOWED_JOB_NAMESPACES",
 	"DEFAULT_TTL_SECONDS_AFTER_FINISHED", // from extraEnv in the jobs-config case
 }
@@ -558,6 +610,30 @@ func TestDeployment(t *testing.T) {
 				wantRecordKey = "jes-record-key"
 			}
 			assert.Equal(t, "job-service-keptn-secrets,"+wantRecordKey, strings.Join(protected[:2], ","))
+
+			// Who may post events: in distributor mode only the sidecar (loopback, no
+			// Service); otherwise holders of the receiver token. Probes use the monitoring port.
+			assert.Equal(t, intstr.FromString("monitoring"), svc.LivenessProbe.HTTPGet.Port)
+			assert.Equal(t, intstr.FromString("monitoring"), svc.ReadinessProbe.HTTPGet.Port)
+			assert.Equal(t, "9090", env["MONITORING_PORT"])
+			tokenRef := envFrom(svc, "RCV_TOKEN")
+			if name == "direct-api" {
+				assert.Empty(t, env["RCV_HOST"], "every interface, behind the Service")
+				require.NotNil(t, tokenRef, "RCV_TOKEN from a Secret")
+				assert.Equal(t, release+"-receiver-token", tokenRef.Name)
+				assert.Equal(t, "token", tokenRef.Key)
+				assert.Contains(t, protected, release+"-receiver-token")
+				var service corev1.Service
+				decode(t, docs["Service/"+release], &service)
+				require.Len(t, service.Spec.Ports, 2)
+				assert.Equal(t, "http", service.Spec.Ports[0].Name, "the receiver first: e2e takes ports[0]")
+				assert.Equal(t, "monitoring", service.Spec.Ports[1].Name)
+			} else {
+				assert.Equal(t, "127.0.0.1", env["RCV_HOST"])
+				assert.Nil(t, tokenRef, "the distributor sends no token")
+				assert.NotContains(t, docs, "Service/"+release)
+				assert.NotContains(t, docs, "Secret/"+release+"-receiver-token")
+			}
 			if name == "jobs-config" {
 				assert.Equal(t, "deploy-*", env["ALLOWED_JOB_SERVICE_ACCOUNTS"])
 				assert.Equal(t, "team-*,shared-creds", env["ALLOWED_JOB_SECRETS"])
@@ -621,7 +697,8 @@ func TestDeployment(t *testing.T) {
 }
 
 func TestNetworkPolicies(t *testing.T) {
-	docs := renderAll(t)["network-policies"]
+	all := renderAll(t)
+	docs := all["network-policies"]
 	var ing, egr, job networkingv1.NetworkPolicy
 	decode(t, docs["NetworkPolicy/jes-ingress-network-policy"], &ing)
 	decode(t, docs["NetworkPolicy/jes-egress-network-policy"], &egr)
@@ -653,11 +730,30 @@ func TestNetworkPolicies(t *testing.T) {
 	assert.Equal(t, "0.0.0.0/0", block.CIDR)
 	assert.Equal(t, []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"}, block.Except)
 
-	for _, name := range []string{"defaults", "oauth"} {
-		for key := range renderAll(t)[name] {
-			assert.False(t, strings.HasPrefix(key, "NetworkPolicy/"), "%s: policies are opt-in, got %s", name, key)
+	// The ingress policy is on by default; the others are opt-in.
+	for name, docs := range all {
+		if name == "network-policies" {
+			continue
 		}
+		var got []string
+		for key := range docs {
+			if strings.HasPrefix(key, "NetworkPolicy/") {
+				got = append(got, key)
+			}
+		}
+		assert.Equal(t, []string{"NetworkPolicy/jes-ingress-network-policy"}, got, name)
 	}
+	// Listed peers reach the monitoring port, and the receiver only in direct API mode (in
+	// distributor mode it listens on loopback).
+	var direct networkingv1.NetworkPolicy
+	decode(t, all["direct-api"]["NetworkPolicy/jes-ingress-network-policy"], &direct)
+	require.Len(t, direct.Spec.Ingress, 1)
+	var ports []string
+	for _, p := range direct.Spec.Ingress[0].Ports {
+		ports = append(ports, p.Port.String())
+	}
+	assert.Equal(t, []string{"monitoring", "http"}, ports)
+	assert.Equal(t, "monitoring", direct.Spec.Ingress[0].From[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"])
 }
 
 // TestSchemaSecurityContextFields keeps the schema's (closed) security context objects in step

@@ -5,6 +5,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -87,9 +89,23 @@ func TestDeployHelm(t *testing.T) {
 	assert.Equal(t, "http://"+api.Host+"/api", configValue(t, ns, "keptn_api_endpoint"))
 
 	svcURL := serviceURL(t, ns, deployFullname)
+	// Direct API mode: the chart made a receiver token; events without it are refused.
+	token := secretValue(t, ns, deployFullname+"-receiver-token", "token")
+	require.Len(t, token, 48)
+	auth := http.Header{"Authorization": {"Bearer " + token}}
+	var unauthenticated cloudevents.Event
+	t.Run("no-token", func(t *testing.T) {
+		unauthenticated = triggered(t, "sh.keptn.event.test.triggered", nil)
+		for _, h := range []http.Header{nil, {"X-Token": {"wrong"}}} {
+			r := sendBinaryWith(t, svcURL, unauthenticated, h)
+			assert.Equal(t, http.StatusUnauthorized, r.Status, string(r.Body))
+			assert.Contains(t, string(r.Body), `"error":"unauthorized"`)
+			assert.Empty(t, r.Header.Get("ce-type"), "no .started")
+		}
+	})
 	if !t.Run("install", func(t *testing.T) {
 		ev := triggered(t, "sh.keptn.event.test.triggered", nil)
-		r := sendBinary(t, svcURL, ev)
+		r := sendBinaryWith(t, svcURL, ev, auth)
 		require.Less(t, r.Status, 300, string(r.Body))
 		typ, kctx, tid := startedFrom(t, r)
 		assert.Equal(t, "sh.keptn.event.test.started", typ)
@@ -114,7 +130,7 @@ func TestDeployHelm(t *testing.T) {
 
 	t.Run("failed-create", func(t *testing.T) {
 		ev := triggered(t, "sh.keptn.event.deployment.triggered", nil)
-		started, err := sendSDK(t, svcURL, ev)
+		started, err := sendSDK(t, svcURL, ev, auth)
 		require.NoError(t, err)
 		require.NotNil(t, started, "no .started reply")
 		fin := waitEvent(t, api.Server, ev, "sh.keptn.event.deployment.finished", time.Minute)
@@ -145,7 +161,7 @@ func TestDeployHelm(t *testing.T) {
 		require.True(t, healthy(svcURL, 30*time.Second), "Service %s not answering after the upgrade", svcURL)
 
 		ev := triggered(t, "sh.keptn.event.test.triggered", map[string]any{"labels": map[string]string{"run": "upgrade"}})
-		started, err := sendSDK(t, svcURL, ev)
+		started, err := sendSDK(t, svcURL, ev, auth)
 		require.NoError(t, err)
 		require.NotNil(t, started, "no .started reply")
 		assert.Equal(t, "sh.keptn.event.test.started", started.Type())
@@ -156,6 +172,12 @@ func TestDeployHelm(t *testing.T) {
 		assert.EqualValues(t, 1, job.Status.Succeeded)
 	}) {
 		t.FailNow()
+	}
+
+	// The refused event was never accepted, so nothing could send events for it later; by now
+	// two authorised events have run to their .finished.
+	for _, e := range api.Server.Events() {
+		assert.NotEqual(t, unauthenticated.ID(), e.Triggeredid, "an event for the unauthenticated POST: %s", e.Type)
 	}
 
 	t.Run("uninstall", func(t *testing.T) {
@@ -170,6 +192,8 @@ func TestDeployHelm(t *testing.T) {
 			"configmap/job-service-config",
 			"secret/job-service-keptn-secrets",
 			"secret/" + deployFullname + "-record-key",
+			"secret/" + deployFullname + "-receiver-token",
+			"networkpolicy.networking.k8s.io/jes-ingress-network-policy",
 		} {
 			out, err := kubectl(t, "get", "-n", ns, obj, "--ignore-not-found", "-o", "name")
 			require.NoError(t, err, out)
@@ -375,6 +399,16 @@ func nodeInternalIP(t *testing.T) string {
 	ip := strings.TrimSpace(out)
 	require.NotNil(t, net.ParseIP(ip), "node InternalIP %q", ip)
 	return ip
+}
+
+// secretValue is one decoded value of a Secret.
+func secretValue(t *testing.T, ns, name, key string) string {
+	t.Helper()
+	out, err := kubectl(t, "get", "secret", name, "-n", ns, "-o", "jsonpath={.data."+key+"}")
+	require.NoError(t, err, out)
+	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(out))
+	require.NoError(t, err, out)
+	return string(b)
 }
 
 func configValue(t *testing.T, ns, key string) string {

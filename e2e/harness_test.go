@@ -25,6 +25,7 @@ import (
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/stretchr/testify/require"
 
 	"github.com/keptn-contrib/job-executor-service/e2e/keptnapi"
@@ -286,6 +287,12 @@ type reply struct {
 // sendBinary posts ev like `curl -H ce-type: ...` (binary content mode).
 func sendBinary(t *testing.T, url string, ev cloudevents.Event) reply {
 	t.Helper()
+	return sendBinaryWith(t, url, ev, nil)
+}
+
+// sendBinaryWith is sendBinary with extra headers (e.g. the receiver token).
+func sendBinaryWith(t *testing.T, url string, ev cloudevents.Event, extra http.Header) reply {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(ev.Data()))
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", "application/json")
@@ -296,6 +303,9 @@ func sendBinary(t *testing.T, url string, ev cloudevents.Event) reply {
 	req.Header.Set("ce-time", ev.Time().UTC().Format(time.RFC3339Nano))
 	for k, v := range ev.Extensions() {
 		req.Header.Set("ce-"+k, fmt.Sprint(v))
+	}
+	for k := range extra {
+		req.Header.Set(k, extra.Get(k))
 	}
 	return do(t, req)
 }
@@ -322,9 +332,15 @@ func do(t *testing.T, req *http.Request) reply {
 }
 
 // sendSDK sends ev with the CloudEvents SDK client and returns the reply event (the .started).
-func sendSDK(t *testing.T, url string, ev cloudevents.Event) (*cloudevents.Event, error) {
+func sendSDK(t *testing.T, url string, ev cloudevents.Event, extra ...http.Header) (*cloudevents.Event, error) {
 	t.Helper()
-	c, err := cloudevents.NewClientHTTP()
+	var opts []cehttp.Option
+	for _, h := range extra {
+		for k := range h {
+			opts = append(opts, cehttp.WithHeader(k, h.Get(k)))
+		}
+	}
+	c, err := cloudevents.NewClientHTTP(opts...)
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

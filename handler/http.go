@@ -78,8 +78,18 @@ func NewServer(a Acceptor, log *zap.Logger, opts ServerOptions) *Server {
 // Drain makes the receiver refuse new events (503) while in-flight work finishes.
 func (s *Server) Drain() { s.draining.Store(true) }
 
-// Router returns the HTTP routes.
+// Router returns every route: the receiver and the monitoring routes.
 func (s *Server) Router() http.Handler {
+	r := s.monitoring()
+	r.With(s.authorize).Post(s.opts.Path, s.receive)
+	return r
+}
+
+// MonitoringRouter returns /healthz, /readyz and /metrics only, for a listener that must
+// never take events (MONITORING_PORT: probes and scraping when the receiver is on loopback).
+func (s *Server) MonitoringRouter() http.Handler { return s.monitoring() }
+
+func (s *Server) monitoring() chi.Router {
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer)
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -89,7 +99,6 @@ func (s *Server) Router() http.Handler {
 	if s.opts.Gatherer != nil {
 		r.Handle("/metrics", promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{}))
 	}
-	r.With(s.authorize).Post(s.opts.Path, s.receive)
 	return r
 }
 

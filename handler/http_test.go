@@ -137,6 +137,26 @@ func TestHealthAndMetrics(t *testing.T) {
 	assert.Contains(t, body, "jes_events_in_flight")
 }
 
+// The monitoring listener answers probes and scrapes but never takes an event, so binding the
+// receiver to loopback (RCV_HOST) leaves no way in from the network.
+func TestMonitoringRouterTakesNoEvents(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	p := newProcessor(lifecycle.NewMetrics(reg))
+	srv := httptest.NewServer(NewServer(p, zap.NewNop(), ServerOptions{Gatherer: reg}).MonitoringRouter())
+	t.Cleanup(func() { srv.Close(); p.Wait() })
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		res, err := http.Get(srv.URL + path)
+		require.NoError(t, err)
+		res.Body.Close()
+		assert.Equal(t, 200, res.StatusCode, path)
+	}
+	res, err := http.Post(srv.URL+"/", "application/cloudevents+json", strings.NewReader(sampleStructured))
+	require.NoError(t, err)
+	defer res.Body.Close()
+	assert.Equal(t, http.StatusNotFound, res.StatusCode, "an event on the monitoring port")
+	assert.Empty(t, res.Header.Get("Ce-Type"), "no .started: nothing was accepted")
+}
+
 func TestReceiverToken(t *testing.T) {
 	srv := newTestServer(t, ServerOptions{Token: "s3cret"})
 	tests := []struct {

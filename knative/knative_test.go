@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
@@ -80,6 +81,7 @@ var allowed = map[string]string{
 	"ServiceAccount": "v1",
 	"Role":           "rbac.authorization.k8s.io/v1",
 	"RoleBinding":    "rbac.authorization.k8s.io/v1",
+	"NetworkPolicy":  "networking.k8s.io/v1",
 }
 
 type objects struct {
@@ -89,6 +91,7 @@ type objects struct {
 	roles        []rbacv1.Role
 	roleBindings []rbacv1.RoleBinding
 	accounts     []corev1.ServiceAccount
+	policies     []networkingv1.NetworkPolicy
 }
 
 // load parses every manifest in the directory, strictly, as kubectl apply -f knative/ would read them.
@@ -138,6 +141,10 @@ func load(t *testing.T) objects {
 				var v corev1.ServiceAccount
 				strict(&v)
 				o.accounts, meta = append(o.accounts, v), v.ObjectMeta
+			case "NetworkPolicy":
+				var v networkingv1.NetworkPolicy
+				strict(&v)
+				o.policies, meta = append(o.policies, v), v.ObjectMeta
 			}
 			assert.NotEmpty(t, meta.Name, where)
 			assert.Equal(t, ns, meta.Namespace, where)
@@ -283,6 +290,29 @@ func TestRBAC(t *testing.T) {
 	require.GreaterOrEqual(t, jobs, 0)
 	require.NotNil(t, o.accounts[jobs].AutomountServiceAccountToken)
 	assert.False(t, *o.accounts[jobs].AutomountServiceAccountToken)
+}
+
+// TestIngressPolicy: the service's pods take connections only from Knative's own components,
+// not from every pod in the cluster (Triggers cannot send a token).
+func TestIngressPolicy(t *testing.T) {
+	o := load(t)
+	require.Len(t, o.policies, 1)
+	p := o.policies[0].Spec
+	podLabels := o.services[0].Spec.Template.Metadata.Labels
+	require.NotEmpty(t, p.PodSelector.MatchLabels)
+	for k, v := range p.PodSelector.MatchLabels {
+		assert.Equal(t, v, podLabels[k], "the policy selects the revision's pods by %s", k)
+	}
+	assert.Equal(t, []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}, p.PolicyTypes)
+	require.Len(t, p.Ingress, 1)
+	var from []string
+	for _, peer := range p.Ingress[0].From {
+		require.NotNil(t, peer.NamespaceSelector, "namespaces only")
+		assert.Nil(t, peer.PodSelector)
+		assert.Nil(t, peer.IPBlock)
+		from = append(from, peer.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"])
+	}
+	assert.ElementsMatch(t, []string{"knative-serving", "kourier-system"}, from)
 }
 
 // TestReadmeMentionsEveryManifest keeps the apply steps in README.md complete.

@@ -46,6 +46,17 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- .Values.recordSigningKey.existingSecret | default (printf "%s-record-key" (include "jes.fullname" .)) }}
 {{- end }}
 
+{{/* "true" when events must carry RCV_TOKEN: direct API mode with receiverToken.enabled. The
+distributor cannot send a token; in its mode the receiver listens on loopback instead. */}}
+{{- define "jes.receiverTokenOn" -}}
+{{- if and (not .Values.distributor.enabled) .Values.receiverToken.enabled }}true{{ end }}
+{{- end }}
+
+{{/* Secret holding RCV_TOKEN (key "token"): the user's, or the one the chart creates. */}}
+{{- define "jes.receiverTokenSecret" -}}
+{{- .Values.receiverToken.existingSecret | default (printf "%s-receiver-token" (include "jes.fullname" .)) }}
+{{- end }}
+
 {{/* Namespace the Jobs run in (and where the RBAC for them lives). */}}
 {{- define "jes.jobNamespace" -}}
 {{- .Values.jobConfig.namespace | default .Release.Namespace }}
@@ -124,9 +135,12 @@ field names so a strict decoder accepts old values files.
 {{- end }}
 
 {{/* Secrets this installation uses (PROTECTED_SECRETS): the Keptn API token and OAuth client
-secret, the record signing key, image pull secrets and Secrets referenced by extraEnv. */}}
+secret, the record signing key, the receiver token, image pull secrets and Secrets referenced by extraEnv. */}}
 {{- define "jes.protectedSecrets" -}}
 {{- $names := list "job-service-keptn-secrets" (include "jes.recordKeySecret" .) }}
+{{- if include "jes.receiverTokenOn" . }}
+{{- $names = append $names (include "jes.receiverTokenSecret" .) }}
+{{- end }}
 {{- range .Values.imagePullSecrets }}
 {{- $names = append $names .name }}
 {{- end }}

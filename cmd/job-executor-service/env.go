@@ -22,11 +22,17 @@ import (
 
 // env is the service configuration, read once from the environment (see README "Configuration").
 type env struct {
-	Port         int
-	Path         string
-	MaxBodyBytes int64
-	LogLevel     string
-	Token        string // RCV_TOKEN
+	// Host is the address the receiver binds (RCV_HOST; empty = every interface). The chart
+	// sets 127.0.0.1 in distributor mode: only the sidecar in the same pod can post events.
+	Host string
+	Port int
+	// MonitoringPort (MONITORING_PORT; 0 = none) serves /healthz, /readyz and /metrics on
+	// every interface and never events: probes and scraping when the receiver is on loopback.
+	MonitoringPort int
+	Path           string
+	MaxBodyBytes   int64
+	LogLevel       string
+	Token          string // RCV_TOKEN
 
 	ConfigDir            string // JOB_CONFIG_DIR: local job configs instead of Keptn
 	ConfigurationService string // resource-service base URL
@@ -64,7 +70,9 @@ type env struct {
 func readEnv(get func(string) string) (*env, error) {
 	r := &reader{get: get}
 	e := &env{
-		Port:                 r.int("RCV_PORT", 8080),
+		Host:                 r.str("RCV_HOST", ""),
+		Port:                 r.int("RCV_PORT", DefaultPort),
+		MonitoringPort:       r.int("MONITORING_PORT", 0),
 		Path:                 r.str("RCV_PATH", handler.DefaultPath),
 		MaxBodyBytes:         int64(r.int("MAX_REQUEST_BYTES", handler.DefaultMaxBodyBytes)),
 		LogLevel:             r.str("LOG_LEVEL", "info"),
@@ -104,6 +112,9 @@ func readEnv(get func(string) string) (*env, error) {
 			e.RecordSigningKey = []byte(key)
 		}
 	}
+	if e.MonitoringPort != 0 && e.MonitoringPort == e.Port {
+		r.errs = append(r.errs, fmt.Sprintf("MONITORING_PORT=%d: the receiver's port (RCV_PORT); pick another one or 0", e.MonitoringPort))
+	}
 	if e.ConfigurationService == "" && e.KeptnAPIEndpoint != "" {
 		e.ConfigurationService = e.KeptnAPIEndpoint + "/resource-service"
 	}
@@ -141,6 +152,9 @@ func readEnv(get func(string) string) (*env, error) {
 	}
 	return e, nil
 }
+
+// DefaultPort is RCV_PORT's default, the port Keptn's distributor forwards events to.
+const DefaultPort = 8080
 
 // minSigningKeyBytes is the shortest RECORD_SIGNING_KEY accepted: a guessable key would let
 // anyone who can create ConfigMaps forge event records.

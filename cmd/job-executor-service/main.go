@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -131,13 +132,13 @@ func serve() error {
 			return err
 		},
 	})
-	httpSrv := &http.Server{
-		Addr: ":" + strconv.Itoa(e.Port), Handler: srv.Router(),
-		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second,
+	httpSrvs := httpServers(e, srv)
+	errc := make(chan error, len(httpSrvs))
+	for _, h := range httpSrvs {
+		go func() { errc <- h.ListenAndServe() }()
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- httpSrv.ListenAndServe() }()
-	log.Info("listening", zap.Int("port", e.Port), zap.String("path", e.Path), zap.String("jobNamespace", e.Settings.Namespace))
+	log.Info("listening", zap.String("receiver", httpSrvs[0].Addr), zap.Int("monitoringPort", e.MonitoringPort),
+		zap.String("path", e.Path), zap.String("jobNamespace", e.Settings.Namespace))
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
@@ -173,8 +174,26 @@ func serve() error {
 	// Requests still open (redeliveries waiting for their first answer) get a moment.
 	httpCtx, stopHTTP := context.WithTimeout(context.Background(), 2*time.Second)
 	defer stopHTTP()
-	_ = httpSrv.Shutdown(httpCtx)
+	for _, h := range httpSrvs {
+		_ = h.Shutdown(httpCtx)
+	}
 	return nil
+}
+
+// httpServers are the receiver on RCV_HOST:RCV_PORT and, with MONITORING_PORT, the monitoring
+// listener (probes, metrics, no events) on every interface.
+func httpServers(e *env, srv *handler.Server) []*http.Server {
+	newServer := func(addr string, h http.Handler) *http.Server {
+		return &http.Server{
+			Addr: addr, Handler: h,
+			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second,
+		}
+	}
+	out := []*http.Server{newServer(net.JoinHostPort(e.Host, strconv.Itoa(e.Port)), srv.Router())}
+	if e.MonitoringPort > 0 {
+		out = append(out, newServer(":"+strconv.Itoa(e.MonitoringPort), srv.MonitoringRouter()))
+	}
+	return out
 }
 
 func newLogger(level string) (*zap.Logger, error) {
