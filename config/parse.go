@@ -28,15 +28,40 @@ const (
 // Parse strictly decodes a job/config.yaml and validates it. Unknown fields,
 // wrong types, duplicate keys and every validation problem are reported with the
 // line they occur on.
-func Parse(data []byte) (cfg *Config, err error) {
+func Parse(data []byte) (*Config, error) {
+	cfg, _, err := ParseWithLines(data)
+	return cfg, err
+}
+
+// Lines maps model paths ("actions[0].tasks[1].env[0]", see TaskPath) to the line they
+// start on.
+type Lines map[string]int
+
+// Line is the line of path, or of its nearest enclosing element that was in the YAML; 0
+// when there is none.
+func (l Lines) Line(path string) int {
+	for p := path; p != ""; p = parentPath(p) {
+		if n, ok := l[p]; ok {
+			return n
+		}
+	}
+	return 0
+}
+
+// TaskPath is the path of task t of action a in Lines.
+func TaskPath(a, t int) string { return fmt.Sprintf("actions[%d].tasks[%d]", a, t) }
+
+// ParseWithLines is Parse that also tells where each element of a valid config is, so that
+// a later check (lint's policy checks) can name the line as Parse does.
+func ParseWithLines(data []byte) (cfg *Config, lines Lines, err error) {
 	if len(data) > MaxConfigBytes {
-		return nil, fmt.Errorf("config is %d bytes, larger than the limit of %d bytes", len(data), MaxConfigBytes)
+		return nil, nil, fmt.Errorf("config is %d bytes, larger than the limit of %d bytes", len(data), MaxConfigBytes)
 	}
 	// The YAML library has panicked on malformed input in the past; an invalid
 	// config must never take the service down.
 	defer func() {
 		if r := recover(); r != nil {
-			cfg, err = nil, fmt.Errorf("cannot parse config: %v", r)
+			cfg, lines, err = nil, nil, fmt.Errorf("cannot parse config: %v", r)
 		}
 	}()
 
@@ -44,46 +69,45 @@ func Parse(data []byte) (cfg *Config, err error) {
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, errors.New("config is empty")
+			return nil, nil, errors.New("config is empty")
 		}
-		return nil, fmt.Errorf("cannot parse config: %w", err)
+		return nil, nil, fmt.Errorf("cannot parse config: %w", err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		if err != nil {
-			return nil, fmt.Errorf("cannot parse config: %w", err)
+			return nil, nil, fmt.Errorf("cannot parse config: %w", err)
 		}
-		return nil, fmt.Errorf("line %d: config must be a single YAML document", extra.Line)
+		return nil, nil, fmt.Errorf("line %d: config must be a single YAML document", extra.Line)
 	}
 	root := &doc
 	if root.Kind == yaml.DocumentNode {
 		if len(root.Content) == 0 {
-			return nil, errors.New("config is empty")
+			return nil, nil, errors.New("config is empty")
 		}
 		root = root.Content[0]
 	}
 	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
-		return nil, errors.New("config is empty")
+		return nil, nil, errors.New("config is empty")
 	}
 
-	d := &decoder{budget: maxNodes, lines: map[string]int{}}
+	d := &decoder{budget: maxNodes, lines: Lines{}}
 	cfg = &Config{}
 	if err := d.decode(root, reflect.ValueOf(cfg).Elem(), "", 0); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := cfg.validate(d.lines); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return cfg, nil
+	return cfg, d.lines, nil
 }
 
 // decoder maps a yaml.Node tree onto the model with reflection, so that every
 // error can name its line (the JSON round trip of sigs.k8s.io/yaml loses lines).
 type decoder struct {
 	budget int
-	// lines maps a model path ("actions[0].tasks[1].env[0]") to its line, for
-	// validation messages.
-	lines map[string]int
+	// lines maps a model path to its line, for validation messages.
+	lines Lines
 }
 
 var (

@@ -192,6 +192,23 @@ func TestValidateWithoutLines(t *testing.T) {
 	assert.NoError(t, cfg.Validate())
 }
 
+// TestParseWithLines: lint names the line of a task the service would refuse.
+func TestParseWithLines(t *testing.T) {
+	data := []byte("apiVersion: v2\nactions:\n  - name: a\n    events: [{name: x}]\n    tasks:\n      - name: t0\n        image: alpine\n\n      - image: alpine\n        name: t1\n")
+	cfg, lines, err := ParseWithLines(data)
+	require.NoError(t, err)
+	require.Len(t, cfg.Actions[0].Tasks, 2)
+	assert.Equal(t, 6, lines.Line(TaskPath(0, 0)))
+	assert.Equal(t, 9, lines.Line(TaskPath(0, 1)))
+	assert.Equal(t, 10, lines.Line(TaskPath(0, 1)+".name"))
+	assert.Equal(t, 9, lines.Line(TaskPath(0, 1)+".cmd"), "absent: the nearest enclosing element")
+	assert.Zero(t, lines.Line("nothing"))
+
+	_, lines, err = ParseWithLines([]byte("apiVersion: v1\n"))
+	assert.Error(t, err)
+	assert.Nil(t, lines)
+}
+
 func TestCleanFilePath(t *testing.T) {
 	tests := []struct {
 		in, want string

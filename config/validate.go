@@ -38,7 +38,7 @@ func (c *Config) Validate() error { return c.validate(nil) }
 
 // validator collects problems; lines (from Parse, may be nil) prefix them with a line.
 type validator struct {
-	lines    map[string]int
+	lines    Lines
 	problems []string
 }
 
@@ -47,12 +47,8 @@ func (v *validator) addf(path, label, format string, args ...any) {
 	if label != "" {
 		msg = label + ": " + msg
 	}
-	// Use the line of the nearest enclosing element that was in the YAML.
-	for p := path; p != ""; p = parentPath(p) {
-		if l, ok := v.lines[p]; ok {
-			msg = fmt.Sprintf("line %d: %s", l, msg)
-			break
-		}
+	if l := v.lines.Line(path); l > 0 {
+		msg = fmt.Sprintf("line %d: %s", l, msg)
 	}
 	v.problems = append(v.problems, msg)
 }
@@ -65,7 +61,7 @@ func parentPath(p string) string {
 	return p[:i]
 }
 
-func (c *Config) validate(lines map[string]int) error {
+func (c *Config) validate(lines Lines) error {
 	v := &validator{lines: lines}
 	if c.APIVersion != APIVersion {
 		v.addf("apiVersion", "", "apiVersion must be %q, got %q", APIVersion, c.APIVersion)
@@ -100,7 +96,7 @@ func (c *Config) validate(lines map[string]int) error {
 		}
 		tasks += len(a.Tasks)
 		for ti := range a.Tasks {
-			v.task(&a.Tasks[ti], fmt.Sprintf("%s.tasks[%d]", ap, ti), fmt.Sprintf("%s task %d %q", al, ti, a.Tasks[ti].Name))
+			v.task(&a.Tasks[ti], TaskPath(ai, ti), fmt.Sprintf("%s task %d %q", al, ti, a.Tasks[ti].Name))
 		}
 	}
 	if tasks > MaxTasks {

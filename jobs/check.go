@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -15,29 +16,28 @@ import (
 // completely or not at all.
 func CheckTasks(s Settings, tasks []config.Task) error {
 	for _, t := range tasks {
-		if err := checkTask(s, t); err != nil {
-			return err
+		if err := CheckTask(s, t); err != nil {
+			return fmt.Errorf("task '%s': %w", t.Name, err)
 		}
 	}
 	return nil
 }
 
-func checkTask(s Settings, t config.Task) error {
+// CheckTask is CheckTasks for one task; the error is the reason alone, without the task's
+// name, so that lint can report each refused task with the service's own words.
+func CheckTask(s Settings, t config.Task) error {
 	if strings.TrimSpace(t.Image) == "" {
-		return fmt.Errorf("task '%s': image is empty", t.Name)
+		return errors.New("image is empty")
 	}
 	ok, err := ImageAllowed(s.AllowedImages, t.Image)
 	if err != nil {
-		return fmt.Errorf("task '%s': %w", t.Name, err)
+		return err
 	}
 	if !ok {
-		return fmt.Errorf("task '%s': image %q is not in the allowed image list", t.Name, t.Image)
+		return fmt.Errorf("image %q is not in the allowed image list", t.Image)
 	}
 	if err := checkIdentities(s, t); err != nil {
-		return fmt.Errorf("task '%s': %w", t.Name, err)
+		return err
 	}
-	if err := checkPodSecurity(s, t); err != nil {
-		return fmt.Errorf("task '%s': %w", t.Name, err)
-	}
-	return nil
+	return checkPodSecurity(s, t)
 }

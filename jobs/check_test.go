@@ -270,6 +270,19 @@ func TestCheckIdentities(t *testing.T) {
 	}
 }
 
+// TestCheckTaskIsTheReason: CheckTask gives the reason alone, and CheckTasks (the service's
+// refusal) says that same reason after the task's name, so lint and .finished agree.
+func TestCheckTaskIsTheReason(t *testing.T) {
+	s := hardened("")
+	s.AllowedImages = []string{"docker.io/my-user/*"}
+	ok := config.Task{Name: "ok", Image: "docker.io/my-user/app"}
+	bad := config.Task{Name: "bad", Image: "alpine"}
+	require.NoError(t, CheckTask(s, ok))
+	reason := CheckTask(s, bad)
+	require.EqualError(t, reason, `image "alpine" is not in the allowed image list`)
+	assert.EqualError(t, CheckTasks(s, []config.Task{ok, bad}), "task 'bad': "+reason.Error())
+}
+
 func TestCheckNamePatterns(t *testing.T) {
 	assert.NoError(t, CheckNamePatterns([]string{"*", "team-*", "a.b", "x*y*z"}, false))
 	assert.NoError(t, CheckNamePatterns([]string{"*", "team-*"}, true))

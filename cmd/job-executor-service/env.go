@@ -118,7 +118,17 @@ func readEnv(get func(string) string) (*env, error) {
 	if e.ConfigurationService == "" && e.KeptnAPIEndpoint != "" {
 		e.ConfigurationService = e.KeptnAPIEndpoint + "/resource-service"
 	}
-	s := &e.Settings
+	e.Settings = r.settings()
+	if len(r.errs) > 0 {
+		return nil, fmt.Errorf("invalid environment:\n  %s", strings.Join(r.errs, "\n  "))
+	}
+	return e, nil
+}
+
+// settings reads jobs.Settings: how Jobs are built and what a job config may ask for. lint
+// reads them here too, with its flags in front of the environment.
+func (r *reader) settings() jobs.Settings {
+	var s jobs.Settings
 	s.Namespace = r.str("JOB_NAMESPACE", jobs.DefaultNamespace)
 	s.InitImage = r.str("INIT_CONTAINER_IMAGE", "")
 	s.ServiceAccount = r.str("DEFAULT_JOB_SERVICE_ACCOUNT", "")
@@ -130,7 +140,7 @@ func readEnv(get func(string) string) (*env, error) {
 	s.TTLSecondsAfterFinished = int32(r.int("DEFAULT_TTL_SECONDS_AFTER_FINISHED", int(jobs.DefaultTTL)))
 	s.AllowedImages = r.list("ALLOWED_IMAGE_LIST", ",")
 	if _, err := jobs.ParseImagePatterns(s.AllowedImages); err != nil {
-		r.errs = append(r.errs, fmt.Sprintf("ALLOWED_IMAGE_LIST: %v", err))
+		r.errs = append(r.errs, fmt.Sprintf("%s: %v", r.source("ALLOWED_IMAGE_LIST"), err))
 	}
 	// Identities a config may choose; empty lists mean the defaults of jobs.Settings.
 	s.OwnServiceAccount = r.str("SERVICE_ACCOUNT_NAME", "")
@@ -147,10 +157,7 @@ func readEnv(get func(string) string) (*env, error) {
 	s.SecurityContext = jobs.DefaultSecurityContext()
 	replaceObject(r, "DEFAULT_SECURITY_CONTEXT", &s.SecurityContext)
 	replaceObject(r, "JOB_LABELS", &s.Labels)
-	if len(r.errs) > 0 {
-		return nil, fmt.Errorf("invalid environment:\n  %s", strings.Join(r.errs, "\n  "))
-	}
-	return e, nil
+	return s
 }
 
 // DefaultPort is RCV_PORT's default, the port Keptn's distributor forwards events to.
@@ -170,8 +177,18 @@ func inPodDelay(get func(string) string) time.Duration {
 }
 
 type reader struct {
-	get  func(string) string
+	get func(string) string
+	// from names where a setting's value came from in messages (lint: its flag when given);
+	// nil: the variable.
+	from func(string) string
 	errs []string
+}
+
+func (r *reader) source(name string) string {
+	if r.from == nil {
+		return name
+	}
+	return r.from(name)
 }
 
 func (r *reader) str(name, def string) string {
@@ -188,7 +205,7 @@ func (r *reader) int(name string, def int) int {
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 0 {
-		r.errs = append(r.errs, fmt.Sprintf("%s=%q: want a whole number >= 0", name, v))
+		r.errs = append(r.errs, fmt.Sprintf("%s=%q: want a whole number >= 0", r.source(name), v))
 		return def
 	}
 	return n
@@ -206,7 +223,7 @@ func (r *reader) bool(name string, def bool) bool {
 	}
 	b, err := strconv.ParseBool(v)
 	if err != nil {
-		r.errs = append(r.errs, fmt.Sprintf("%s=%q: want true or false", name, v))
+		r.errs = append(r.errs, fmt.Sprintf("%s=%q: want true or false", r.source(name), v))
 		return def
 	}
 	return b
@@ -226,7 +243,7 @@ func (r *reader) list(name, seps string) []string {
 func (r *reader) namePatterns(name string, label bool) []string {
 	l := r.list(name, ",")
 	if err := jobs.CheckNamePatterns(l, label); err != nil {
-		r.errs = append(r.errs, fmt.Sprintf("%s: %v", name, err))
+		r.errs = append(r.errs, fmt.Sprintf("%s: %v", r.source(name), err))
 	}
 	return l
 }
@@ -240,7 +257,7 @@ func (r *reader) resources(cpuName, cpuDef, memName, memDef string) corev1.Resou
 		v := r.str(q.name, q.def)
 		qty, err := resource.ParseQuantity(v)
 		if err != nil {
-			r.errs = append(r.errs, fmt.Sprintf("%s=%q: not a Kubernetes quantity: %v", q.name, v, err))
+			r.errs = append(r.errs, fmt.Sprintf("%s=%q: not a Kubernetes quantity: %v", r.source(q.name), v, err))
 			continue
 		}
 		out[q.res] = qty
@@ -251,7 +268,7 @@ func (r *reader) resources(cpuName, cpuDef, memName, memDef string) corev1.Resou
 func (r *reader) podSecurityLevel(name, def string) string {
 	l, err := jobs.ParsePodSecurityLevel(r.str(name, def))
 	if err != nil {
-		r.errs = append(r.errs, fmt.Sprintf("%s: %v", name, err))
+		r.errs = append(r.errs, fmt.Sprintf("%s: %v", r.source(name), err))
 		return def
 	}
 	return l
@@ -266,7 +283,7 @@ func replaceObject[T any](r *reader, name string, out *T) {
 	}
 	var fresh T
 	if err := yaml.UnmarshalStrict([]byte(v), &fresh); err != nil {
-		r.errs = append(r.errs, fmt.Sprintf("%s: %v", name, err))
+		r.errs = append(r.errs, fmt.Sprintf("%s: %v", r.source(name), err))
 		return
 	}
 	*out = fresh

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -30,15 +31,113 @@ func TestLint(t *testing.T) {
 		{"unknown field with its line", []string{good, typo}, 1, []string{good + ": ok", typo + ": line 8: unknown field \"workdir\""}},
 		{"every validation problem", []string{invalid}, 1, []string{invalid + ": ", "image", "1BAD"}},
 		{"missing file", []string{filepath.Join(dir, "nope.yaml")}, 1, []string{"nope.yaml: open"}},
-		{"no file", nil, 2, []string{"usage"}},
+		{"no file", nil, 2, []string{"usage: job-executor-service lint [flags] FILE...", "-allowed-image-list"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var out strings.Builder
-			assert.Equal(t, tc.rc, lint(tc.files, &out))
+			assert.Equal(t, tc.rc, lint(tc.files, getter(nil), &out))
 			for _, w := range tc.want {
 				assert.Contains(t, out.String(), w)
 			}
 		})
+	}
+}
+
+// TestLintPolicy: lint refuses what the service would refuse before creating any Job, given
+// the same settings as flags (or, without a flag, the environment).
+func TestLintPolicy(t *testing.T) {
+	dir := t.TempDir()
+	// Each task starts on line 6, the next one task line further.
+	write := func(name string, tasks ...string) string {
+		p := filepath.Join(dir, name)
+		body := "apiVersion: v2\nactions:\n  - name: a\n    events: [{name: sh.keptn.event.test.triggered}]\n    tasks:\n"
+		for _, t := range tasks {
+			body += "      - " + t + "\n"
+		}
+		require.NoError(t, os.WriteFile(p, []byte(body), 0o600))
+		return p
+	}
+	clean := write("clean.yaml", "{name: t, image: alpine}")
+	root := write("root.yaml", "{name: root, image: alpine, securityContext: {runAsUser: 0, runAsNonRoot: false}}")
+	ownSA := write("own-sa.yaml", "{name: t, image: alpine, serviceAccount: jes}")
+	secret := write("secret.yaml", "{name: t, image: alpine, env: [{name: keptn-api-token, valueFrom: secret}]}")
+	ns := write("ns.yaml", "{name: t, image: alpine, namespace: other}")
+	files := write("files.yaml", "{name: t, image: alpine, files: [locust/basic.py]}")
+	two := write("two.yaml", "{name: first, image: alpine}", "{name: second, image: docker.io/my-user/app}", "{name: third, image: busybox}")
+
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		rc   int
+		want []string // lines of the output, exactly
+	}{
+		{"clean config", []string{clean}, nil, 0, []string{clean + ": ok"}},
+		{"root refused at restricted", []string{root}, nil, 1, []string{
+			root + `: line 6: action "a" task "root": the pod would violate PodSecurity "restricted:latest": runAsNonRoot != true (container "task" must not set securityContext.runAsNonRoot=false), runAsUser=0 (container "task" must not set runAsUser=0)`,
+		}},
+		{"root accepted at baseline", []string{"--job-pod-security-level=baseline", root}, nil, 0, []string{root + ": ok"}},
+		{"root accepted with the privileged switch", []string{"--allow-privileged-jobs", root}, nil, 0, []string{root + ": ok"}},
+		{"level from the environment", []string{root}, map[string]string{"JOB_POD_SECURITY_LEVEL": "baseline"}, 0, []string{root + ": ok"}},
+		{"the flag before the environment", []string{"--job-pod-security-level=restricted", root}, map[string]string{"JOB_POD_SECURITY_LEVEL": "baseline"}, 1, nil},
+		{"default security context", []string{`--default-security-context={"privileged": true}`, clean}, nil, 1, nil},
+		{"image outside the allowed list", []string{"--allowed-image-list=docker.io/my-user/*", clean}, nil, 1, []string{
+			clean + `: line 6: action "a" task "t": image "alpine" is not in the allowed image list`,
+		}},
+		{"every refused task with its line", []string{"--allowed-image-list=docker.io/my-user/*", two}, nil, 1, []string{
+			two + `: line 6: action "a" task "first": image "alpine" is not in the allowed image list`,
+			two + `: line 8: action "a" task "third": image "busybox" is not in the allowed image list`,
+		}},
+		{"the service's own account", []string{"--service-account-name=jes", "--allowed-job-service-accounts=*", ownSA}, nil, 1, []string{
+			ownSA + `: line 6: action "a" task "t": serviceAccount "jes" is the service's own account and is never allowed for a job`,
+		}},
+		{"another account allowed", []string{"--service-account-name=job-executor-service", "--allowed-job-service-accounts=j*", ownSA}, nil, 0, []string{ownSA + ": ok"}},
+		{"the default job account", []string{"--default-job-service-account=jes", ownSA}, nil, 0, []string{ownSA + ": ok"}},
+		{"a protected secret", []string{"--protected-secrets=other,keptn-api-token", secret}, nil, 1, []string{
+			secret + `: line 6: action "a" task "t": env[0].valueFrom: secret "keptn-api-token" is a secret of the installation itself and is never allowed for a job`,
+		}},
+		{"a secret outside the list", []string{"--allowed-job-secrets=team-*", secret}, nil, 1, []string{
+			secret + `: line 6: action "a" task "t": env[0].valueFrom: secret "keptn-api-token" is not in the allowed secret list (ALLOWED_JOB_SECRETS)`,
+		}},
+		{"a namespace outside the list", []string{"--allowed-job-namespaces=team-*", ns}, nil, 1, []string{
+			ns + `: line 6: action "a" task "t": namespace "other" is not in the allowed namespace list (ALLOWED_JOB_NAMESPACES)`,
+		}},
+		{"namespaces from the environment", []string{ns}, map[string]string{"ALLOWED_JOB_NAMESPACES": "other"}, 0, []string{ns + ": ok"}},
+		{"the job namespace", []string{"--job-namespace=other", ns}, nil, 0, []string{ns + ": ok"}},
+		// Installations always set INIT_CONTAINER_IMAGE (the chart, the Knative manifests).
+		{"files without an init image given", []string{files}, nil, 0, []string{files + ": ok"}},
+		// Settings lint has no use for are not its business.
+		{"other variables ignored", []string{clean}, map[string]string{"RCV_PORT": "eighty", "RECORD_SIGNING_KEY": "short"}, 0, []string{clean + ": ok"}},
+		{"bad flag value", []string{"--job-pod-security-level=strict", clean}, nil, 2, []string{
+			`job-executor-service lint: --job-pod-security-level: pod security level "strict": want restricted, baseline or privileged`,
+		}},
+		{"every bad value, flag or variable", []string{"--allow-privileged-jobs=maybe", "--allowed-job-namespaces=a.b", clean}, map[string]string{"ALLOWED_IMAGE_LIST": "docker.io/My-User/*"}, 2, []string{
+			`job-executor-service lint: --allow-privileged-jobs="maybe": want true or false`,
+			`job-executor-service lint: ALLOWED_IMAGE_LIST: "docker.io/My-User/*" is not a valid image pattern (an image reference in which '*' may stand for characters): invalid reference format: repository name (My-User/*) must be lowercase`,
+			`job-executor-service lint: --allowed-job-namespaces: "a.b": must not contain dots`,
+		}},
+		{"unknown flag", []string{"--allowed-images=alpine", clean}, nil, 2, []string{"flag provided but not defined: -allowed-images"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out strings.Builder
+			assert.Equal(t, tc.rc, lint(tc.args, getter(tc.env), &out), out.String())
+			lines := strings.Split(out.String(), "\n")
+			for _, w := range tc.want {
+				assert.Contains(t, lines, w)
+			}
+		})
+	}
+}
+
+// Each lint flag is named after a variable the service reads, so the two cannot drift apart.
+func TestLintFlagsAreServiceSettings(t *testing.T) {
+	var read []string
+	_, err := readEnv(func(name string) string { read = append(read, name); return "" })
+	require.NoError(t, err)
+	require.NotEmpty(t, lintSettings)
+	for _, s := range lintSettings {
+		assert.True(t, slices.Contains(read, s.name), "%s is no variable of the service", s.name)
 	}
 }

@@ -42,7 +42,7 @@ func main() {
 	}
 	// Check job configs before uploading them: job-executor-service lint job/config.yaml ...
 	if len(os.Args) >= 2 && os.Args[1] == "lint" {
-		os.Exit(lint(os.Args[2:], os.Stdout))
+		os.Exit(lint(os.Args[2:], osGet, os.Stdout))
 	}
 	if err := serve(); err != nil {
 		fmt.Fprintln(os.Stderr, "job-executor-service:", err)
