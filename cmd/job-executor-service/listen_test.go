@@ -28,18 +28,24 @@ func (a acceptAll) Accept(_ context.Context, e cloudevents.Event) (*cloudevents.
 // pod; probes and scrapes still reach MONITORING_PORT on every interface.
 func TestReceiverOnLoopbackOnly(t *testing.T) {
 	external := nonLoopbackIPv4(t)
+	// The monitoring listener is opened here (any free port) and handed to its server.
+	mon, err := net.Listen("tcp", ":0")
+	require.NoError(t, err)
+	monPort := mon.Addr().(*net.TCPAddr).Port
 	e, err := readEnv(getter(map[string]string{
-		"RCV_HOST": "127.0.0.1", "RCV_PORT": strconv.Itoa(freePort(t)), "MONITORING_PORT": strconv.Itoa(freePort(t)),
+		"RCV_HOST": "127.0.0.1", "RCV_PORT": "0", "MONITORING_PORT": strconv.Itoa(monPort),
 	}))
 	require.NoError(t, err)
 	a := acceptAll{got: make(chan string, 1)}
 	srvs := httpServers(e, handler.NewServer(a, zap.NewNop(), handler.ServerOptions{}))
 	require.Len(t, srvs, 2)
-	for _, s := range srvs {
-		l, err := net.Listen("tcp", s.Addr)
-		require.NoError(t, err)
-		go func() { _ = s.Serve(l) }()
-		t.Cleanup(func() { _ = s.Close() })
+	assert.Equal(t, ":"+strconv.Itoa(monPort), srvs[1].Addr)
+	recv, err := net.Listen("tcp", srvs[0].Addr)
+	require.NoError(t, err)
+	rcvPort := recv.Addr().(*net.TCPAddr).Port
+	for i, l := range []net.Listener{recv, mon} {
+		go func() { _ = srvs[i].Serve(l) }()
+		t.Cleanup(func() { _ = srvs[i].Close() })
 	}
 
 	post := func(host string, port int) (*http.Response, error) {
@@ -51,16 +57,16 @@ func TestReceiverOnLoopbackOnly(t *testing.T) {
 		req.Header.Set("Content-Type", "application/json")
 		return http.DefaultClient.Do(req)
 	}
-	res, err := post("127.0.0.1", e.Port)
+	res, err := post("127.0.0.1", rcvPort)
 	require.NoError(t, err)
 	res.Body.Close()
 	assert.Equal(t, http.StatusAccepted, res.StatusCode)
 	assert.Equal(t, "loop-1", <-a.got)
 
-	_, err = post(external, e.Port)
+	_, err = post(external, rcvPort)
 	require.Error(t, err, "the receiver must not answer on %s", external)
 
-	res, err = http.Get(fmt.Sprintf("http://%s/healthz", net.JoinHostPort(external, strconv.Itoa(e.MonitoringPort))))
+	res, err = http.Get(fmt.Sprintf("http://%s/healthz", net.JoinHostPort(external, strconv.Itoa(monPort))))
 	require.NoError(t, err)
 	res.Body.Close()
 	assert.Equal(t, http.StatusOK, res.StatusCode)
@@ -70,14 +76,6 @@ func TestMonitoringPortNotTheReceiverPort(t *testing.T) {
 	_, err := readEnv(getter(map[string]string{"RCV_PORT": "8080", "MONITORING_PORT": "8080"}))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "MONITORING_PORT=8080")
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // nonLoopbackIPv4 is an address of this machine other than loopback; the test needs one.
