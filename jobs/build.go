@@ -73,12 +73,17 @@ func (b *Built) TaskName() string {
 	return b.Job.Annotations[AnnotationTaskName]
 }
 
+// TaskError is a task Build cannot turn into a Job; Reason is what is wrong with it.
+type TaskError struct{ Task, Reason string }
+
+func (e *TaskError) Error() string { return fmt.Sprintf("task '%s': %s", e.Task, e.Reason) }
+
 // Build turns one task into a Job (and its files ConfigMap). It is pure: the same input
 // always gives the same objects, and nothing is sent to Kubernetes.
 func Build(s Settings, in TaskInput) (*Built, error) {
 	t := in.Task
 	fail := func(format string, args ...any) (*Built, error) {
-		return nil, fmt.Errorf("task '%s': %s", t.Name, fmt.Sprintf(format, args...))
+		return nil, &TaskError{Task: t.Name, Reason: fmt.Sprintf(format, args...)}
 	}
 	name := JobName(in.Event.Source, in.Event.ID, in.ActionIdx, in.TaskIdx)
 	ns := firstNonEmpty(t.Namespace, s.Namespace, DefaultNamespace)

@@ -283,6 +283,14 @@ func TestCheckTaskIsTheReason(t *testing.T) {
 	assert.EqualError(t, CheckTasks(s, []config.Task{ok, bad}), "task 'bad': "+reason.Error())
 }
 
+// A task the builder refuses (here a quantity validation would have caught) is named once.
+func TestCheckTasksNamesTheTaskOnce(t *testing.T) {
+	bad := config.Task{Name: "bad", Image: "docker.io/my-user/app", Resources: &config.Resources{Limits: config.ResourceList{CPU: "lots"}}}
+	err := CheckTasks(hardened(""), []config.Task{bad})
+	require.Error(t, err)
+	assert.Equal(t, 1, strings.Count(err.Error(), "task 'bad'"), err.Error())
+}
+
 func TestCheckNamePatterns(t *testing.T) {
 	assert.NoError(t, CheckNamePatterns([]string{"*", "team-*", "a.b", "x*y*z"}, false))
 	assert.NoError(t, CheckNamePatterns([]string{"*", "team-*"}, true))

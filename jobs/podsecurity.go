@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"errors"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -79,7 +80,9 @@ func checkPodSecurity(s Settings, t config.Task) error {
 		in.Files = map[string][]byte{"file": nil} // the init container and file volumes are part of the pod
 	}
 	b, err := Build(s, in)
-	if err != nil {
+	if te := (*TaskError)(nil); errors.As(err, &te) {
+		return errors.New(te.Reason) // CheckTasks names the task
+	} else if err != nil {
 		return err
 	}
 	pod := &b.Job.Spec.Template
