@@ -551,7 +551,8 @@ actions:
 
 // TestFeatureConfigLevels: the service config wins over stage over project; removing a level
 // falls back to the next; task files come from the level the config was found at; with a
-// gitcommitid every level is read at that commit.
+// gitcommitid the stage level is read at that commit (the project level's latest version:
+// levels_test.go).
 func TestFeatureConfigLevels(t *testing.T) {
 	t.Parallel()
 	ns := namespace(t)
@@ -561,10 +562,10 @@ func TestFeatureConfigLevels(t *testing.T) {
 		api.Put(keptnapi.Latest, sc, "job/config.yaml", levelConfig(name))
 		api.Put(keptnapi.Latest, sc, "level.txt", []byte("file from "+name+" level"))
 	}
-	// Commit c1 has only a project config; the latest tree's service config must not win.
+	// Commit c1 of dev has only a stage config, which the head loses below.
 	api.AddScope("c1", svcScope)
-	api.Put("c1", projScope, "job/config.yaml", levelConfig("project@c1"))
-	api.Put("c1", projScope, "level.txt", []byte("file from project level at c1"))
+	api.Put("c1", stageScope, "job/config.yaml", levelConfig("stage@c1"))
+	api.Put("c1", stageScope, "level.txt", []byte("file from stage level at c1"))
 	// No caching of commit-less configs, so a removed level is noticed at once.
 	svc := startService(t, api, ns, map[string]string{"CONFIG_CACHE_TTL_SECONDS": "0"})
 
@@ -575,7 +576,7 @@ func TestFeatureConfigLevels(t *testing.T) {
 		{"all levels", "", "service", "service", nil},
 		{"no service config", "", "stage", "stage", &svcScope},
 		{"only project config", "", "project", "project", &stageScope},
-		{"at a commit", "c1", "project@c1", "project level at c1", nil},
+		{"at a commit", "c1", "stage@c1", "stage level at c1", nil},
 	}
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {

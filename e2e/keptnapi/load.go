@@ -17,14 +17,21 @@ import (
 //	root/latest/<project>/stage/<stage>/service/<service>/resource/<path...>   service level
 //	root/commits/<commitID>/<project>/...                                      same, for ?gitCommitID=<commitID>
 //
+// latest/ holds the branch heads. Every stage branch (of latest/ or commits/) is made before
+// any file is loaded, so it starts without project files, like the stages Keptn creates with
+// a project; a project file under latest/ is on the default branch only. A commit is made on
+// the branch of its first stage (its project's own directory is read last), so under
+// commits/<id>/ a stage's and the project's resource/ directories are both that commit's root.
+//
 // A project, stage or service directory makes that scope exist even without resources
 // (put a .keep file in it for git); other files outside resource/ directories are ignored.
 func (s *Server) LoadDir(root string) error {
-	found := false
-	if err := s.loadTree(Latest, filepath.Join(root, "latest")); err == nil {
-		found = true
+	type tree struct{ commit, dir string }
+	var trees []tree
+	if _, err := os.Stat(filepath.Join(root, "latest")); err == nil {
+		trees = append(trees, tree{Latest, filepath.Join(root, "latest")})
 	} else if !os.IsNotExist(err) {
-		return err
+		return fmt.Errorf("keptnapi: %w", err)
 	}
 	commits, err := os.ReadDir(filepath.Join(root, "commits"))
 	if err != nil && !os.IsNotExist(err) {
@@ -32,41 +39,52 @@ func (s *Server) LoadDir(root string) error {
 	}
 	for _, c := range commits {
 		if c.IsDir() {
-			found = true
-			if err := s.loadTree(c.Name(), filepath.Join(root, "commits", c.Name())); err != nil {
+			trees = append(trees, tree{c.Name(), filepath.Join(root, "commits", c.Name())})
+		}
+	}
+	if len(trees) == 0 {
+		return fmt.Errorf("keptnapi: %s has neither latest/ nor commits/<id>/", root)
+	}
+	makeStage := func(_ string, sc Scope, _ string) error {
+		if sc.Stage != "" && sc.Service == "" {
+			s.AddScope(Latest, sc)
+		}
+		return nil
+	}
+	for _, visit := range []func(string, Scope, string) error{makeStage, s.loadScope} {
+		for _, t := range trees {
+			if err := s.walkTree(t.commit, t.dir, visit); err != nil {
 				return err
 			}
 		}
 	}
-	if !found {
-		return fmt.Errorf("keptnapi: %s has neither latest/ nor commits/<id>/", root)
-	}
 	return nil
 }
 
-// loadTree loads one commit's projects from dir.
-func (s *Server) loadTree(commit, dir string) error {
+// walkTree calls visit for every scope of one tree's projects: stages and their services
+// first, then the project itself.
+func (s *Server) walkTree(commit, dir string, visit func(commit string, sc Scope, dir string) error) error {
 	projects, err := os.ReadDir(dir)
 	if err != nil {
-		return err
+		return fmt.Errorf("keptnapi: %w", err)
 	}
 	for _, p := range projects {
 		if !p.IsDir() {
 			continue
 		}
 		pdir := filepath.Join(dir, p.Name())
-		if err := s.loadScope(commit, Scope{Project: p.Name()}, pdir); err != nil {
-			return err
-		}
 		if err := s.eachSub(pdir, "stage", func(stage, sdir string) error {
 			sc := Scope{Project: p.Name(), Stage: stage}
-			if err := s.loadScope(commit, sc, sdir); err != nil {
+			if err := visit(commit, sc, sdir); err != nil {
 				return err
 			}
 			return s.eachSub(sdir, "service", func(svc, vdir string) error {
-				return s.loadScope(commit, Scope{Project: p.Name(), Stage: stage, Service: svc}, vdir)
+				return visit(commit, Scope{Project: p.Name(), Stage: stage, Service: svc}, vdir)
 			})
 		}); err != nil {
+			return err
+		}
+		if err := visit(commit, Scope{Project: p.Name()}, pdir); err != nil {
 			return err
 		}
 	}

@@ -3,6 +3,14 @@
 // per project/stage/service and per git commit) and POST /v1/event. It records every
 // request and event so tests can assert on them, and can be told to fail or stall.
 //
+// Resources follow the resource-service's git layout (branch mode, keptn/keptn
+// resource-service/handler/stage_context.go BranchConfigurationContext): each project is a
+// repository whose default branch holds the project-level resources and which has one branch
+// per stage. A stage branch is created from the default branch (handler/stage_manager.go
+// BranchingStageManager.CreateStage), so its root starts with the project files of that
+// moment; stage-level resources live in that same root, service-level ones in a directory
+// per service. Project files added or edited on the default branch later never reach it.
+//
 // It is used by the e2e scenarios (with a real service process) and can be used by
 // handler tests through Handler() and httptest. It has no build tag and only light deps.
 package keptnapi
@@ -27,7 +35,7 @@ import (
 	"github.com/keptn/go-utils/pkg/api/models"
 )
 
-// Latest is the commit key for the newest version of every resource; it is served when a
+// Latest names a branch's head, the newest version of its resources; it is served when a
 // request carries no gitCommitID.
 const Latest = ""
 
@@ -58,7 +66,7 @@ type Options struct {
 	// Token, when set, must be sent as the x-token header on every request (401 otherwise),
 	// as Keptn's API gateway demands.
 	Token string
-	// LatestCommitID is reported as metadata.version for resources of the latest tree
+	// LatestCommitID is reported as metadata.version for resources of a branch head
 	// (default "latest").
 	LatestCommitID string
 	// UpstreamURL is reported as metadata.upstreamURL (optional).
@@ -118,9 +126,63 @@ type outage struct {
 	status int
 }
 
+// DefaultBranch is the branch a project's own resources live on (the resource-service's
+// GetDefaultBranch falls back to "master" when git names none).
+const DefaultBranch = "master"
+
+// tree is the content of one commit (or branch head) of a project's repository.
 type tree struct {
-	files  map[Scope]map[string][]byte
-	scopes map[Scope]bool // known projects/stages/services, even without files
+	// root holds the files at the repository root: project-level resources on the default
+	// branch, stage-level resources (and the project files inherited when the branch was
+	// made) on a stage branch.
+	root map[string][]byte
+	// services are the service directories of a stage branch; a present key means the
+	// service exists, even without files.
+	services map[string]map[string][]byte
+}
+
+func newTree() *tree {
+	return &tree{root: map[string][]byte{}, services: map[string]map[string][]byte{}}
+}
+
+func (t *tree) clone() *tree {
+	c := newTree()
+	for p, b := range t.root {
+		c.root[p] = b
+	}
+	for svc, files := range t.services {
+		c.services[svc] = map[string][]byte{}
+		for p, b := range files {
+			c.services[svc][p] = b
+		}
+	}
+	return c
+}
+
+// files is the directory a scope reads in this tree (nil if a service directory is missing).
+func (t *tree) files(sc Scope) map[string][]byte {
+	if sc.Service != "" {
+		return t.services[sc.Service]
+	}
+	return t.root
+}
+
+type branch struct {
+	head *tree // what a request without gitCommitID reads
+	base *tree // the tree the branch was created with; named commits start from it
+}
+
+// repo is one project's git repository.
+type repo struct {
+	branches map[string]*branch // DefaultBranch and one per stage
+	commits  map[string]*tree   // named commits of every branch
+}
+
+func branchName(sc Scope) string {
+	if sc.Stage == "" {
+		return DefaultBranch
+	}
+	return sc.Stage
 }
 
 // Server is the stand-in. The zero value is not usable; call New.
@@ -128,7 +190,7 @@ type Server struct {
 	opts Options
 
 	mu       sync.Mutex
-	trees    map[string]*tree // commit ID (Latest = "") → tree
+	repos    map[string]*repo // by project
 	events   []Event
 	requests []Request
 	fails    []failRule
@@ -145,53 +207,97 @@ func New(opts Options) *Server {
 	if opts.LatestCommitID == "" {
 		opts.LatestCommitID = "latest"
 	}
-	return &Server{opts: opts, trees: map[string]*tree{}, changed: make(chan struct{})}
+	return &Server{opts: opts, repos: map[string]*repo{}, changed: make(chan struct{})}
 }
 
-func (s *Server) treeLocked(commit string) *tree {
-	t := s.trees[commit]
-	if t == nil {
-		t = &tree{files: map[Scope]map[string][]byte{}, scopes: map[Scope]bool{}}
-		s.trees[commit] = t
+// branchLocked returns sc's branch, making the project and the branch as needed. A new stage
+// branch starts from the default branch's head, as the resource-service creates stages.
+func (s *Server) branchLocked(sc Scope) (*repo, *branch) {
+	r := s.repos[sc.Project]
+	if r == nil {
+		r = &repo{branches: map[string]*branch{DefaultBranch: {head: newTree(), base: newTree()}}, commits: map[string]*tree{}}
+		s.repos[sc.Project] = r
+	}
+	name := branchName(sc)
+	b := r.branches[name]
+	if b == nil {
+		base := newTree()
+		for p, c := range r.branches[DefaultBranch].head.root {
+			base.root[p] = c
+		}
+		b = &branch{head: base.clone(), base: base}
+		r.branches[name] = b
+	}
+	return r, b
+}
+
+// treeLocked returns the tree that commit names for sc, making it as needed: Latest is the
+// head of sc's branch; a new named commit is made on sc's branch and starts with what the
+// branch was created with. A named commit that exists is used whatever sc's branch, as git
+// reads any commit's tree.
+func (s *Server) treeLocked(commitID string, sc Scope) *tree {
+	r, b := s.branchLocked(sc)
+	if commitID == Latest {
+		return b.head
+	}
+	c := r.commits[commitID]
+	if c == nil {
+		c = b.base.clone()
+		r.commits[commitID] = c
+	}
+	return c
+}
+
+// AddScope makes a project/stage/service exist (with its parents) without any resource. A
+// stage that does not exist yet gets its branch from the default branch as it is now. A
+// service is added to the branch head too: the resource-service looks for the service's
+// directory there before reading at any commit.
+func (s *Server) AddScope(commitID string, sc Scope) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.addScopeLocked(commitID, sc)
+}
+
+func (s *Server) addScopeLocked(commitID string, sc Scope) *tree {
+	t := s.treeLocked(commitID, sc)
+	if sc.Service != "" {
+		_, b := s.branchLocked(sc)
+		for _, t := range []*tree{t, b.head} {
+			if t.services[sc.Service] == nil {
+				t.services[sc.Service] = map[string][]byte{}
+			}
+		}
 	}
 	return t
 }
 
-// AddScope makes a project/stage/service exist (with its parents) without any resource.
-func (s *Server) AddScope(commit string, sc Scope) {
+// Put stores a resource at path (leading slash optional) in the given commit of sc's branch
+// (Latest: its head). See AddScope for how branches and commits are made.
+func (s *Server) Put(commitID string, sc Scope, path string, content []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	addScope(s.treeLocked(commit), sc)
-}
-
-func addScope(t *tree, sc Scope) {
-	t.scopes[Scope{Project: sc.Project}] = true
-	if sc.Stage != "" {
-		t.scopes[Scope{Project: sc.Project, Stage: sc.Stage}] = true
-	}
-	if sc.Service != "" {
-		t.scopes[sc] = true
-	}
-}
-
-// Put stores a resource at path (leading slash optional) in the given commit's tree.
-func (s *Server) Put(commit string, sc Scope, path string, content []byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t := s.treeLocked(commit)
-	addScope(t, sc)
-	if t.files[sc] == nil {
-		t.files[sc] = map[string][]byte{}
-	}
-	t.files[sc][strings.TrimPrefix(path, "/")] = append([]byte(nil), content...)
+	t := s.addScopeLocked(commitID, sc)
+	t.files(sc)[strings.TrimPrefix(path, "/")] = append([]byte(nil), content...)
 }
 
 // Delete removes a resource; it is not an error if it does not exist.
-func (s *Server) Delete(commit string, sc Scope, path string) {
+func (s *Server) Delete(commitID string, sc Scope, path string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if t := s.trees[commit]; t != nil {
-		delete(t.files[sc], strings.TrimPrefix(path, "/"))
+	r := s.repos[sc.Project]
+	if r == nil {
+		return
+	}
+	var t *tree
+	if commitID == Latest {
+		if b := r.branches[branchName(sc)]; b != nil {
+			t = b.head
+		}
+	} else {
+		t = r.commits[commitID]
+	}
+	if t != nil {
+		delete(t.files(sc), strings.TrimPrefix(path, "/"))
 	}
 }
 
@@ -365,31 +471,52 @@ func resourcePath(r *http.Request) string {
 	return strings.Trim(r.PathValue("path"), "/")
 }
 
+// getResource answers as the resource-service's ResourceManager does (keptn/keptn
+// resource-service/handler/resource_manager.go): it checks out the scope's branch (the
+// default branch for the project level, else the stage's: a missing one is "Stage not
+// found"), requires a service's directory on that branch, then reads the file from the
+// branch head or, with gitCommitID, from that commit's tree (common/git.go GetFileRevision),
+// whichever branch the commit is on. So a project-level read at a stage commit sees the
+// project files as they were when the stage branch was made. A listing ignores gitCommitID
+// (GetResources lists the checked-out branch).
 func (s *Server) getResource(w http.ResponseWriter, r *http.Request) {
 	sc := Scope{Project: r.PathValue("project"), Stage: r.PathValue("stage"), Service: r.PathValue("service")}
-	commit := r.URL.Query().Get("gitCommitID")
+	commitID := r.URL.Query().Get("gitCommitID")
 	path := resourcePath(r)
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t := s.trees[commit]
-	if t == nil {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("commit %q not found", commit))
+	rp := s.repos[sc.Project]
+	if rp == nil {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("project %q not found", sc.Project))
 		return
 	}
-	if missing, ok := missingScope(t, sc); !ok {
-		writeError(w, http.StatusNotFound, missing+" not found")
+	b := rp.branches[branchName(sc)]
+	if b == nil {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("stage %q not found", sc.Stage))
 		return
 	}
-	meta := &models.Version{Version: commit, UpstreamURL: s.opts.UpstreamURL, Branch: sc.Stage}
-	if commit == Latest {
-		meta.Version = s.opts.LatestCommitID
+	if sc.Service != "" && b.head.services[sc.Service] == nil {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("service %q not found", sc.Service))
+		return
 	}
+	meta := &models.Version{Version: s.opts.LatestCommitID, UpstreamURL: s.opts.UpstreamURL, Branch: branchName(sc)}
 	if path == "" {
-		s.listLocked(w, r, t, sc, meta)
+		s.listLocked(w, r, b.head.files(sc), meta)
 		return
 	}
-	content, ok := t.files[sc][path]
+	t := b.head
+	if commitID != Latest {
+		c := rp.commits[commitID]
+		if c == nil {
+			// git cannot resolve the revision; the resource-service maps that error to no
+			// status of its own (handler/common.go OnAPIError): 500.
+			writeError(w, http.StatusInternalServerError, fmt.Sprintf("Internal server error (commit %q not found)", commitID))
+			return
+		}
+		t, meta.Version = c, commitID
+	}
+	content, ok := t.files(sc)[path]
 	if !ok {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("resource %q not found in %s", path, sc))
 		return
@@ -399,23 +526,9 @@ func (s *Server) getResource(w http.ResponseWriter, r *http.Request) {
 		ResourceContent: base64.StdEncoding.EncodeToString(content)})
 }
 
-// missingScope names the first level of sc that does not exist in t.
-func missingScope(t *tree, sc Scope) (string, bool) {
-	if !t.scopes[Scope{Project: sc.Project}] {
-		return fmt.Sprintf("project %q", sc.Project), false
-	}
-	if sc.Stage != "" && !t.scopes[Scope{Project: sc.Project, Stage: sc.Stage}] {
-		return fmt.Sprintf("stage %q", sc.Stage), false
-	}
-	if sc.Service != "" && !t.scopes[sc] {
-		return fmt.Sprintf("service %q", sc.Service), false
-	}
-	return "", true
-}
-
 // listLocked answers a resource list: URIs only (like Keptn), sorted, paged by an offset
 // carried in nextPageKey.
-func (s *Server) listLocked(w http.ResponseWriter, r *http.Request, t *tree, sc Scope, meta *models.Version) {
+func (s *Server) listLocked(w http.ResponseWriter, r *http.Request, files map[string][]byte, meta *models.Version) {
 	q := r.URL.Query()
 	size, err := atoiDefault(q.Get("pageSize"), DefaultPageSize)
 	if err != nil || size <= 0 {
@@ -427,8 +540,8 @@ func (s *Server) listLocked(w http.ResponseWriter, r *http.Request, t *tree, sc 
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid nextPageKey %q", q.Get("nextPageKey")))
 		return
 	}
-	paths := make([]string, 0, len(t.files[sc]))
-	for p := range t.files[sc] {
+	paths := make([]string, 0, len(files))
+	for p := range files {
 		paths = append(paths, p)
 	}
 	sort.Strings(paths)

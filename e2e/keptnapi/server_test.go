@@ -66,7 +66,9 @@ func TestGetResource(t *testing.T) {
 		{"unknown service", base + "/stage/dev/service/nope/resource/" + esc, "", "", 404, `service "nope" not found`},
 		{"unknown stage", base + "/stage/qa/resource/" + esc, "", "", 404, `stage "qa" not found`},
 		{"unknown project", "/resource-service/v1/project/other/resource/" + esc, "", "", 404, `project "other" not found`},
-		{"unknown commit", base + "/resource/" + esc + "?gitCommitID=zzz", "", "", 404, `commit "zzz" not found`},
+		{"stages are made before project files load", base + "/stage/prod/resource/" + esc, "", "", 404, `resource "job/config.yaml" not found`},
+		{"project level at a stage commit", base + "/resource/" + esc + "?gitCommitID=abc123", "", "", 404, `resource "job/config.yaml" not found`},
+		{"unknown commit", base + "/resource/" + esc + "?gitCommitID=zzz", "", "", 500, `commit "zzz" not found`},
 		{"file only in other commit", base + "/stage/dev/service/carts/resource/locust%2Fbasic.py?gitCommitID=abc123", "", "", 404, "not found"},
 		{"unknown endpoint", "/v1/project/sockshop", "", "", 404, "no such endpoint"},
 	}
@@ -92,6 +94,126 @@ func TestGetResource(t *testing.T) {
 			assert.True(t, strings.HasPrefix(*r.ResourceURI, "/"), *r.ResourceURI)
 		})
 	}
+}
+
+// resource GETs a resource (or a listing, for path "") and returns its content (URIs joined
+// by "," for a listing), metadata and status.
+func resource(t *testing.T, ts *httptest.Server, scope, path, commit string) (string, *models.Version, int) {
+	t.Helper()
+	u := scope + "/resource"
+	if path != "" {
+		u += "/" + url.QueryEscape(path)
+	}
+	if commit != "" {
+		u += "?gitCommitID=" + commit
+	}
+	status, body := get(t, ts, u, nil)
+	if status != 200 {
+		return string(body), nil, status
+	}
+	if path == "" {
+		var rs models.Resources
+		require.NoError(t, json.Unmarshal(body, &rs))
+		var uris []string
+		for _, r := range rs.Resources {
+			uris = append(uris, *r.ResourceURI)
+		}
+		return strings.Join(uris, ","), nil, status
+	}
+	var r models.Resource
+	require.NoError(t, json.Unmarshal(body, &r))
+	content, err := base64.StdEncoding.DecodeString(r.ResourceContent)
+	require.NoError(t, err)
+	return string(content), r.Metadata, status
+}
+
+// TestBranchModel: the resource-service keeps project resources on the default branch and
+// makes each stage's branch from it, so a stage branch holds the project files of the moment
+// it was made, and nothing added or edited on the default branch later.
+func TestBranchModel(t *testing.T) {
+	s := New(Options{Token: token, LatestCommitID: "head1"})
+	ts := httptest.NewServer(s.Handler())
+	t.Cleanup(ts.Close)
+	const (
+		proj  = "/resource-service/v1/project/p"
+		dev   = proj + "/stage/dev"
+		carts = dev + "/service/carts"
+		prod  = proj + "/stage/prod"
+	)
+	p := Scope{Project: "p"}
+	s.Put(Latest, p, "job/config.yaml", []byte("project v1"))
+	s.AddScope(Latest, Scope{"p", "dev", "carts"}) // dev's branch is made now
+	s.AddScope("c1", Scope{"p", "dev", "carts"})   // a commit on dev
+	s.Put(Latest, p, "job/config.yaml", []byte("project v2"))
+	s.Put(Latest, p, "later.txt", []byte("added after dev"))
+	s.AddScope(Latest, Scope{"p", "prod", ""}) // prod's branch is made from v2
+
+	tests := []struct {
+		name, scope, path, commit string
+		want                      string
+		wantStatus                int
+		wantBranch, wantVersion   string
+	}{
+		{"project level is the default branch's head", proj, "job/config.yaml", "", "project v2", 200, DefaultBranch, "head1"},
+		{"stage branch keeps the project file it was made with, as a stage resource", dev, "job/config.yaml", "", "project v1", 200, "dev", "head1"},
+		{"a project file added later is not on the stage branch", dev, "later.txt", "", "", 404, "", ""},
+		{"a stage made later starts from the default branch of then", prod, "job/config.yaml", "", "project v2", 200, "prod", "head1"},
+		{"project level at a stage commit reads that commit's tree", proj, "job/config.yaml", "c1", "project v1", 200, DefaultBranch, "c1"},
+		{"project level at a stage commit: files added later are missing", proj, "later.txt", "c1", "", 404, "", ""},
+		{"stage level at the commit", dev, "job/config.yaml", "c1", "project v1", 200, "dev", "c1"},
+		{"service at the commit has no files", carts, "job/config.yaml", "c1", "", 404, "", ""},
+		{"unknown commit: git cannot resolve it", dev, "job/config.yaml", "nope", "", 500, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, meta, status := resource(t, ts, tt.scope, tt.path, tt.commit)
+			require.Equal(t, tt.wantStatus, status, got)
+			if status != 200 {
+				return
+			}
+			assert.Equal(t, tt.want, got)
+			assert.Equal(t, tt.wantBranch, meta.Branch)
+			assert.Equal(t, tt.wantVersion, meta.Version)
+		})
+	}
+
+	t.Run("named commits are snapshots of their own", func(t *testing.T) {
+		s.Put("c1", Scope{"p", "dev", "carts"}, "at-c1.txt", []byte("c1"))
+		s.Put(Latest, Scope{"p", "dev", "carts"}, "at-head.txt", []byte("head"))
+		got, _, status := resource(t, ts, carts, "at-c1.txt", "c1")
+		assert.Equal(t, 200, status)
+		assert.Equal(t, "c1", got)
+		_, _, status = resource(t, ts, carts, "at-c1.txt", "")
+		assert.Equal(t, 404, status, "not on the head")
+		_, _, status = resource(t, ts, carts, "at-head.txt", "c1")
+		assert.Equal(t, 404, status, "not at c1")
+	})
+
+	t.Run("a listing is of the branch head, whatever the commit", func(t *testing.T) {
+		got, _, status := resource(t, ts, carts, "", "c1")
+		require.Equal(t, 200, status)
+		assert.Equal(t, "/at-head.txt", got)
+	})
+
+	t.Run("the service must exist on the branch head", func(t *testing.T) {
+		s.AddScope("c2", Scope{"p", "dev", ""})
+		got, _, status := resource(t, ts, dev+"/service/other", "x", "c2")
+		assert.Equal(t, 404, status)
+		assert.Contains(t, got, `service \"other\" not found`)
+	})
+
+	t.Run("Delete", func(t *testing.T) {
+		s.Delete(Latest, p, "job/config.yaml")
+		_, _, status := resource(t, ts, proj, "job/config.yaml", "")
+		assert.Equal(t, 404, status)
+		got, _, _ := resource(t, ts, dev, "job/config.yaml", "")
+		assert.Equal(t, "project v1", got, "the stage branch's copy stays")
+		s.Delete("c1", Scope{"p", "dev", ""}, "job/config.yaml")
+		_, _, status = resource(t, ts, dev, "job/config.yaml", "c1")
+		assert.Equal(t, 404, status)
+		s.Delete("nope", p, "x")                   // unknown commit: nothing to do
+		s.Delete(Latest, Scope{Project: "q"}, "x") // unknown project
+	})
 }
 
 func TestListResourcesPaging(t *testing.T) {
