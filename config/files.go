@@ -47,7 +47,7 @@ func CollectFiles(ctx context.Context, src Source, ref Ref, level Level, paths [
 			return nil, fmt.Errorf("listing directory %s: %w", p, err)
 		}
 		if len(names) == 0 {
-			return nil, fmt.Errorf("file or directory %s %w in %s resources%s", p, ErrNotFound, level, atCommit(ref))
+			return nil, fmt.Errorf("file or directory %s %w in %s resources%s", p, ErrNotFound, level, atCommit(ref.At(level)))
 		}
 		sort.Strings(names)
 		for _, n := range names {

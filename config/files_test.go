@@ -42,6 +42,8 @@ func TestCollectFiles(t *testing.T) {
 		{"level of the config only", LevelService, []string{"stage-only.txt"}, 0, nil,
 			"file or directory stage-only.txt not found in service resources at commit abc"},
 		{"stage level", LevelStage, []string{"/stage-only.txt"}, 0, map[string]string{"stage-only.txt": "stage"}, ""},
+		{"project level is the latest", LevelProject, []string{"nope.txt"}, 0, nil,
+			"file or directory nope.txt not found in project resources (latest)"},
 		{"missing", LevelService, []string{"locust/basic.py", "locust/x.py"}, 0, nil,
 			"file or directory locust/x.py not found in service resources at commit abc"},
 		{"exactly at limit", LevelService, []string{"locust"}, 9, map[string]string{"locust/basic.py": "basic", "locust/locust.conf": "conf"}, ""},

@@ -167,7 +167,7 @@ func (s *KeptnSource) Get(ctx context.Context, ref Ref, level Level, p string) (
 	}
 	p = strings.TrimPrefix(p, "/")
 	u := s.base + lp + "/" + url.PathEscape(p)
-	if q := commitQuery(ref).Encode(); q != "" {
+	if q := commitQuery(ref.At(level)).Encode(); q != "" {
 		u += "?" + q
 	}
 	var res models.Resource
@@ -199,7 +199,7 @@ func (s *KeptnSource) List(ctx context.Context, ref Ref, level Level, dir string
 	seen := map[string]bool{}
 	key := ""
 	for range maxPages {
-		q := commitQuery(ref)
+		q := commitQuery(ref.At(level))
 		q.Set("pageSize", strconv.Itoa(s.pageSize))
 		if key != "" {
 			q.Set("nextPageKey", key)

@@ -137,7 +137,12 @@ func TestKeptnSourceGetAndList(t *testing.T) {
 		"/api/resource-service" + projColl + "/job%2Fconfig.yaml",
 	}, []string{reqs[0].URL.EscapedPath(), reqs[1].URL.EscapedPath(), reqs[2].URL.EscapedPath()})
 	for _, r := range reqs {
-		assert.Equal(t, "abc123", r.URL.Query().Get("gitCommitID"), "commit at every level: %s", r.URL)
+		want := "abc123"
+		if strings.HasPrefix(r.URL.EscapedPath(), "/api/resource-service"+projColl) {
+			want = "" // the project level is always read at its latest
+		}
+		assert.Equal(t, want, r.URL.Query().Get("gitCommitID"), r.URL.String())
+		assert.Equal(t, want != "", r.URL.Query().Has("gitCommitID"), r.URL.String())
 		assert.Equal(t, "secret-token", r.Header.Get("x-token"))
 	}
 
@@ -180,6 +185,61 @@ func TestKeptnSourceGetAndList(t *testing.T) {
 	require.Error(t, err)
 	assert.NotErrorIs(t, err, ErrNotFound)
 	assert.Contains(t, err.Error(), "HTTP 401")
+}
+
+// TestKeptnSourceProjectLevelLatest: Keptn keeps project resources on the default branch,
+// which an event's commit (a stage branch's) does not show as it is now, so the project
+// level's config and files are requested without gitCommitID; the stage and service levels
+// carry it.
+func TestKeptnSourceProjectLevelLatest(t *testing.T) {
+	fake := &fakeResourceService{resources: map[string]map[string]string{
+		svcColl:   {"/scripts/svc.sh": "svc"},
+		stageColl: {"/scripts/stage.sh": "stage"},
+		projColl:  {"/job/config.yaml": minimalConfig, "/scripts/a.sh": "a", "/scripts/b.sh": "b", "/one.txt": "1"},
+	}}
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	src, err := NewKeptnSource(srv.URL+"/api/resource-service", nil)
+	require.NoError(t, err)
+	ctx := context.Background()
+	ref := Ref{Project: "sockshop", Stage: "dev", Service: "carts", CommitID: "c1"}
+
+	// commits maps each level's requests to the gitCommitID values they carried.
+	commits := func(from int) map[string][]string {
+		out := map[string][]string{}
+		for _, r := range fake.reqs()[from:] {
+			p := strings.TrimPrefix(r.URL.EscapedPath(), "/api/resource-service")
+			level := "project"
+			if strings.HasPrefix(p, svcColl) {
+				level = "service"
+			} else if strings.HasPrefix(p, stageColl) {
+				level = "stage"
+			}
+			out[level] = append(out[level], r.URL.Query().Get("gitCommitID"))
+		}
+		return out
+	}
+
+	ld, err := NewLoader(src).Load(ctx, ref)
+	require.NoError(t, err)
+	assert.Equal(t, LevelProject, ld.Level)
+	assert.Equal(t, map[string][]string{"service": {"c1"}, "stage": {"c1"}, "project": {""}}, commits(0))
+
+	for _, tt := range []struct {
+		level Level
+		paths []string
+		want  map[string][]string
+	}{
+		{LevelProject, []string{"one.txt", "scripts"}, map[string][]string{"project": {"", "", "", "", ""}}}, // get, get, list, get, get
+		{LevelStage, []string{"scripts"}, map[string][]string{"stage": {"c1", "c1", "c1"}}},
+		{LevelService, []string{"scripts/svc.sh"}, map[string][]string{"service": {"c1"}}},
+	} {
+		before := len(fake.reqs())
+		files, err := CollectFiles(ctx, src, ref, tt.level, tt.paths, 0)
+		require.NoError(t, err, tt.level)
+		assert.NotEmpty(t, files)
+		assert.Equal(t, tt.want, commits(before), "%s level files", tt.level)
+	}
 }
 
 func TestNewKeptnSourceBadURL(t *testing.T) {

@@ -26,8 +26,8 @@ type Loaded struct {
 
 // Loader finds job/config.yaml at the service, stage, then project level and
 // caches parsed results. Configs read at a commit never change and are kept
-// (up to a bounded number); configs read without a commit ("latest") expire
-// after a short TTL.
+// (up to a bounded number); configs read without a commit ("latest"), which
+// includes every project-level config (Ref.At), expire after a short TTL.
 type Loader struct {
 	src       Source
 	now       func() time.Time
@@ -151,7 +151,7 @@ func (l *Loader) store(ref Ref, ld *Loaded) {
 		return
 	}
 	var expires time.Time
-	if ref.CommitID == "" {
+	if ref.At(ld.Level).CommitID == "" {
 		if l.latestTTL <= 0 {
 			return
 		}
@@ -187,9 +187,9 @@ func (l *Loader) load(ctx context.Context, ref Ref) (*Loaded, error) {
 		}
 		return loaded, nil
 	}
-	return nil, fmt.Errorf("%s %w at service (%s), stage (%s) or project (%s) level%s",
-		ConfigPath, ErrNotFound, describeRef(ref, LevelService), describeRef(ref, LevelStage),
-		describeRef(ref, LevelProject), atCommit(ref))
+	return nil, fmt.Errorf("%s %w at service (%s) or stage (%s) level%s, or at project (%s) level%s",
+		ConfigPath, ErrNotFound, describeRef(ref, LevelService), describeRef(ref, LevelStage), atCommit(ref),
+		describeRef(ref, LevelProject), atCommit(ref.At(LevelProject)))
 }
 
 // NewLoaded parses raw as found at level; recovery uses it to rebuild what a load returned.

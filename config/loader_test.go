@@ -73,7 +73,7 @@ func TestLoaderLevels(t *testing.T) {
 			LevelProject: {ConfigPath: minimalConfig},
 		}, LevelProject, nil, nil},
 		{"not found", nil, 0, ErrNotFound,
-			[]string{"service (sockshop/dev/carts)", "stage (sockshop/dev)", "project (sockshop)", "at commit c1"}},
+			[]string{"at service (sockshop/dev/carts) or stage (sockshop/dev) level at commit c1, or at project (sockshop) level (latest)"}},
 		{"invalid at stage", map[Level]map[string]string{
 			LevelStage: {ConfigPath: "apiVersion: v2\nactions:\n  - name: a\n    bogus: 1\n"},
 		}, 0, ErrInvalid, []string{"job/config.yaml at stage level (sockshop/dev)", `line 4: unknown field "bogus"`}},
@@ -151,6 +151,30 @@ func TestLoaderCache(t *testing.T) {
 	_, err = l2.Load(ctx, missing)
 	require.ErrorIs(t, err, ErrNotFound)
 	assert.EqualValues(t, 6, src2.gets.Load())
+}
+
+// TestLoaderCacheProjectLevel: a project-level config is its latest version whatever the
+// event's commit, so it expires like a config read without a commit.
+func TestLoaderCacheProjectLevel(t *testing.T) {
+	now := time.Unix(1000, 0)
+	src := &memSource{files: map[Level]map[string]string{LevelProject: {ConfigPath: minimalConfig}}}
+	l := NewLoader(src, WithClock(func() time.Time { return now }), WithCommitlessTTL(10*time.Second))
+	ref := Ref{Project: "p", Stage: "s", Service: "x", CommitID: "c1"}
+	first, err := l.Load(context.Background(), ref)
+	require.NoError(t, err)
+	require.EqualValues(t, 3, src.gets.Load(), "service, stage, project")
+
+	now = now.Add(9 * time.Second)
+	ld, err := l.Load(context.Background(), ref)
+	require.NoError(t, err)
+	assert.Same(t, first, ld)
+	assert.EqualValues(t, 3, src.gets.Load())
+
+	now = now.Add(time.Second)
+	ld, err = l.Load(context.Background(), ref)
+	require.NoError(t, err)
+	assert.NotSame(t, first, ld)
+	assert.EqualValues(t, 6, src.gets.Load())
 }
 
 func TestLoaderCoalescesConcurrentLoads(t *testing.T) {
