@@ -432,10 +432,22 @@ actions:
       - name: "sh.keptn.event.deployment.triggered"
     tasks:
       - {name: "q", image: "alpine", cmd: [sh, -c, "echo quiet"]}
+  - name: "After deployment"
+    events:
+      - name: "sh.keptn.event.deployment.finished"
+    tasks:
+      - {name: "after", image: "alpine", cmd: [sh, -c, "echo after deployment"]}
+  - name: "After deployment, quietly"
+    silent: true
+    events:
+      - name: "sh.keptn.event.deployment.finished"
+    tasks:
+      - {name: "after-quietly", image: "busybox", cmd: [sh, -c, "echo after deployment, quietly"]}
 `
 
 // TestFeatureActions: two matching actions both run and are reported in one .finished; a
-// silent action sends no events at all but its Job still runs to completion.
+// silent action sends no events at all but its Job still runs to completion; an event that is
+// not .triggered runs every matching action, silent or not, and is answered with nothing.
 func TestFeatureActions(t *testing.T) {
 	t.Parallel()
 	ns := namespace(t)
@@ -477,6 +489,19 @@ func TestFeatureActions(t *testing.T) {
 				MatchString(svc.logs.String())
 		}, 30*time.Second, 200*time.Millisecond)
 		assert.Empty(t, eventsOf(api, ev), "a silent action sends no events")
+	})
+
+	t.Run("not .triggered", func(t *testing.T) {
+		ev := triggered(t, "sh.keptn.event.deployment.finished", nil)
+		r := sendStructured(t, svc.URL, ev)
+		require.Less(t, r.Status, 300, string(r.Body))
+		assert.Empty(t, r.Body, "no .started in the reply")
+		require.Eventually(t, func() bool {
+			jobs := jobsOf(t, ns, ev)
+			return len(jobs) == 2 && jobs[0].Status.Succeeded == 1 && jobs[1].Status.Succeeded == 1
+		}, finishTimeout, 500*time.Millisecond, "both matching actions' Jobs complete")
+		waitIdle(t, svc)
+		assert.Empty(t, eventsOf(api, ev), "there is no .triggered to answer, not even for the non-silent action")
 	})
 }
 

@@ -194,6 +194,13 @@ func TestFlow(t *testing.T) {
 			notMessage:  []string{"verify"},
 		},
 		{
+			name: "a missing task file fails its action and the event", config: strings.Replace(flowConfig, "scripts/run.sh]", "scripts/missing.sh]", 1),
+			wantTypes: []string{"sh.keptn.event.deployment.started", "sh.keptn.event.deployment.finished"}, wantStatus: "errored",
+			wantJobs:    []string{"notify", "audit"},
+			wantMessage: []string{"Task 'prepare' failed: FilesUnavailable: file or directory scripts/missing.sh not found", "Task 'notify' finished successfully!"},
+			notMessage:  []string{"apply", "verify"},
+		},
+		{
 			name: "missing config: error log only", noConfig: true,
 			wantTypes: []string{"sh.keptn.log.error"},
 		},
