@@ -9,6 +9,8 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"regexp"
 	"strings"
 	"testing"
@@ -430,10 +432,22 @@ actions:
       - name: "sh.keptn.event.deployment.triggered"
     tasks:
       - {name: "q", image: "alpine", cmd: [sh, -c, "echo quiet"]}
+  - name: "After deployment"
+    events:
+      - name: "sh.keptn.event.deployment.finished"
+    tasks:
+      - {name: "after", image: "alpine", cmd: [sh, -c, "echo after deployment"]}
+  - name: "After deployment, quietly"
+    silent: true
+    events:
+      - name: "sh.keptn.event.deployment.finished"
+    tasks:
+      - {name: "after-quietly", image: "busybox", cmd: [sh, -c, "echo after deployment, quietly"]}
 `
 
 // TestFeatureActions: two matching actions both run and are reported in one .finished; a
-// silent action sends no events at all but its Job still runs to completion.
+// silent action sends no events at all but its Job still runs to completion; an event that is
+// not .triggered runs every matching action, silent or not, and is answered with nothing.
 func TestFeatureActions(t *testing.T) {
 	t.Parallel()
 	ns := namespace(t)
@@ -475,6 +489,19 @@ func TestFeatureActions(t *testing.T) {
 				MatchString(svc.logs.String())
 		}, 30*time.Second, 200*time.Millisecond)
 		assert.Empty(t, eventsOf(api, ev), "a silent action sends no events")
+	})
+
+	t.Run("not .triggered", func(t *testing.T) {
+		ev := triggered(t, "sh.keptn.event.deployment.finished", nil)
+		r := sendStructured(t, svc.URL, ev)
+		require.Less(t, r.Status, 300, string(r.Body))
+		assert.Empty(t, r.Body, "no .started in the reply")
+		require.Eventually(t, func() bool {
+			jobs := jobsOf(t, ns, ev)
+			return len(jobs) == 2 && jobs[0].Status.Succeeded == 1 && jobs[1].Status.Succeeded == 1
+		}, finishTimeout, 500*time.Millisecond, "both matching actions' Jobs complete")
+		waitIdle(t, svc)
+		assert.Empty(t, eventsOf(api, ev), "there is no .triggered to answer, not even for the non-silent action")
 	})
 }
 
@@ -636,6 +663,88 @@ func TestFeatureMissingConfig(t *testing.T) {
 		assert.Contains(t, msg, "job/config.yaml")
 		assert.Contains(t, msg, "not found")
 		assert.NotContains(t, eventsOf(api, ev), "sh.keptn.log.error")
+		assert.Empty(t, jobsOf(t, ns, ev))
+	})
+}
+
+// waitIdle waits until svc has no accepted event left unfinished (jes_events_in_flight 0).
+// An event's worker sends everything it will ever send, retries included, before it ends, so
+// after a delivery's reply this is the point past which nothing more can arrive for it.
+func waitIdle(t *testing.T, svc *service) {
+	t.Helper()
+	var last string
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(svc.URL + "metrics")
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		last = string(b)
+		return regexp.MustCompile(`(?m)^jes_events_in_flight 0$`).Match(b)
+	}, finishTimeout, 200*time.Millisecond, "service still busy; /metrics:\n%s", last)
+}
+
+// invalidConfig has an unknown field on line 7; it is the project's only config, as the chart
+// subscribes the service to other services' tasks too (evaluation, approval, release).
+const invalidConfig = `apiVersion: v2
+actions:
+  - name: "Test"
+    events: [{name: "sh.keptn.event.test.triggered"}]
+    tasks:
+      - name: "t"
+        imagePulPolicy: Always
+        image: "alpine"
+`
+
+// TestFeatureInvalidConfig: a config that does not parse or validate is treated like a missing
+// one. Another service's task (evaluation) gets no .started and no .finished from this
+// service, only a sh.keptn.log.error naming the line; with ALWAYS_SEND_FINISHED_EVENT=true
+// .started and an errored .finished carry the same reason.
+func TestFeatureInvalidConfig(t *testing.T) {
+	t.Parallel()
+	ns := namespace(t)
+	api := keptnAPI(t, invalidConfig)
+	const reason = `line 7: unknown field "imagePulPolicy"`
+
+	t.Run("default", func(t *testing.T) {
+		svc := startService(t, api, ns, nil)
+		ev := triggered(t, "sh.keptn.event.evaluation.triggered", nil)
+		r := sendBinary(t, svc.URL, ev)
+		require.Less(t, r.Status, 300, string(r.Body))
+		typ, _, _ := startedFrom(t, r)
+		assert.Empty(t, typ, "no .started in the reply")
+		waitIdle(t, svc)
+		require.Equal(t, []string{"sh.keptn.log.error"}, eventsOf(api, ev), "only a log.error, the evaluation is not ours to fail")
+		logErr := waitEvent(t, api, ev, "sh.keptn.log.error", time.Second)
+		msg := dataString(logErr, "message")
+		assert.Contains(t, msg, "invalid job config")
+		assert.Contains(t, msg, reason)
+		assert.Equal(t, "evaluation", dataString(logErr, "task"))
+		assert.Equal(t, ev.ID(), logErr.Triggeredid)
+		assert.Empty(t, jobsOf(t, ns, ev))
+	})
+
+	t.Run("ALWAYS_SEND_FINISHED_EVENT", func(t *testing.T) {
+		svc := startService(t, api, ns, map[string]string{"ALWAYS_SEND_FINISHED_EVENT": "true"})
+		ev := triggered(t, "sh.keptn.event.evaluation.triggered", nil)
+		started, err := sendSDK(t, svc.URL, ev)
+		require.NoError(t, err)
+		require.NotNil(t, started)
+		assert.Equal(t, "sh.keptn.event.evaluation.started", started.Type())
+		waitIdle(t, svc)
+		require.Equal(t, []string{"sh.keptn.event.evaluation.started", "sh.keptn.event.evaluation.finished"}, eventsOf(api, ev))
+		fin := waitEvent(t, api, ev, "sh.keptn.event.evaluation.finished", time.Second)
+		msg := dataString(fin, "message")
+		assert.Equal(t, "errored", dataString(fin, "status"), msg)
+		assert.Equal(t, "fail", dataString(fin, "result"), msg)
+		assert.Equal(t, ev.ID(), fin.Triggeredid)
+		assert.Contains(t, msg, reason)
 		assert.Empty(t, jobsOf(t, ns, ev))
 	})
 }

@@ -171,6 +171,7 @@ func TestFlow(t *testing.T) {
 		name        string
 		fail        map[string]bool
 		noConfig    bool
+		config      string // instead of flowConfig
 		opts        lifecycle.Options
 		wantTypes   []string
 		wantStatus  string
@@ -193,6 +194,13 @@ func TestFlow(t *testing.T) {
 			notMessage:  []string{"verify"},
 		},
 		{
+			name: "a missing task file fails its action and the event", config: strings.Replace(flowConfig, "scripts/run.sh]", "scripts/missing.sh]", 1),
+			wantTypes: []string{"sh.keptn.event.deployment.started", "sh.keptn.event.deployment.finished"}, wantStatus: "errored",
+			wantJobs:    []string{"notify", "audit"},
+			wantMessage: []string{"Task 'prepare' failed: FilesUnavailable: file or directory scripts/missing.sh not found", "Task 'notify' finished successfully!"},
+			notMessage:  []string{"apply", "verify"},
+		},
+		{
 			name: "missing config: error log only", noConfig: true,
 			wantTypes: []string{"sh.keptn.log.error"},
 		},
@@ -201,13 +209,28 @@ func TestFlow(t *testing.T) {
 			wantTypes: []string{"sh.keptn.event.deployment.started", "sh.keptn.event.deployment.finished"}, wantStatus: "errored",
 			wantMessage: []string{"job/config.yaml"},
 		},
+		{
+			name: "invalid config: error log only, naming the line", config: strings.Replace(flowConfig, "files: [scripts/run.sh]", "imagePulPolicy: Always", 1),
+			wantTypes:   []string{"sh.keptn.log.error"},
+			wantMessage: []string{"invalid job config: job/config.yaml at service level (sockshop/dev/carts)", `line 8: unknown field "imagePulPolicy"`},
+		},
+		{
+			name: "invalid config with ALWAYS_SEND_FINISHED_EVENT", config: strings.Replace(flowConfig, "files: [scripts/run.sh]", "imagePulPolicy: Always", 1),
+			opts:      lifecycle.Options{AlwaysSendFinished: true},
+			wantTypes: []string{"sh.keptn.event.deployment.started", "sh.keptn.event.deployment.finished"}, wantStatus: "errored",
+			wantMessage: []string{`line 8: unknown field "imagePulPolicy"`},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFlow(t, tc.fail, tc.opts)
 			svc := keptnapi.Scope{Project: "sockshop", Stage: "dev", Service: "carts"}
 			if !tc.noConfig {
-				f.keptn.Put("c1", svc, "job/config.yaml", []byte(flowConfig))
+				cfg := flowConfig
+				if tc.config != "" {
+					cfg = tc.config
+				}
+				f.keptn.Put("c1", svc, "job/config.yaml", []byte(cfg))
 				f.keptn.Put("c1", svc, "scripts/run.sh", []byte("echo hi\n"))
 			} else {
 				f.keptn.AddScope("c1", svc)
@@ -236,11 +259,10 @@ func TestFlow(t *testing.T) {
 				ran = append(ran, j.Annotations[jobs.AnnotationTaskName])
 			}
 			assert.ElementsMatch(t, tc.wantJobs, ran)
-			if tc.wantStatus == "" {
-				return
-			}
 			d := f.events(t)[len(f.events(t))-1].DataMap()
-			assert.Equal(t, tc.wantStatus, d["status"])
+			if tc.wantStatus != "" {
+				assert.Equal(t, tc.wantStatus, d["status"])
+			}
 			for _, m := range tc.wantMessage {
 				assert.Contains(t, d["message"], m)
 			}

@@ -80,8 +80,8 @@ type Options struct {
 	// Instance is this process's owner name on event records (the pod name).
 	Instance string
 	Settings jobs.Settings
-	// AlwaysSendFinished answers a .triggered event whose config is missing with .started and an
-	// errored .finished, not only a log.error (ALWAYS_SEND_FINISHED_EVENT).
+	// AlwaysSendFinished answers a .triggered event whose config is missing or invalid with
+	// .started and an errored .finished instead of a log.error (ALWAYS_SEND_FINISHED_EVENT).
 	AlwaysSendFinished bool
 	// StartedViaSink also sends .started through the Sender (Keptn API, distributor). Knative
 	// deployments leave it off: the HTTP reply already carries .started to the broker.

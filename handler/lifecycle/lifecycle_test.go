@@ -24,6 +24,9 @@ func newProcessor(loader lifecycle.ConfigLoader, runner lifecycle.TaskRunner, se
 	return lifecycle.New(context.Background(), lifecycle.Deps{Loader: loader, Runner: runner, Sender: sender}, opts)
 }
 
+// invalidConfig has an unknown field on line 4.
+const invalidConfig = "apiVersion: v2\nactions:\n  - name: x\n    bogus: 1\n"
+
 func TestLifecycle(t *testing.T) {
 	tests := []struct {
 		name        string
@@ -96,10 +99,23 @@ func TestLifecycle(t *testing.T) {
 			wantEvents: []string{"sh.keptn.event.test.finished"}, wantStatus: "errored", wantMessage: []string{"not found"},
 		},
 		{
-			name: "invalid config gives an errored finished", loader: lct.Loader{YAML: "apiVersion: v2\nactions:\n  - name: x\n    bogus: 1\n"},
-			eventType: "sh.keptn.event.test.triggered", wantReply: true, wantEvents: []string{"sh.keptn.event.test.finished"},
-			wantStatus: "errored", wantMessage: []string{"invalid job config", "bogus"},
-			notMessage: []string{"invalid job config: invalid job config"},
+			// Another service's task: an invalid config must not fail it.
+			name: "invalid config sends an error log", loader: lct.Loader{YAML: invalidConfig},
+			eventType: "sh.keptn.event.evaluation.triggered", wantEvents: []string{"sh.keptn.log.error"},
+			wantMessage: []string{"invalid job config", `line 4: unknown field "bogus"`},
+			notMessage:  []string{"invalid job config: invalid job config"},
+			check:       func(t *testing.T, d map[string]any) { assert.Equal(t, "evaluation", d["task"]) },
+		},
+		{
+			name: "unparsable config sends an error log", loader: lct.Loader{YAML: "apiVersion: [v2\n"},
+			eventType: "sh.keptn.event.test.triggered", wantEvents: []string{"sh.keptn.log.error"},
+			wantMessage: []string{"invalid job config", "cannot parse config", "line"},
+		},
+		{
+			name: "invalid config with ALWAYS_SEND_FINISHED_EVENT", loader: lct.Loader{YAML: invalidConfig},
+			opts: lifecycle.Options{AlwaysSendFinished: true}, eventType: "sh.keptn.event.test.triggered", wantReply: true,
+			wantEvents: []string{"sh.keptn.event.test.finished"}, wantStatus: "errored",
+			wantMessage: []string{"invalid job config", `line 4: unknown field "bogus"`},
 		},
 		{
 			name: "forbidden image: no Job at all", loader: lct.Loader{YAML: lct.ForbiddenImage}, opts: lifecycle.Options{Settings: jobs.Settings{AllowedImages: []string{"docker.io/library/*"}}},

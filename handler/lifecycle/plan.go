@@ -23,7 +23,8 @@ const (
 	runActions
 	// alreadyAccepted: an event record exists; whoever owns it runs the event.
 	alreadyAccepted
-	// reportProblem: the config is missing or invalid; Keptn is told so.
+	// reportProblem: the config is missing or invalid; Keptn is told so (a log.error, or
+	// .started and an errored .finished with ALWAYS_SEND_FINISHED_EVENT).
 	reportProblem
 )
 
@@ -59,7 +60,8 @@ func (pl *plan) reply() *cloudevents.Event {
 
 // plan looks up the event's job config and matches its actions. A config source that cannot
 // be reached is an error (the delivery may succeed later); a missing or invalid config is a
-// problem to report, since delivering again would fail the same way.
+// problem to report, since delivering again would fail the same way. Only a matched action
+// makes a task ours: its refusal (image, policy, files) fails the event in execute.
 func (p *Processor) plan(ctx context.Context, in *keptn.Incoming, log *zap.Logger) (*plan, error) {
 	pl := &plan{in: in, log: log}
 	loaded, err := p.deps.Loader.Load(ctx, in.ConfigRef())
@@ -69,22 +71,20 @@ func (p *Processor) plan(ctx context.Context, in *keptn.Incoming, log *zap.Logge
 			err = fmt.Errorf("%w: %v", config.ErrInvalid, err)
 		}
 	}
-	triggered := keptn.IsTriggered(in.Event.Type())
 	switch {
-	case errors.Is(err, config.ErrNotFound):
-		p.deps.Metrics.event("config_error")
-		log.Warn("no job config found", zap.Error(err))
-		pl.reportProblem(fmt.Sprintf("job-executor-service: %v", err), triggered && p.opts.AlwaysSendFinished)
-		return pl, nil
-	case err != nil && !errors.Is(err, config.ErrInvalid):
+	case err != nil && !errors.Is(err, config.ErrNotFound) && !errors.Is(err, config.ErrInvalid):
 		p.deps.Metrics.event("config_error")
 		log.Error("reading job config failed", zap.Error(err))
 		return nil, unavailable(err)
 	case err != nil:
+		// A config we cannot use says nothing about which tasks are ours: the chart subscribes
+		// to other services' tasks too, so answering them with an errored .finished would fail
+		// an evaluation or approval that is not ours. Like a missing config (and like the
+		// original), tell the Bridge with a log.error unless .finished is asked for.
 		p.deps.Metrics.event("config_error")
-		log.Warn("invalid job config", zap.Error(err))
-		// err starts with config.ErrInvalid ("invalid job config"): do not say it twice.
-		pl.reportProblem(fmt.Sprintf("job-executor-service: %v", err), triggered)
+		log.Warn("no usable job config", zap.Error(err))
+		// An invalid config's err starts with "invalid job config": the message says it once.
+		pl.reportProblem(fmt.Sprintf("job-executor-service: %v", err), keptn.IsTriggered(in.Event.Type()) && p.opts.AlwaysSendFinished)
 		return pl, nil
 	case len(actions) == 0:
 		p.deps.Metrics.event("ignored")
