@@ -3,6 +3,7 @@ package sink
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -176,4 +178,52 @@ func TestHTTPKeepsTokenOnKeptnHost(t *testing.T) {
 	}
 	assert.Zero(t, sawToken.Load(), "the other host saw the Keptn token")
 	assert.Zero(t, otherCalls.Load())
+}
+
+// TestMetricsLabelledByKind: a wildcard action ("sh.keptn.event.*.triggered") answers every
+// task type with its own .started and .finished; the delivery metrics must not grow a series
+// per type, only one per kind (started, finished, error).
+func TestMetricsLabelledByKind(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if calls.Add(1)%2 == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable) // every event is retried once
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer srv.Close()
+	reg := prometheus.NewRegistry()
+	s, err := NewHTTP(srv.URL, HTTPOptions{Retry: fastRetry, Metrics: NewMetrics(reg)})
+	require.NoError(t, err)
+	var types []string
+	for i := range 20 {
+		task := fmt.Sprintf("task%d", i)
+		types = append(types, "sh.keptn.event."+task+".started", "sh.keptn.event."+task+".finished")
+	}
+	types = append(types, "sh.keptn.log.error")
+	for _, typ := range types {
+		e := testEvent()
+		e.SetType(typ)
+		require.NoError(t, s.Send(context.Background(), e))
+	}
+
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	kinds := map[string]map[string]float64{} // metric -> kind -> count
+	for _, mf := range families {
+		kinds[mf.GetName()] = map[string]float64{}
+		assert.LessOrEqual(t, len(mf.GetMetric()), 3, "%s: one series per kind (all deliveries succeeded)", mf.GetName())
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			assert.NotContains(t, labels, "type", mf.GetName())
+			kinds[mf.GetName()][labels["kind"]] += m.GetCounter().GetValue()
+		}
+	}
+	want := map[string]float64{"started": 20, "finished": 20, "error": 1}
+	assert.Equal(t, want, kinds["jes_outgoing_events_total"])
+	assert.Equal(t, want, kinds["jes_outgoing_event_retries_total"])
 }
