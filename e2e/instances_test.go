@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/keptn-contrib/job-executor-service/jobs"
@@ -68,16 +69,15 @@ func TestRecordClaimRace(t *testing.T) {
 	require.NoError(t, err)
 	client, err := kubernetes.NewForConfig(cfg)
 	require.NoError(t, err)
+	meta, err := metadata.NewForConfig(cfg)
+	require.NoError(t, err)
 	ctx := context.Background()
-	dead := records.New(client, ns, "dead-instance", nil) // never renews a lease
+	dead := records.New(client, meta, ns, "dead-instance", nil) // never renews a lease
 	_, err = dead.Create(ctx, records.Record{Name: jobs.RecordName("race", "1"), Event: []byte("{}"), Level: "service"})
 	require.NoError(t, err)
 
-	b, c := records.New(client, ns, "instance-b", nil), records.New(client, ns, "instance-c", nil)
-	recsB, err := b.Unfinished(ctx)
-	require.NoError(t, err)
-	recsC, err := c.Unfinished(ctx)
-	require.NoError(t, err)
+	b, c := records.New(client, meta, ns, "instance-b", nil), records.New(client, meta, ns, "instance-c", nil)
+	recsB, recsC := unfinished(t, b), unfinished(t, c)
 	require.Len(t, recsB, 1)
 	require.Len(t, recsC, 1)
 
@@ -87,10 +87,17 @@ func TestRecordClaimRace(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, wonB)
 	assert.False(t, wonC, "only one instance may win a record")
-	now, err := c.Unfinished(ctx)
-	require.NoError(t, err)
+	now := unfinished(t, c)
 	assert.Equal(t, "instance-b", now[0].Owner)
 	assert.True(t, strings.HasPrefix(now[0].Name, "jes-"))
+}
+
+// unfinished collects what s.Unfinished lists.
+func unfinished(t *testing.T, s *records.Store) []records.Record {
+	t.Helper()
+	var out []records.Record
+	require.NoError(t, s.Unfinished(context.Background(), func(r records.Record) error { out = append(out, r); return nil }))
+	return out
 }
 
 func merge(ms ...map[string]string) map[string]string {

@@ -59,7 +59,8 @@ func TestRecordPlantedNotResumed(t *testing.T) {
 	raw2, err := json.Marshal(ev2)
 	require.NoError(t, err)
 	forged := jobs.RecordName(ev2.Source(), ev2.ID())
-	_, err = records.New(client, ns, "gone-instance", []byte("not-the-services-key-0123456789abcdef")).
+	// A store that only creates needs no metadata client.
+	_, err = records.New(client, nil, ns, "gone-instance", []byte("not-the-services-key-0123456789abcdef")).
 		Create(ctx, records.Record{Name: forged, Event: raw2, Config: []byte(relConfig("echo forged-ran")), Level: "service"})
 	require.NoError(t, err)
 	before := map[string]corev1.ConfigMap{}

@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/keptn-contrib/job-executor-service/config"
@@ -61,7 +62,7 @@ func serve() error {
 	}
 	defer func() { _ = log.Sync() }()
 
-	kube, err := kubeClient()
+	kube, kubeMeta, err := kubeClients()
 	if err != nil {
 		return err
 	}
@@ -84,7 +85,7 @@ func serve() error {
 	defer cancel()
 	runner := run.New(kube, log, run.Options{MaxLogBytes: e.MaxTaskLogBytes, FailFastAfter: e.FailFastAfter})
 	defer runner.Watcher().Stop()
-	store := records.New(kube, e.Settings.Namespace, e.Instance, e.RecordSigningKey).WithLeaseDuration(e.InstanceLease)
+	store := records.New(kube, kubeMeta, e.Settings.Namespace, e.Instance, e.RecordSigningKey).WithLeaseDuration(e.InstanceLease)
 	if !store.Signed() {
 		log.Warn("RECORD_SIGNING_KEY is not set: event records are unsigned and crash recovery resumes any record in the job namespace, "+
 			"so whoever can create ConfigMaps there can make this service run containers; the Helm chart and the Knative manifests set a key",
@@ -208,15 +209,24 @@ func newLogger(level string) (*zap.Logger, error) {
 	return cfg.Build()
 }
 
-// kubeClient uses KUBECONFIG (or ~/.kube/config) when present, the in-cluster config otherwise.
-func kubeClient() (kubernetes.Interface, error) {
+// kubeClients use KUBECONFIG (or ~/.kube/config) when present, the in-cluster config
+// otherwise: the typed client, and the metadata client that lists event records without their data.
+func kubeClients() (kubernetes.Interface, metadata.Interface, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes config (in-cluster or KUBECONFIG): %w", err)
+		return nil, nil, fmt.Errorf("kubernetes config (in-cluster or KUBECONFIG): %w", err)
 	}
 	cfg.UserAgent = keptn.Source
-	return kubernetes.NewForConfig(cfg)
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	meta, err := metadata.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return kube, meta, nil
 }
 
 func configSource(e *env, keptnTr http.RoundTripper) (config.Source, error) {

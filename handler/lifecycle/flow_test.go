@@ -23,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/keptn-contrib/job-executor-service/config"
 	"github.com/keptn-contrib/job-executor-service/e2e/keptnapi"
@@ -33,6 +34,7 @@ import (
 	"github.com/keptn-contrib/job-executor-service/handler/sink"
 	"github.com/keptn-contrib/job-executor-service/jobs"
 	"github.com/keptn-contrib/job-executor-service/jobs/records"
+	"github.com/keptn-contrib/job-executor-service/jobs/records/recordstest"
 	"github.com/keptn-contrib/job-executor-service/jobs/run"
 )
 
@@ -69,6 +71,7 @@ var flowKey = []byte("flow-test-signing-key-0123456789abcdef")
 type flowEnv struct {
 	keptn  *keptnapi.Server
 	client *fake.Clientset
+	meta   *recordstest.Metadata // metadata view of client, for listing records
 	proc   *lifecycle.Processor
 	url    string
 
@@ -105,9 +108,9 @@ func newFlow(t *testing.T, fail map[string]bool, opts lifecycle.Options) *flowEn
 	opts.Instance = "test-instance"
 	deps := lifecycle.Deps{
 		Loader: loader, Files: files, Runner: runner, Sender: sender, Log: zap.NewNop(),
-		Records: records.New(client, "keptn", "test-instance", flowKey),
 	}
-	f := &flowEnv{keptn: api, client: client, deps: deps, opts: opts}
+	f := &flowEnv{keptn: api, client: client, meta: recordstest.NewMetadata(client), deps: deps, opts: opts}
+	f.deps.Records = f.store("test-instance", flowKey)
 	f.restart(t)
 	return f
 }
@@ -304,6 +307,51 @@ func (f *flowEnv) deployment(t *testing.T) cloudevents.Event {
 	return in
 }
 
+// store is the event record store of the service instance named instance, in the flow's
+// cluster, signing with key.
+func (f *flowEnv) store(instance string, key []byte) *records.Store {
+	return records.New(f.client, f.meta, "keptn", instance, key)
+}
+
+// record stores an unfinished event record of e, matched against flowConfig, as instance.
+func (f *flowEnv) record(t *testing.T, instance string, e cloudevents.Event) string {
+	t.Helper()
+	in, err := keptn.Decode(e)
+	require.NoError(t, err)
+	_, err = f.store(instance, flowKey).Create(context.Background(), records.Record{Name: in.RecordName(), Event: in.Raw, Config: []byte(flowConfig), Level: "service"})
+	require.NoError(t, err)
+	return in.RecordName()
+}
+
+// liveLease makes instance alive: it renewed its Lease just now.
+func (f *flowEnv) liveLease(t *testing.T, instance string) {
+	t.Helper()
+	now, secs := metav1.NewMicroTime(time.Now()), int32(30)
+	_, err := f.client.CoordinationV1().Leases("keptn").Create(context.Background(), &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: jobs.LeaseName(instance)},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: &instance, RenewTime: &now, LeaseDurationSeconds: &secs},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+}
+
+// recordReads are the reads of event records (ConfigMaps named *-ev) through the typed
+// client, which returns whole objects with their data: "list" or "get <name>".
+func (f *flowEnv) recordReads() []string {
+	var reads []string
+	for _, a := range f.client.Actions() {
+		if a.GetResource().Resource != "configmaps" {
+			continue
+		}
+		switch {
+		case a.GetVerb() == "list":
+			reads = append(reads, "list")
+		case a.GetVerb() == "get" && strings.HasSuffix(a.(k8stesting.GetAction).GetName(), "-ev"):
+			reads = append(reads, "get "+a.(k8stesting.GetAction).GetName())
+		}
+	}
+	return reads
+}
+
 func (f *flowEnv) jobCount(t *testing.T) int {
 	t.Helper()
 	list, err := f.client.BatchV1().Jobs("keptn").List(context.Background(), metav1.ListOptions{})
@@ -345,7 +393,7 @@ func TestFlowRecover(t *testing.T) {
 	in.SetExtension("gitcommitid", "c1")
 	decoded, err := keptn.Decode(in)
 	require.NoError(t, err)
-	store := records.New(f.client, "keptn", "test-instance", flowKey)
+	store := f.store("test-instance", flowKey)
 	_, err = store.Create(context.Background(), records.Record{Name: decoded.RecordName(), Event: decoded.Raw, Config: []byte(flowConfig), Level: "service"})
 	require.NoError(t, err)
 	require.NoError(t, store.MarkStarted(context.Background(), decoded.RecordName()))
@@ -366,9 +414,10 @@ func TestFlowRecover(t *testing.T) {
 	f.proc.Wait()
 	assert.Equal(t, []string{"sh.keptn.event.deployment.finished"}, f.types(), ".started was sent before the crash")
 	assert.Equal(t, 5, f.jobCount(t))
-	unfinished, err := store.Unfinished(context.Background())
-	require.NoError(t, err)
-	assert.Empty(t, unfinished)
+	require.NoError(t, store.Unfinished(context.Background(), func(r records.Record) error {
+		t.Errorf("record %s left unfinished", r.Name)
+		return nil
+	}))
 	d := f.keptn.Events()[0].DataMap()
 	assert.Equal(t, "succeeded", d["status"])
 	assert.Contains(t, d["message"], "Task 'verify' finished successfully!")
@@ -438,31 +487,57 @@ func TestFlowBurst(t *testing.T) {
 	t.Logf("%d events, %d deliveries answered 429 and retried", events, busy.Load())
 }
 
+// TestFlowRecoverReadsWhatItResumes: finding unfinished events reads record metadata only;
+// the whole record (event and config) is read only for the events that are resumed, not for
+// those a live instance runs nor for finished ones, so a large backlog costs no memory.
+func TestFlowRecoverReadsWhatItResumes(t *testing.T) {
+	f := newFlow(t, nil, lifecycle.Options{})
+	in := f.deployment(t)
+	var resumed []string
+	for i := range 3 {
+		e := in.Clone()
+		e.SetID(fmt.Sprint("orphan-", i))
+		resumed = append(resumed, "get "+f.record(t, "dead-pod", e))
+	}
+	f.liveLease(t, "live-pod")
+	for i := range 4 {
+		e := in.Clone()
+		e.SetID(fmt.Sprint("running-elsewhere-", i))
+		f.record(t, "live-pod", e)
+	}
+	for i := range 2 {
+		e := in.Clone()
+		e.SetID(fmt.Sprint("finished-", i))
+		require.NoError(t, f.store("dead-pod", flowKey).MarkFinished(context.Background(), f.record(t, "dead-pod", e), time.Now()))
+	}
+	f.client.ClearActions()
+
+	n, err := f.proc.Recover(context.Background())
+	require.NoError(t, err)
+	f.proc.Wait()
+	assert.Equal(t, 3, n)
+	assert.ElementsMatch(t, resumed, f.recordReads())
+	assert.Len(t, f.types(), 6, ".started and .finished of each resumed event")
+
+	f.client.ClearActions()
+	n, err = f.proc.ResumeOrphans(context.Background())
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	assert.Empty(t, f.recordReads(), "nothing to resume: no record read")
+}
+
 // TestFlowOrphans: after start-up, events of instances whose lease expired are taken over;
 // those of live instances are left to them.
 func TestFlowOrphans(t *testing.T) {
 	f := newFlow(t, nil, lifecycle.Options{})
-	ctx := context.Background()
 	in := f.deployment(t)
-	dead, err := keptn.Decode(in)
-	require.NoError(t, err)
+	f.record(t, "dead-pod", in)
 	other := in.Clone()
 	other.SetID("owned-by-a-live-instance")
-	live, err := keptn.Decode(other)
-	require.NoError(t, err)
+	f.record(t, "live-pod", other)
+	f.liveLease(t, "live-pod")
 
-	_, err = records.New(f.client, "keptn", "dead-pod", flowKey).Create(ctx, records.Record{Name: dead.RecordName(), Event: dead.Raw, Config: []byte(flowConfig), Level: "service"})
-	require.NoError(t, err)
-	_, err = records.New(f.client, "keptn", "live-pod", flowKey).Create(ctx, records.Record{Name: live.RecordName(), Event: live.Raw, Config: []byte(flowConfig), Level: "service"})
-	require.NoError(t, err)
-	now, secs, holder := metav1.NewMicroTime(time.Now()), int32(30), "live-pod"
-	_, err = f.client.CoordinationV1().Leases("keptn").Create(ctx, &coordinationv1.Lease{
-		ObjectMeta: metav1.ObjectMeta{Name: jobs.LeaseName("live-pod")},
-		Spec:       coordinationv1.LeaseSpec{HolderIdentity: &holder, RenewTime: &now, LeaseDurationSeconds: &secs},
-	}, metav1.CreateOptions{})
-	require.NoError(t, err)
-
-	n, err := f.proc.ResumeOrphans(ctx)
+	n, err := f.proc.ResumeOrphans(context.Background())
 	require.NoError(t, err)
 	assert.Equal(t, 1, n, "only the dead instance's event")
 	f.proc.Wait()

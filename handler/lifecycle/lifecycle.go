@@ -46,10 +46,13 @@ type Records interface {
 	Create(ctx context.Context, r records.Record) (existing *records.Record, err error)
 	MarkStarted(ctx context.Context, name string) error
 	MarkFinished(ctx context.Context, name string, at time.Time) error
-	Unfinished(ctx context.Context) ([]records.Record, error)
+	// Unfinished lists the metadata of unfinished records; Load reads a whole one.
+	Unfinished(ctx context.Context, fn func(records.Record) error) error
+	Load(ctx context.Context, name string) (*records.Record, error)
 	// Verify reports whether a record was created by a service holding the signing key;
 	// recovery resumes nothing else.
 	Verify(r records.Record) error
+	Alive(ctx context.Context, instance string) (bool, error)
 	Claim(ctx context.Context, r records.Record) (bool, error)
 	Prune(ctx context.Context, now time.Time, retention time.Duration) (int, error)
 }

@@ -74,7 +74,7 @@ func TestFlowPlantedRecord(t *testing.T) {
 	in.SetID("other-key")
 	other, err := keptn.Decode(in)
 	require.NoError(t, err)
-	_, err = records.New(f.client, "keptn", "dead-pod", []byte("another-installations-key-0123456789")).
+	_, err = f.store("dead-pod", []byte("another-installations-key-0123456789")).
 		Create(ctx, records.Record{Name: other.RecordName(), Event: other.Raw, Config: []byte(flowConfig), Level: "service"})
 	require.NoError(t, err)
 	before, err := f.client.CoreV1().ConfigMaps("keptn").List(ctx, metav1.ListOptions{})
@@ -104,10 +104,12 @@ func TestFlowPlantedRecord(t *testing.T) {
 		assert.Equal(t, before.Items[i].Annotations, after.Items[i].Annotations)
 	}
 
-	// Maintain's later scans do not log or count them again.
+	// Maintain's later scans do not read, log or count them again.
+	f.client.ClearActions()
 	n, err = f.proc.ResumeOrphans(ctx)
 	require.NoError(t, err)
 	assert.Zero(t, n)
+	assert.Empty(t, f.recordReads(), "refused records, unchanged, are not read again")
 	assert.Equal(t, 3.0, rejectedTotal(t, reg), "counted once per record")
 	assert.Len(t, logs.FilterMessageSnippet("does not verify").All(), 3)
 
@@ -115,7 +117,7 @@ func TestFlowPlantedRecord(t *testing.T) {
 	in.SetID("ours")
 	ours, err := keptn.Decode(in)
 	require.NoError(t, err)
-	_, err = records.New(f.client, "keptn", "dead-pod", flowKey).
+	_, err = f.store("dead-pod", flowKey).
 		Create(ctx, records.Record{Name: ours.RecordName(), Event: ours.Raw, Config: []byte(flowConfig), Level: "service"})
 	require.NoError(t, err)
 	n, err = f.proc.ResumeOrphans(ctx)
@@ -130,7 +132,7 @@ func TestFlowPlantedRecord(t *testing.T) {
 // trusts every record in the namespace, as before signing existed (README "Security").
 func TestFlowUnsignedStore(t *testing.T) {
 	f := newFlow(t, nil, lifecycle.Options{})
-	f.deps.Records = records.New(f.client, "keptn", "test-instance", nil)
+	f.deps.Records = f.store("test-instance", nil)
 	f.restart(t)
 	f.deployment(t)
 	plant(t, f, "unsigned-mode", nil)

@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -29,83 +30,133 @@ func (p *Processor) resume(ctx context.Context, atStart bool) (int, error) {
 	if p.deps.Records == nil {
 		return 0, nil
 	}
-	recs, err := p.deps.Records.Unfinished(ctx)
-	if err != nil {
-		return 0, err
-	}
 	n := 0
-	for _, r := range recs {
+	alive := map[string]bool{} // by owner, asked once per scan
+	err := p.deps.Records.Unfinished(ctx, func(r records.Record) error {
 		if ctx.Err() != nil || p.ctx.Err() != nil {
-			break // shutting down: leave it to the next instance
+			return errShuttingDown // leave the rest to the next instance
 		}
-		if !atStart && r.Owner == p.opts.Instance {
-			continue
+		if p.resumeRecord(ctx, r, atStart, alive) {
+			n++
 		}
-		log := p.deps.Log.With(zap.String("record", r.Name), zap.String("previousOwner", r.Owner))
-		if err := p.deps.Records.Verify(r); err != nil {
-			// Not ours: anyone who can create ConfigMaps in the namespace can give one the
-			// record labels. Never claim, run, finish or delete it.
-			if p.rejected.first(r) {
-				p.deps.Metrics.recordRejected()
-				log.Warn("refusing to resume an event record that does not verify; leaving it alone", zap.Error(err))
-			}
-			continue
-		}
-		pl, parseErr := planFromRecord(r, log)
-		if parseErr == nil && p.admit.known(pl.in.Key()) {
-			continue
-		}
-		mine, err := p.deps.Records.Claim(ctx, r)
-		if err != nil {
-			log.Warn("cannot claim event record", zap.Error(err))
-			continue
-		}
-		if !mine {
-			continue // its owner is alive, or another instance was faster
-		}
-		if parseErr != nil {
-			// It can never run; without this it would be retried forever.
-			log.Error("event record cannot be resumed; dropping it", zap.Error(parseErr))
-			if err := p.deps.Records.MarkFinished(ctx, r.Name, time.Now()); err != nil {
-				log.Warn("updating the event record failed", zap.Error(err))
-			}
-			continue
-		}
-		t, ok := p.admit.reserve(pl.in.Key())
-		if !ok {
-			continue
-		}
-		pl.log.Info("resuming event after restart")
-		t.settle(pl.reply(), nil)
-		p.work(t, pl)
-		n++
+		return nil
+	})
+	if errors.Is(err, errShuttingDown) {
+		err = nil
 	}
-	return n, nil
+	return n, err
+}
+
+var errShuttingDown = errors.New("shutting down")
+
+// resumeRecord resumes one unfinished record, listed with its metadata only, unless a live
+// instance runs it. Only then is the whole record (event and config) read: a backlog of
+// records that others run costs neither memory nor reads.
+func (p *Processor) resumeRecord(ctx context.Context, listed records.Record, atStart bool, alive map[string]bool) bool {
+	log := p.deps.Log.With(zap.String("record", listed.Name), zap.String("previousOwner", listed.Owner))
+	if p.inHand(ctx, listed, atStart, alive, log) || p.rejected.seen(listed) {
+		return false
+	}
+	r, err := p.deps.Records.Load(ctx, listed.Name)
+	if err != nil {
+		log.Warn("cannot read event record", zap.Error(err))
+		return false
+	}
+	if r == nil {
+		return false // pruned meanwhile
+	}
+	if err := p.deps.Records.Verify(*r); err != nil {
+		// Not ours: anyone who can create ConfigMaps in the namespace can give one the
+		// record labels. Never claim, run, finish or delete it.
+		if p.rejected.first(*r) {
+			p.deps.Metrics.recordRejected()
+			log.Warn("refusing to resume an event record that does not verify; leaving it alone", zap.Error(err))
+		}
+		return false
+	}
+	pl, parseErr := planFromRecord(*r, log)
+	if parseErr == nil && p.admit.known(pl.in.Key()) {
+		return false
+	}
+	mine, err := p.deps.Records.Claim(ctx, *r)
+	if err != nil {
+		log.Warn("cannot claim event record", zap.Error(err))
+		return false
+	}
+	if !mine {
+		return false // its owner is alive, or another instance was faster
+	}
+	if parseErr != nil {
+		// It can never run; without this it would be retried forever.
+		log.Error("event record cannot be resumed; dropping it", zap.Error(parseErr))
+		if err := p.deps.Records.MarkFinished(ctx, r.Name, time.Now()); err != nil {
+			log.Warn("updating the event record failed", zap.Error(err))
+		}
+		return false
+	}
+	t, ok := p.admit.reserve(pl.in.Key())
+	if !ok {
+		return false
+	}
+	pl.log.Info("resuming event after restart")
+	t.settle(pl.reply(), nil)
+	p.work(t, pl)
+	return true
+}
+
+// inHand reports whether a live instance runs the listed record: this process, unless it is
+// starting, or an owner that renews its Lease. alive holds the owners asked about in this scan.
+func (p *Processor) inHand(ctx context.Context, listed records.Record, atStart bool, alive map[string]bool, log *zap.Logger) bool {
+	owner := listed.Owner
+	switch {
+	case owner == p.opts.Instance:
+		return !atStart
+	case owner == "":
+		return false
+	}
+	live, known := alive[owner]
+	if !known {
+		var err error
+		if live, err = p.deps.Records.Alive(ctx, owner); err != nil {
+			log.Warn("cannot tell whether the owner of an event record is alive", zap.Error(err))
+			return true // ask again next scan
+		}
+		alive[owner] = live
+	}
+	return live
 }
 
 // rejectedRecords remembers the record versions recovery refused, so that Maintain's
 // periodic scans log and count each one once, not every interval.
 type rejectedRecords struct {
-	mu   sync.Mutex
-	seen map[string]bool // name + "/" + resourceVersion
+	mu       sync.Mutex
+	versions map[string]bool // name + "/" + resourceVersion
 }
 
 // maxRejectedRemembered bounds the memory a flood of planted ConfigMaps can take; beyond it
 // they are logged and counted again.
 const maxRejectedRemembered = 10_000
 
+// first remembers r and reports whether it was new.
 func (rr *rejectedRecords) first(r records.Record) bool {
 	rr.mu.Lock()
 	defer rr.mu.Unlock()
 	key := r.Name + "/" + r.Version()
-	if rr.seen[key] {
+	if rr.versions[key] {
 		return false
 	}
-	if rr.seen == nil || len(rr.seen) >= maxRejectedRemembered {
-		rr.seen = map[string]bool{}
+	if rr.versions == nil || len(rr.versions) >= maxRejectedRemembered {
+		rr.versions = map[string]bool{}
 	}
-	rr.seen[key] = true
+	rr.versions[key] = true
 	return true
+}
+
+// seen reports whether r, in this version, was refused before.
+func (rr *rejectedRecords) seen(r records.Record) bool {
+	rr.mu.Lock()
+	defer rr.mu.Unlock()
+	return rr.versions[r.Name+"/"+r.Version()]
 }
 
 // planFromRecord plans what the first delivery planned: the stored event against the stored

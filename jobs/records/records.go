@@ -20,8 +20,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/tools/pager"
 
 	"github.com/keptn-contrib/job-executor-service/jobs"
 )
@@ -75,12 +78,16 @@ func (r Record) Version() string { return r.resourceVersion }
 
 // Store stores event records in one namespace (JOB_NAMESPACE) for one service instance.
 type Store struct {
-	client    kubernetes.Interface
+	client kubernetes.Interface
+	// meta lists records without their data: a backlog of records, each up to 1 MiB, must
+	// not have to fit in memory to be found.
+	meta      metadata.Interface
 	namespace string
 	instance  string
 	key       []byte // signing key; nil: records are neither signed nor verified
 	lease     time.Duration
 	now       func() time.Time
+	pageSize  int64 // records per list request; 0: the pager's default (500)
 }
 
 // DefaultLeaseDuration is how long an instance that stopped renewing its Lease still owns its
@@ -88,12 +95,13 @@ type Store struct {
 const DefaultLeaseDuration = 30 * time.Second
 
 // New returns a store in namespace for the instance named instance (the pod name:
-// a container restarted in the same pod resumes its own events at once). Records it creates
-// are signed with key (HMAC-SHA256), and Verify accepts only records signed with it. With an
-// empty key nothing is signed and Verify accepts every record: recovery then trusts whoever
-// can create ConfigMaps in the namespace (local runs; the chart always sets a key).
-func New(client kubernetes.Interface, namespace, instance string, key []byte) *Store {
-	return &Store{client: client, namespace: namespace, instance: instance, key: key, lease: DefaultLeaseDuration, now: time.Now}
+// a container restarted in the same pod resumes its own events at once). meta is a metadata
+// client of the same cluster, for listing records. Records it creates are signed with key
+// (HMAC-SHA256), and Verify accepts only records signed with it. With an empty key nothing is
+// signed and Verify accepts every record: recovery then trusts whoever can create ConfigMaps
+// in the namespace (local runs; the chart always sets a key).
+func New(client kubernetes.Interface, meta metadata.Interface, namespace, instance string, key []byte) *Store {
+	return &Store{client: client, meta: meta, namespace: namespace, instance: instance, key: key, lease: DefaultLeaseDuration, now: time.Now}
 }
 
 // Signed reports whether records are signed and verified (a key was given).
@@ -194,25 +202,43 @@ func (s *Store) patch(ctx context.Context, name string, meta map[string]any) err
 	return nil
 }
 
-// Unfinished lists the records whose .finished was never delivered, signed or not: Verify
-// tells which of them this store's key vouches for.
-func (s *Store) Unfinished(ctx context.Context) ([]Record, error) {
-	return s.list(ctx, LabelFinished+"=false")
+// Unfinished calls fn for each record whose .finished was never delivered, signed or not,
+// until fn returns an error. The records carry their metadata only (no Event, Config or
+// Level): Load reads a whole record, and Verify tells which ones this store's key vouches for.
+func (s *Store) Unfinished(ctx context.Context, fn func(Record) error) error {
+	return s.each(ctx, LabelFinished+"=false", fn)
+}
+
+// Load reads the whole record named name; nil when it no longer exists.
+func (s *Store) Load(ctx context.Context, name string) (*Record, error) {
+	cm, err := s.client.CoreV1().ConfigMaps(s.namespace).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading event record %s/%s: %w", s.namespace, name, err)
+	}
+	r := fromConfigMap(cm)
+	return &r, nil
 }
 
 // Prune deletes finished records older than retention and returns how many it removed.
+// It decides from the records' metadata alone.
 func (s *Store) Prune(ctx context.Context, now time.Time, retention time.Duration) (int, error) {
-	recs, err := s.list(ctx, LabelFinished+"=true")
+	var old []string
+	err := s.each(ctx, LabelFinished+"=true", func(r Record) error {
+		if !r.FinishedAt.IsZero() && now.Sub(r.FinishedAt) >= retention {
+			old = append(old, r.Name)
+		}
+		return nil
+	})
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	var errs []error
-	for _, r := range recs {
-		if r.FinishedAt.IsZero() || now.Sub(r.FinishedAt) < retention {
-			continue
-		}
-		err := s.client.CoreV1().ConfigMaps(s.namespace).Delete(ctx, r.Name, metav1.DeleteOptions{})
+	for _, name := range old {
+		err := s.client.CoreV1().ConfigMaps(s.namespace).Delete(ctx, name, metav1.DeleteOptions{})
 		if err != nil && !apierrors.IsNotFound(err) {
 			errs = append(errs, err)
 			continue
@@ -222,35 +248,51 @@ func (s *Store) Prune(ctx context.Context, now time.Time, retention time.Duratio
 	return n, errors.Join(errs...)
 }
 
-func (s *Store) list(ctx context.Context, selector string) ([]Record, error) {
+var configMaps = corev1.SchemeGroupVersion.WithResource("configmaps")
+
+// each calls fn with the metadata of every record that selector also matches, listed a page
+// at a time.
+func (s *Store) each(ctx context.Context, selector string, fn func(Record) error) error {
+	p := pager.New(func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+		return s.meta.Resource(configMaps).Namespace(s.namespace).List(ctx, opts)
+	})
+	if s.pageSize > 0 {
+		p.PageSize = s.pageSize
+	}
 	sel := jobs.LabelManagedBy + "=" + jobs.ManagedByValue + "," + LabelComponent + "=" + ComponentEventRecord + "," + selector
-	list, err := s.client.CoreV1().ConfigMaps(s.namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	err := p.EachListItem(ctx, metav1.ListOptions{LabelSelector: sel}, func(obj runtime.Object) error {
+		m, ok := obj.(*metav1.PartialObjectMetadata)
+		if !ok {
+			return fmt.Errorf("listing event records: got %T, want metadata", obj)
+		}
+		return fn(fromMeta(&m.ObjectMeta))
+	})
 	if err != nil {
-		return nil, fmt.Errorf("listing event records in %s: %w", s.namespace, err)
+		return fmt.Errorf("listing event records in %s: %w", s.namespace, err)
 	}
-	out := make([]Record, 0, len(list.Items))
-	for i := range list.Items {
-		out = append(out, fromConfigMap(&list.Items[i]))
+	return nil
+}
+
+// fromMeta is the part of a record its labels and annotations hold.
+func fromMeta(m *metav1.ObjectMeta) Record {
+	r := Record{
+		Name:     m.Name,
+		Started:  m.Annotations[AnnotationStarted] == "true",
+		Finished: m.Labels[LabelFinished] == "true",
+		Owner:    m.Annotations[AnnotationOwner],
+
+		resourceVersion: m.ResourceVersion,
+		signature:       m.Annotations[AnnotationSignature],
 	}
-	return out, nil
+	if sec, err := strconv.ParseInt(m.Annotations[AnnotationFinishedAt], 10, 64); err == nil {
+		r.FinishedAt = time.Unix(sec, 0)
+	}
+	return r
 }
 
 func fromConfigMap(cm *corev1.ConfigMap) Record {
-	r := Record{
-		Name:     cm.Name,
-		Event:    cm.BinaryData[recordEvent],
-		Config:   cm.BinaryData[recordConfig],
-		Level:    cm.Data[recordLevel],
-		Started:  cm.Annotations[AnnotationStarted] == "true",
-		Finished: cm.Labels[LabelFinished] == "true",
-		Owner:    cm.Annotations[AnnotationOwner],
-
-		resourceVersion: cm.ResourceVersion,
-		signature:       cm.Annotations[AnnotationSignature],
-	}
-	if sec, err := strconv.ParseInt(cm.Annotations[AnnotationFinishedAt], 10, 64); err == nil {
-		r.FinishedAt = time.Unix(sec, 0)
-	}
+	r := fromMeta(&cm.ObjectMeta)
+	r.Event, r.Config, r.Level = cm.BinaryData[recordEvent], cm.BinaryData[recordConfig], cm.Data[recordLevel]
 	return r
 }
 
@@ -262,7 +304,7 @@ func (s *Store) Claim(ctx context.Context, r Record) (bool, error) {
 		return true, nil
 	}
 	if r.Owner != "" {
-		alive, err := s.alive(ctx, r.Owner)
+		alive, err := s.Alive(ctx, r.Owner)
 		if err != nil || alive {
 			return false, err
 		}
@@ -284,7 +326,8 @@ func (s *Store) Claim(ctx context.Context, r Record) (bool, error) {
 	return false, fmt.Errorf("claiming event record %s/%s: %w", s.namespace, r.Name, err)
 }
 
-func (s *Store) alive(ctx context.Context, instance string) (bool, error) {
+// Alive reports whether instance renews its Lease (it runs the events it owns).
+func (s *Store) Alive(ctx context.Context, instance string) (bool, error) {
 	l, err := s.client.CoordinationV1().Leases(s.namespace).Get(ctx, jobs.LeaseName(instance), metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return false, nil

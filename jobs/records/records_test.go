@@ -2,6 +2,7 @@ package records
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -11,12 +12,26 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/keptn-contrib/job-executor-service/jobs"
+	"github.com/keptn-contrib/job-executor-service/jobs/records/recordstest"
 )
+
+// newStore is a store over client, listing through the metadata view of the same ConfigMaps.
+func newStore(client *fake.Clientset, namespace, instance string, key []byte) *Store {
+	return New(client, recordstest.NewMetadata(client), namespace, instance, key)
+}
+
+// unfinished collects what s.Unfinished lists.
+func unfinished(t *testing.T, s *Store) []Record {
+	t.Helper()
+	var out []Record
+	require.NoError(t, s.Unfinished(context.Background(), func(r Record) error { out = append(out, r); return nil }))
+	return out
+}
 
 func TestRecords(t *testing.T) {
 	ctx := context.Background()
 	client := fake.NewClientset()
-	s := New(client, "keptn", "pod-a", nil)
+	s := newStore(client, "keptn", "pod-a", nil)
 	a := Record{Name: jobs.RecordName("src", "a"), Event: []byte(`{"id":"a"}`), Config: []byte("apiVersion: v2"), Level: "stage"}
 	b := Record{Name: jobs.RecordName("src", "b"), Event: []byte(`{"id":"b"}`), Config: []byte("apiVersion: v2"), Level: "service"}
 	assert.NotEqual(t, a.Name, b.Name)
@@ -40,17 +55,15 @@ func TestRecords(t *testing.T) {
 	assert.True(t, *cm.Immutable)
 
 	require.NoError(t, s.MarkStarted(ctx, a.Name))
-	unfinished, err := s.Unfinished(ctx)
-	require.NoError(t, err)
-	require.Len(t, unfinished, 2)
+	open := unfinished(t, s)
+	require.Len(t, open, 2)
 
 	finishedAt := time.Unix(1_700_000_000, 0)
 	require.NoError(t, s.MarkFinished(ctx, a.Name, finishedAt))
-	unfinished, err = s.Unfinished(ctx)
-	require.NoError(t, err)
-	require.Len(t, unfinished, 1)
-	assert.Equal(t, b.Name, unfinished[0].Name)
-	assert.False(t, unfinished[0].Started)
+	open = unfinished(t, s)
+	require.Len(t, open, 1)
+	assert.Equal(t, b.Name, open[0].Name)
+	assert.False(t, open[0].Started)
 
 	existing, err = s.Create(ctx, a)
 	require.NoError(t, err)
@@ -75,9 +88,9 @@ func TestRecordsClaim(t *testing.T) {
 	client := fake.NewClientset()
 	now := time.Unix(1_700_000_000, 0)
 	clock := func() time.Time { return now }
-	a := New(client, "keptn", "pod-a", nil)
-	b := New(client, "keptn", "pod-b", nil)
-	c := New(client, "keptn", "pod-c", nil)
+	a := newStore(client, "keptn", "pod-a", nil)
+	b := newStore(client, "keptn", "pod-b", nil)
+	c := newStore(client, "keptn", "pod-c", nil)
 	for _, s := range []*Store{a, b, c} {
 		s.now = clock
 	}
@@ -85,8 +98,7 @@ func TestRecordsClaim(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, a.renew(ctx), "pod-a is alive")
 
-	recs, err := b.Unfinished(ctx)
-	require.NoError(t, err)
+	recs := unfinished(t, b)
 	require.Len(t, recs, 1)
 	assert.Equal(t, "pod-a", recs[0].Owner)
 	mine, err := a.Claim(ctx, recs[0])
@@ -100,8 +112,7 @@ func TestRecordsClaim(t *testing.T) {
 	mine, err = b.Claim(ctx, recs[0])
 	require.NoError(t, err)
 	assert.True(t, mine, "an expired owner's record is taken over")
-	recs, err = c.Unfinished(ctx)
-	require.NoError(t, err)
+	recs = unfinished(t, c)
 	assert.Equal(t, "pod-b", recs[0].Owner)
 
 	// That a claim based on an outdated read loses needs a real API server (the fake
@@ -120,8 +131,7 @@ func TestRecordsClaim(t *testing.T) {
 	assert.False(t, mine, "pod-b is alive")
 	stop()
 	<-done
-	recs, err = c.Unfinished(ctx)
-	require.NoError(t, err)
+	recs = unfinished(t, c)
 	mine, err = c.Claim(ctx, recs[0])
 	require.NoError(t, err)
 	assert.True(t, mine, "pod-b is gone")
@@ -133,7 +143,7 @@ func TestRecordsSignature(t *testing.T) {
 	ctx := context.Background()
 	client := fake.NewClientset()
 	keyA, keyB := []byte("key-a-0123456789abcdef0123456789ab"), []byte("key-b-0123456789abcdef0123456789ab")
-	a := New(client, "keptn", "pod-a", keyA)
+	a := newStore(client, "keptn", "pod-a", keyA)
 	rec := Record{Name: jobs.RecordName("src", "1"), Event: []byte(`{"id":"1"}`), Config: []byte("apiVersion: v2"), Level: "service"}
 	_, err := a.Create(ctx, rec)
 	require.NoError(t, err)
@@ -141,14 +151,17 @@ func TestRecordsSignature(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, cm.Annotations[AnnotationSignature], 64, "hex HMAC-SHA256")
 
-	recs, err := a.Unfinished(ctx)
-	require.NoError(t, err)
+	recs := unfinished(t, a)
 	require.Len(t, recs, 1)
-	stored := recs[0]
+	assert.Empty(t, recs[0].Event, "listed: metadata only")
+	assert.ErrorIs(t, a.Verify(recs[0]), ErrBadSignature, "the signature covers the data")
+	loaded, err := a.Load(ctx, recs[0].Name)
+	require.NoError(t, err)
+	stored := *loaded
 	assert.NoError(t, a.Verify(stored), "same key")
-	assert.ErrorIs(t, New(client, "keptn", "pod-b", keyB).Verify(stored), ErrBadSignature, "other key")
-	assert.ErrorIs(t, New(client, "other-ns", "pod-a", keyA).Verify(stored), ErrBadSignature, "other namespace")
-	assert.NoError(t, New(client, "keptn", "pod-a", nil).Verify(stored), "no key: every record is trusted")
+	assert.ErrorIs(t, newStore(client, "keptn", "pod-b", keyB).Verify(stored), ErrBadSignature, "other key")
+	assert.ErrorIs(t, newStore(client, "other-ns", "pod-a", keyA).Verify(stored), ErrBadSignature, "other namespace")
+	assert.NoError(t, newStore(client, "keptn", "pod-a", nil).Verify(stored), "no key: every record is trusted")
 
 	for name, alter := range map[string]func(r *Record){
 		"name":   func(r *Record) { r.Name = jobs.RecordName("src", "2") },
@@ -178,24 +191,59 @@ func TestRecordsSignature(t *testing.T) {
 	copied.Name, copied.ResourceVersion = jobs.RecordName("src", "copied"), ""
 	_, err = client.CoreV1().ConfigMaps("keptn").Create(ctx, copied, metav1.CreateOptions{})
 	require.NoError(t, err)
-	recs, err = a.Unfinished(ctx)
-	require.NoError(t, err)
+	recs = unfinished(t, a)
 	require.Len(t, recs, 3)
-	for _, r := range recs {
+	for _, listed := range recs {
+		r, err := a.Load(ctx, listed.Name)
+		require.NoError(t, err)
 		switch r.Name {
 		case planted.Name:
-			assert.ErrorIs(t, a.Verify(r), ErrUnsigned)
+			assert.ErrorIs(t, a.Verify(*r), ErrUnsigned)
 		case copied.Name:
-			assert.ErrorIs(t, a.Verify(r), ErrBadSignature)
+			assert.ErrorIs(t, a.Verify(*r), ErrBadSignature)
 		default:
-			assert.NoError(t, a.Verify(r))
+			assert.NoError(t, a.Verify(*r))
 		}
 	}
 
 	// Unsigned stores sign nothing.
-	_, err = New(client, "keptn", "pod-a", nil).Create(ctx, Record{Name: jobs.RecordName("src", "unsigned"), Event: []byte("{}"), Level: "service"})
+	_, err = newStore(client, "keptn", "pod-a", nil).Create(ctx, Record{Name: jobs.RecordName("src", "unsigned"), Event: []byte("{}"), Level: "service"})
 	require.NoError(t, err)
 	cm, err = client.CoreV1().ConfigMaps("keptn").Get(ctx, jobs.RecordName("src", "unsigned"), metav1.GetOptions{})
 	require.NoError(t, err)
 	assert.NotContains(t, cm.Annotations, AnnotationSignature)
+}
+
+// TestRecordsListMetadataInPages: finding unfinished records and pruning finished ones list
+// metadata only, a page at a time, never the records' data.
+func TestRecordsListMetadataInPages(t *testing.T) {
+	ctx := context.Background()
+	client := fake.NewClientset()
+	meta := recordstest.NewMetadata(client)
+	s := New(client, meta, "keptn", "pod-a", nil)
+	s.pageSize = 2
+	finishedAt := time.Unix(1_700_000_000, 0)
+	for i := range 12 {
+		name := jobs.RecordName("src", fmt.Sprint(i))
+		_, err := s.Create(ctx, Record{Name: name, Event: []byte(`{"id":"x"}`), Config: []byte("apiVersion: v2"), Level: "service"})
+		require.NoError(t, err)
+		if i >= 7 {
+			require.NoError(t, s.MarkFinished(ctx, name, finishedAt))
+		}
+	}
+	client.ClearActions()
+
+	assert.Len(t, unfinished(t, s), 7)
+	n, err := s.Prune(ctx, finishedAt.Add(2*time.Hour), time.Hour)
+	require.NoError(t, err)
+	assert.Equal(t, 5, n)
+
+	for _, a := range client.Actions() {
+		assert.NotEqual(t, "list", a.GetVerb(), "records listed with their data")
+	}
+	lists := meta.Lists()
+	assert.Len(t, lists, 4+3, "7 unfinished and 5 finished records in pages of 2")
+	for _, l := range lists {
+		assert.Equal(t, int64(2), l.Limit)
+	}
 }
