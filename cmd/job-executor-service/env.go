@@ -57,6 +57,7 @@ type env struct {
 	ShutdownGrace        time.Duration
 	ShutdownDelay        time.Duration
 	DedupRetention       time.Duration
+	MaxFinishedRecords   int
 	Instance             string // INSTANCE_ID: who owns the events this process runs
 	InstanceLease        time.Duration
 	// RecordSigningKey (RECORD_SIGNING_KEY) signs event records; recovery resumes only
@@ -99,6 +100,7 @@ func readEnv(get func(string) string) (*env, error) {
 		ShutdownGrace:        r.seconds("SHUTDOWN_GRACE_SECONDS", 20*time.Second),
 		ShutdownDelay:        r.seconds("SHUTDOWN_DELAY_SECONDS", inPodDelay(get)),
 		DedupRetention:       r.seconds("DEDUP_RETENTION_SECONDS", lifecycle.DefaultDedupRetention),
+		MaxFinishedRecords:   r.int("MAX_FINISHED_RECORDS", lifecycle.DefaultMaxFinishedRecords),
 		InstanceLease:        r.seconds("INSTANCE_LEASE_SECONDS", records.DefaultLeaseDuration),
 	}
 	// In a pod HOSTNAME is the pod name: a container restarted in the same pod is the same

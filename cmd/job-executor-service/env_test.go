@@ -43,6 +43,7 @@ func TestReadEnvDefaults(t *testing.T) {
 	assert.Zero(t, e.ShutdownDelay, "outside a pod")
 	assert.Empty(t, e.ConfigurationService)
 	assert.Nil(t, e.RecordSigningKey, "unsigned records unless a key is given")
+	assert.Equal(t, 1000, e.MaxFinishedRecords)
 }
 
 func TestReadEnv(t *testing.T) {
@@ -58,6 +59,7 @@ func TestReadEnv(t *testing.T) {
 		"KUBERNETES_SERVICE_HOST":     "10.96.0.1",
 		"FAIL_FAST_SECONDS":           "7",
 		"RECORD_SIGNING_KEY":          " 0123456789abcdef0123456789abcdef\n",
+		"MAX_FINISHED_RECORDS":        "50",
 	}))
 	require.NoError(t, err)
 	assert.Equal(t, "https://keptn.example.com/api", e.KeptnAPIEndpoint)
@@ -73,6 +75,7 @@ func TestReadEnv(t *testing.T) {
 	assert.Equal(t, 5*time.Second, e.ShutdownDelay, "in a pod")
 	assert.Equal(t, 7*time.Second, e.FailFastAfter)
 	assert.Equal(t, []byte("0123456789abcdef0123456789abcdef"), e.RecordSigningKey, "trimmed (a Secret from a file may end in a newline)")
+	assert.Equal(t, 50, e.MaxFinishedRecords)
 }
 
 func TestReadEnvReportsEveryProblem(t *testing.T) {

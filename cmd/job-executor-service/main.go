@@ -110,6 +110,7 @@ func serve() error {
 		MaxQueuedEvents:      e.MaxQueuedEvents,
 		MaxMessageBytes:      e.MaxMessageBytes,
 		DedupRetention:       e.DedupRetention,
+		MaxFinishedRecords:   e.MaxFinishedRecords,
 	})
 	// Prove this instance alive to the others, then resume what a previous process of this
 	// pod (or a dead instance) left unfinished, before taking new events; keep looking for

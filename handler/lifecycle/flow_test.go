@@ -526,6 +526,40 @@ func TestFlowRecoverReadsWhatItResumes(t *testing.T) {
 	assert.Empty(t, f.recordReads(), "nothing to resume: no record read")
 }
 
+// TestFlowMaintainBoundsFinishedRecords: Maintain keeps at most MaxFinishedRecords finished
+// records, the newest, even within the de-duplication retention; unfinished ones all stay.
+func TestFlowMaintainBoundsFinishedRecords(t *testing.T) {
+	f := newFlow(t, nil, lifecycle.Options{MaxFinishedRecords: 2})
+	in := f.deployment(t)
+	store := f.store("test-instance", flowKey)
+	var finished []string
+	for i := range 5 {
+		e := in.Clone()
+		e.SetID(fmt.Sprint("finished-", i))
+		name := f.record(t, "test-instance", e)
+		require.NoError(t, store.MarkFinished(context.Background(), name, time.Now().Add(time.Duration(i-10)*time.Minute)))
+		finished = append(finished, name)
+	}
+	unfinished := f.record(t, "test-instance", in) // this instance's own: running, not resumed
+
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); f.proc.Maintain(ctx, time.Hour) }()
+	left := func() []string {
+		list, err := f.client.CoreV1().ConfigMaps("keptn").List(context.Background(), metav1.ListOptions{})
+		require.NoError(t, err)
+		var names []string
+		for _, cm := range list.Items {
+			names = append(names, cm.Name)
+		}
+		return names
+	}
+	require.Eventually(t, func() bool { return len(left()) == 3 }, 10*time.Second, 5*time.Millisecond)
+	stop()
+	<-done
+	assert.ElementsMatch(t, []string{finished[3], finished[4], unfinished}, left())
+}
+
 // TestFlowOrphans: after start-up, events of instances whose lease expired are taken over;
 // those of live instances are left to them.
 func TestFlowOrphans(t *testing.T) {

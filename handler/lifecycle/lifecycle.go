@@ -54,7 +54,7 @@ type Records interface {
 	Verify(r records.Record) error
 	Alive(ctx context.Context, instance string) (bool, error)
 	Claim(ctx context.Context, r records.Record) (bool, error)
-	Prune(ctx context.Context, now time.Time, retention time.Duration) (int, error)
+	Prune(ctx context.Context, now time.Time, retention time.Duration, keep int) (int, error)
 }
 
 // Deps are the collaborators of a Processor.
@@ -76,6 +76,7 @@ const (
 	DefaultMaxConcurrentActions = 20
 	DefaultMaxQueuedEvents      = 1000
 	DefaultDedupRetention       = time.Hour
+	DefaultMaxFinishedRecords   = 1000
 )
 
 // Options tune the lifecycle; zero values get the defaults.
@@ -97,6 +98,9 @@ type Options struct {
 	MaxMessageBytes int
 	// DedupRetention is how long a finished event is remembered to ignore redeliveries.
 	DedupRetention time.Duration
+	// MaxFinishedRecords bounds the finished event records kept for DedupRetention: beyond
+	// it the oldest are pruned earlier.
+	MaxFinishedRecords int
 }
 
 func (o *Options) defaults() {
@@ -111,6 +115,9 @@ func (o *Options) defaults() {
 	}
 	if o.DedupRetention <= 0 {
 		o.DedupRetention = DefaultDedupRetention
+	}
+	if o.MaxFinishedRecords <= 0 {
+		o.MaxFinishedRecords = DefaultMaxFinishedRecords
 	}
 }
 

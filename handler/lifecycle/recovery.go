@@ -189,7 +189,7 @@ func planFromRecord(r records.Record, log *zap.Logger) (*plan, error) {
 }
 
 // Maintain resumes orphaned events every interval and forgets finished records older than
-// the de-duplication retention, until ctx ends.
+// the de-duplication retention or beyond MaxFinishedRecords, until ctx ends.
 func (p *Processor) Maintain(ctx context.Context, interval time.Duration) {
 	if p.deps.Records == nil {
 		return
@@ -203,7 +203,7 @@ func (p *Processor) Maintain(ctx context.Context, interval time.Duration) {
 		}
 		if time.Since(lastPrune) > 10*time.Minute {
 			lastPrune = time.Now()
-			if n, err := p.deps.Records.Prune(ctx, time.Now(), p.opts.DedupRetention); err != nil {
+			if n, err := p.deps.Records.Prune(ctx, time.Now(), p.opts.DedupRetention, p.opts.MaxFinishedRecords); err != nil {
 				p.deps.Log.Warn("pruning event records failed", zap.Error(err))
 			} else if n > 0 {
 				p.deps.Log.Info("pruned finished event records", zap.Int("count", n))

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -222,23 +223,28 @@ func (s *Store) Load(ctx context.Context, name string) (*Record, error) {
 	return &r, nil
 }
 
-// Prune deletes finished records older than retention and returns how many it removed.
-// It decides from the records' metadata alone.
-func (s *Store) Prune(ctx context.Context, now time.Time, retention time.Duration) (int, error) {
-	var old []string
+// Prune deletes the finished records older than retention, and the oldest beyond the keep
+// newest ones, whatever their age: a burst of events must not leave an unbounded number of
+// records (each up to 1 MiB) in the namespace. A record labelled finished without a time has
+// no age and counts as the oldest. Unfinished records are never deleted. It decides from the records'
+// metadata alone and returns how many it removed.
+func (s *Store) Prune(ctx context.Context, now time.Time, retention time.Duration, keep int) (int, error) {
+	var finished []Record
 	err := s.each(ctx, LabelFinished+"=true", func(r Record) error {
-		if !r.FinishedAt.IsZero() && now.Sub(r.FinishedAt) >= retention {
-			old = append(old, r.Name)
-		}
+		finished = append(finished, Record{Name: r.Name, FinishedAt: r.FinishedAt})
 		return nil
 	})
 	if err != nil {
 		return 0, err
 	}
+	slices.SortFunc(finished, func(a, b Record) int { return b.FinishedAt.Compare(a.FinishedAt) }) // newest first
 	n := 0
 	var errs []error
-	for _, name := range old {
-		err := s.client.CoreV1().ConfigMaps(s.namespace).Delete(ctx, name, metav1.DeleteOptions{})
+	for i, r := range finished {
+		if i < keep && (r.FinishedAt.IsZero() || now.Sub(r.FinishedAt) < retention) {
+			continue
+		}
+		err := s.client.CoreV1().ConfigMaps(s.namespace).Delete(ctx, r.Name, metav1.DeleteOptions{})
 		if err != nil && !apierrors.IsNotFound(err) {
 			errs = append(errs, err)
 			continue

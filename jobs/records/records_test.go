@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/keptn-contrib/job-executor-service/jobs"
@@ -71,10 +72,10 @@ func TestRecords(t *testing.T) {
 	assert.True(t, existing.Started)
 	assert.Equal(t, finishedAt, existing.FinishedAt)
 
-	n, err := s.Prune(ctx, finishedAt.Add(30*time.Minute), time.Hour)
+	n, err := s.Prune(ctx, finishedAt.Add(30*time.Minute), time.Hour, 10)
 	require.NoError(t, err)
 	assert.Zero(t, n, "younger than the retention")
-	n, err = s.Prune(ctx, finishedAt.Add(2*time.Hour), time.Hour)
+	n, err = s.Prune(ctx, finishedAt.Add(2*time.Hour), time.Hour, 10)
 	require.NoError(t, err)
 	assert.Equal(t, 1, n)
 	_, err = client.CoreV1().ConfigMaps("keptn").Get(ctx, a.Name, metav1.GetOptions{})
@@ -234,7 +235,7 @@ func TestRecordsListMetadataInPages(t *testing.T) {
 	client.ClearActions()
 
 	assert.Len(t, unfinished(t, s), 7)
-	n, err := s.Prune(ctx, finishedAt.Add(2*time.Hour), time.Hour)
+	n, err := s.Prune(ctx, finishedAt.Add(2*time.Hour), time.Hour, 10)
 	require.NoError(t, err)
 	assert.Equal(t, 5, n)
 
@@ -246,4 +247,51 @@ func TestRecordsListMetadataInPages(t *testing.T) {
 	for _, l := range lists {
 		assert.Equal(t, int64(2), l.Limit)
 	}
+}
+
+// TestRecordsPruneKeepsNewest: beyond the retention age, at most keep finished records stay:
+// the newest. Unfinished records are never pruned, however many there are.
+func TestRecordsPruneKeepsNewest(t *testing.T) {
+	ctx := context.Background()
+	client := fake.NewClientset()
+	s := newStore(client, "keptn", "pod-a", nil)
+	t0 := time.Unix(1_700_000_000, 0)
+	create := func(id string) string {
+		name := jobs.RecordName("src", id)
+		_, err := s.Create(ctx, Record{Name: name, Event: []byte(`{}`), Level: "service"})
+		require.NoError(t, err)
+		return name
+	}
+	var finished []string
+	for i := range 6 {
+		name := create(fmt.Sprint("finished-", i))
+		require.NoError(t, s.MarkFinished(ctx, name, t0.Add(time.Duration(i)*time.Minute)))
+		finished = append(finished, name)
+	}
+	// Labelled finished without a time (planted, or patched by hand): the oldest of all.
+	noTime := create("no-time")
+	_, err := client.CoreV1().ConfigMaps("keptn").Patch(ctx, noTime, types.MergePatchType,
+		[]byte(`{"metadata":{"labels":{"`+LabelFinished+`":"true"}}}`), metav1.PatchOptions{})
+	require.NoError(t, err)
+	for i := range 5 {
+		create(fmt.Sprint("unfinished-", i))
+	}
+
+	n, err := s.Prune(ctx, t0.Add(10*time.Minute), time.Hour, 3)
+	require.NoError(t, err)
+	assert.Equal(t, 4, n, "the three oldest and the one without a time")
+	cms, err := client.CoreV1().ConfigMaps("keptn").List(ctx, metav1.ListOptions{})
+	require.NoError(t, err)
+	var left []string
+	for _, cm := range cms.Items {
+		if cm.Labels[LabelFinished] == "true" {
+			left = append(left, cm.Name)
+		}
+	}
+	assert.ElementsMatch(t, finished[3:], left)
+	assert.Len(t, unfinished(t, s), 5)
+
+	n, err = s.Prune(ctx, t0.Add(10*time.Minute), time.Hour, 3)
+	require.NoError(t, err)
+	assert.Zero(t, n, "within both bounds")
 }
