@@ -35,6 +35,7 @@ func FuzzParse(f *testing.F) {
 		if err := cfg.Validate(); err != nil {
 			t.Fatalf("parsed config does not re-validate: %v", err)
 		}
+		checkDocument(t, cfg)
 		// Matching a valid config must not fail or panic.
 		if _, err := cfg.Match("sh.keptn.event.test.triggered", []byte(`{"data":{"test":{"teststrategy":"locust"}}}`)); err != nil {
 			t.Fatalf("match on a valid config: %v", err)

@@ -5,6 +5,8 @@
 // comes to: it answers "which config, which actions".
 package config
 
+import "encoding/json"
+
 // APIVersion is the only job config version this service understands.
 const APIVersion = "v2"
 
@@ -13,6 +15,10 @@ type Config struct {
 	APIVersion string   `json:"apiVersion"`
 	Actions    []Action `json:"actions"`
 }
+
+// Document is c as a job config document that Parse reads back to c (JSON, which is YAML):
+// for keeping part of a config, e.g. the actions an event matched.
+func (c *Config) Document() ([]byte, error) { return json.Marshal(c) }
 
 // Action is a named list of tasks run when one of its events matches.
 type Action struct {

@@ -24,8 +24,19 @@ func TestParseSpecExamples(t *testing.T) {
 			require.NoError(t, cfg.Validate())
 			assert.Equal(t, "v2", cfg.APIVersion)
 			assert.NotEmpty(t, cfg.Actions)
+			checkDocument(t, cfg)
 		})
 	}
+}
+
+// checkDocument: cfg as a Document parses back to cfg.
+func checkDocument(t *testing.T, cfg *Config) {
+	t.Helper()
+	doc, err := cfg.Document()
+	require.NoError(t, err)
+	again, err := Parse(doc)
+	require.NoError(t, err, "%s", doc)
+	require.Equal(t, cfg, again, "%s", doc)
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -2,12 +2,14 @@ package lifecycle
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"go.uber.org/zap"
 
+	"github.com/keptn-contrib/job-executor-service/config"
 	"github.com/keptn-contrib/job-executor-service/jobs/records"
 )
 
@@ -164,7 +166,10 @@ func (p *Processor) persist(ctx context.Context, pl *plan) error {
 	if p.deps.Records == nil {
 		return nil
 	}
-	rec := records.Record{Name: pl.in.RecordName(), Event: pl.in.Raw, Config: pl.loaded.Raw, Level: pl.loaded.Level.String()}
+	rec, err := pl.record()
+	if err != nil {
+		return err
+	}
 	existing, err := p.deps.Records.Create(ctx, rec)
 	if err != nil {
 		pl.log.Error("cannot store the event record", zap.Error(err))
@@ -176,4 +181,20 @@ func (p *Processor) persist(ctx context.Context, pl *plan) error {
 		pl.outcome = alreadyAccepted
 	}
 	return nil
+}
+
+// record is the event record of a plan that runs actions: the event, and of the job config
+// only what recovery runs, the matched actions; the rest of a config can be large.
+func (pl *plan) record() (records.Record, error) {
+	kept := config.Config{APIVersion: pl.loaded.Config.APIVersion}
+	idx := make([]int, len(pl.matched))
+	for i, a := range pl.matched {
+		kept.Actions, idx[i] = append(kept.Actions, a.Action), a.Index
+	}
+	doc, err := kept.Document()
+	if err != nil {
+		return records.Record{}, fmt.Errorf("event record of %s: %w", pl.in.RecordName(), err)
+	}
+	return records.Record{Name: pl.in.RecordName(), Event: pl.in.Raw, Config: doc, ActionIndex: idx,
+		ConfigHash: pl.configHash, Level: pl.loaded.Level.String()}, nil
 }

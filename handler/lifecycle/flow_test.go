@@ -21,6 +21,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
@@ -558,6 +559,60 @@ func TestFlowMaintainBoundsFinishedRecords(t *testing.T) {
 	stop()
 	<-done
 	assert.ElementsMatch(t, []string{finished[3], finished[4], unfinished}, left())
+}
+
+// TestFlowRecordKeepsWhatRecoveryNeeds: an event record holds the event and the actions it
+// matched, not the rest of the job config; recovery from it creates the very Jobs the first
+// delivery did (names from the actions' places in the whole config, the whole config's hash).
+func TestFlowRecordKeepsWhatRecoveryNeeds(t *testing.T) {
+	f := newFlow(t, nil, lifecycle.Options{})
+	in := f.deployment(t)
+	unrelated := strings.Repeat("echo unrelated;", 1000)
+	f.keptn.Put("c1", keptnapi.Scope{Project: "sockshop", Stage: "dev", Service: "carts"}, "job/config.yaml", []byte(strings.Replace(flowConfig, "actions:\n", `actions:
+  - name: "Unrelated"
+    events: [{name: "sh.keptn.event.test.triggered"}]
+    tasks: [{name: "unrelated", image: "alpine", args: ["`+unrelated+`"]}]
+`, 1)))
+	f.send(t, in)
+	jobLabels := func() map[string]string {
+		list, err := f.client.BatchV1().Jobs("keptn").List(context.Background(), metav1.ListOptions{})
+		require.NoError(t, err)
+		out := map[string]string{}
+		for _, j := range list.Items {
+			out[j.Name] = j.Labels[jobs.LabelConfigHash]
+		}
+		return out
+	}
+	first := jobLabels()
+	require.Len(t, first, 5)
+
+	decoded, err := keptn.Decode(in)
+	require.NoError(t, err)
+	cm, err := f.client.CoreV1().ConfigMaps("keptn").Get(context.Background(), decoded.RecordName(), metav1.GetOptions{})
+	require.NoError(t, err)
+	size := 0
+	for k, v := range cm.BinaryData {
+		assert.False(t, strings.Contains(string(v), "unrelated"), "%s holds an action the event did not match", k)
+		size += len(v)
+	}
+	for _, v := range cm.Data {
+		size += len(v)
+	}
+	assert.Less(t, size, len(decoded.Raw)+len(flowConfig)*2, "the event and the matched actions")
+
+	// The process died with the event unfinished and its Jobs gone.
+	for name := range first {
+		require.NoError(t, f.client.BatchV1().Jobs("keptn").Delete(context.Background(), name, metav1.DeleteOptions{}))
+	}
+	_, err = f.client.CoreV1().ConfigMaps("keptn").Patch(context.Background(), cm.Name, types.MergePatchType,
+		[]byte(`{"metadata":{"labels":{"`+records.LabelFinished+`":"false"},"annotations":{"`+records.AnnotationFinishedAt+`":null}}}`), metav1.PatchOptions{})
+	require.NoError(t, err)
+	f.restart(t)
+	n, err := f.proc.Recover(context.Background())
+	require.NoError(t, err)
+	f.proc.Wait()
+	assert.Equal(t, 1, n)
+	assert.Equal(t, first, jobLabels(), "the same Jobs, with the same config hash")
 }
 
 // TestFlowOrphans: after start-up, events of instances whose lease expired are taken over;

@@ -36,6 +36,8 @@ type plan struct {
 
 	loaded     *config.Loaded
 	configHash string
+	// matched are all the matched actions, in config order: what the event record keeps.
+	matched []config.MatchedAction
 	// reporting actions answer with .started/.finished; silent ones (and every action of an
 	// event that is not .triggered) answer nothing.
 	reporting, silent []config.MatchedAction
@@ -107,7 +109,7 @@ func (pl *plan) reportProblem(msg string, asFinished bool) {
 
 // run plans the matched actions. Only a .triggered event has a .started/.finished to answer with.
 func (pl *plan) run(loaded *config.Loaded, actions []config.MatchedAction) {
-	pl.outcome, pl.loaded, pl.configHash = runActions, loaded, jobs.ConfigHash(loaded.Raw)
+	pl.outcome, pl.loaded, pl.configHash, pl.matched = runActions, loaded, jobs.ConfigHash(loaded.Raw), actions
 	triggered := keptn.IsTriggered(pl.in.Event.Type())
 	for _, a := range actions {
 		if a.Action.Silent || !triggered {

@@ -159,8 +159,8 @@ func (rr *rejectedRecords) seen(r records.Record) bool {
 	return rr.versions[r.Name+"/"+r.Version()]
 }
 
-// planFromRecord plans what the first delivery planned: the stored event against the stored
-// config, so that recovery runs what that delivery would have run.
+// planFromRecord plans what the first delivery planned: the stored event with the stored
+// actions, so that recovery runs what that delivery would have run.
 func planFromRecord(r records.Record, log *zap.Logger) (*plan, error) {
 	var e cloudevents.Event
 	if err := json.Unmarshal(r.Event, &e); err != nil {
@@ -178,14 +178,34 @@ func planFromRecord(r records.Record, log *zap.Logger) (*plan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("job config: %w", err)
 	}
-	actions, err := loaded.Config.Match(in.Event.Type(), in.Raw)
+	actions, err := recordedActions(r, loaded, in)
 	if err != nil {
 		return nil, err
 	}
 	pl := &plan{in: in, startedSent: r.Started,
 		log: log.With(zap.String("keptnContext", in.KeptnContext), zap.String("eventID", in.Event.ID()), zap.String("type", in.Event.Type()))}
 	pl.run(loaded, actions)
+	if r.ActionIndex != nil {
+		pl.configHash = r.ConfigHash // of the whole config, as on the first delivery's Jobs
+	}
 	return pl, nil
+}
+
+// recordedActions are the actions the event matched on its first delivery, at their places
+// in the whole config. A record of an earlier version holds the whole config: the event is
+// matched against it again.
+func recordedActions(r records.Record, loaded *config.Loaded, in *keptn.Incoming) ([]config.MatchedAction, error) {
+	if r.ActionIndex == nil {
+		return loaded.Config.Match(in.Event.Type(), in.Raw)
+	}
+	if len(r.ActionIndex) != len(loaded.Config.Actions) {
+		return nil, fmt.Errorf("event record has %d actions but %d action indices", len(loaded.Config.Actions), len(r.ActionIndex))
+	}
+	out := make([]config.MatchedAction, len(r.ActionIndex))
+	for i, a := range loaded.Config.Actions {
+		out[i] = config.MatchedAction{Index: r.ActionIndex[i], Action: a}
+	}
+	return out, nil
 }
 
 // Maintain resumes orphaned events every interval and forgets finished records older than

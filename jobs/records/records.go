@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -44,14 +45,18 @@ const (
 	// by renewing its Lease (see Heartbeat).
 	AnnotationOwner = "job-executor-service/owner"
 	// AnnotationSignature holds the HMAC-SHA256 (hex) over everything recovery uses: the
-	// namespace, the record name, the event, the config and the level. Only a service that has
-	// the signing key (RECORD_SIGNING_KEY) can produce it, so a ConfigMap planted with the
-	// record labels by anyone else who can create ConfigMaps in the namespace is not resumed.
+	// namespace, the record name, the event, the config, the level, and the action indices and
+	// config hash. Only a service that has the signing key (RECORD_SIGNING_KEY) can produce it,
+	// so a ConfigMap planted with the record labels by anyone else who can create ConfigMaps in
+	// the namespace is not resumed.
 	AnnotationSignature = "job-executor-service/signature"
 
-	recordEvent  = "event.json"
-	recordConfig = "config.yaml"
-	recordLevel  = "level"
+	recordEvent       = "event.json"
+	recordConfig      = "config.yaml"  // a whole job config (records of earlier versions)
+	recordActions     = "actions.json" // the matched actions only
+	recordActionIndex = "action-indices"
+	recordConfigHash  = "config-hash"
+	recordLevel       = "level"
 )
 
 // Record is one accepted event.
@@ -59,12 +64,17 @@ type Record struct {
 	Name string
 	// Event is the CloudEvent in structured JSON.
 	Event []byte
-	// Config is the raw job config the event matched, and Level where it was found, so that
-	// recovery runs what the first delivery would have run.
-	Config   []byte
-	Level    string
-	Started  bool // .started was delivered
-	Finished bool // .finished was delivered
+	// Config is the job config recovery runs, and Level where it was found, so that recovery
+	// runs what the first delivery would have run. It holds only the actions the event
+	// matched; ActionIndex are their places in the whole config (they name the Jobs) and
+	// ConfigHash the whole config's hash (a Job label). Records of earlier versions hold the
+	// whole config and no ActionIndex: recovery matches the event against it again.
+	Config      []byte
+	ActionIndex []int
+	ConfigHash  string
+	Level       string
+	Started     bool // .started was delivered
+	Finished    bool // .finished was delivered
 	// FinishedAt is when Finished was recorded (zero while unfinished).
 	FinishedAt time.Time
 	// Owner is the instance that runs the event.
@@ -133,9 +143,15 @@ func (s *Store) Verify(r Record) error {
 
 // mac is the HMAC-SHA256 of r in this namespace. Every field is length-prefixed, so that no
 // two different records share an input (moving bytes from the event into the config, say).
+// Records with the whole config (no ActionIndex) keep the input they were signed with.
 func (s *Store) mac(r Record) []byte {
 	h := hmac.New(sha256.New, s.key)
-	for _, field := range [][]byte{[]byte("jes-event-record-v1"), []byte(s.namespace), []byte(r.Name), r.Event, r.Config, []byte(r.Level)} {
+	fields := [][]byte{[]byte("jes-event-record-v1"), []byte(s.namespace), []byte(r.Name), r.Event, r.Config, []byte(r.Level)}
+	if r.ActionIndex != nil {
+		fields[0] = []byte("jes-event-record-v2")
+		fields = append(fields, []byte(formatIndices(r.ActionIndex)), []byte(r.ConfigHash))
+	}
+	for _, field := range fields {
 		_ = binary.Write(h, binary.BigEndian, uint64(len(field)))
 		h.Write(field)
 	}
@@ -158,6 +174,11 @@ func (s *Store) Create(ctx context.Context, r Record) (existing *Record, err err
 		Immutable:  &immutable, // data never changes; metadata (labels, annotations) still may
 		BinaryData: map[string][]byte{recordEvent: r.Event, recordConfig: r.Config},
 		Data:       map[string]string{recordLevel: r.Level},
+	}
+	if r.ActionIndex != nil {
+		delete(cm.BinaryData, recordConfig)
+		cm.BinaryData[recordActions] = r.Config
+		cm.Data[recordActionIndex], cm.Data[recordConfigHash] = formatIndices(r.ActionIndex), r.ConfigHash
 	}
 	if s.Signed() {
 		cm.Annotations[AnnotationSignature] = hex.EncodeToString(s.mac(r))
@@ -299,7 +320,32 @@ func fromMeta(m *metav1.ObjectMeta) Record {
 func fromConfigMap(cm *corev1.ConfigMap) Record {
 	r := fromMeta(&cm.ObjectMeta)
 	r.Event, r.Config, r.Level = cm.BinaryData[recordEvent], cm.BinaryData[recordConfig], cm.Data[recordLevel]
+	if actions, ok := cm.BinaryData[recordActions]; ok {
+		r.Config, r.ConfigHash = actions, cm.Data[recordConfigHash]
+		r.ActionIndex = parseIndices(cm.Data[recordActionIndex])
+	}
 	return r
+}
+
+// formatIndices writes action indices as "0,3,4".
+func formatIndices(idx []int) string {
+	parts := make([]string, len(idx))
+	for i, n := range idx {
+		parts[i] = strconv.Itoa(n)
+	}
+	return strings.Join(parts, ",")
+}
+
+// parseIndices reads formatIndices; never nil, so that a record with actions.json stays one
+// even when its indices are damaged (recovery then refuses it: the counts differ).
+func parseIndices(s string) []int {
+	out := []int{}
+	for _, f := range strings.Split(s, ",") {
+		if n, err := strconv.Atoi(f); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // Claim makes this instance the owner of an unfinished record, unless its owner is alive

@@ -295,3 +295,31 @@ func TestRecordsPruneKeepsNewest(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, n, "within both bounds")
 }
+
+// TestRecordsActions: a record with the matched actions keeps their indices and the config
+// hash, and its signature covers them: changing either, or passing it off as a record with a
+// whole config, fails verification.
+func TestRecordsActions(t *testing.T) {
+	ctx := context.Background()
+	client := fake.NewClientset()
+	s := newStore(client, "keptn", "pod-a", []byte("key-a-0123456789abcdef0123456789ab"))
+	rec := Record{Name: jobs.RecordName("src", "1"), Event: []byte(`{"id":"1"}`), Config: []byte(`{"apiVersion":"v2"}`),
+		ActionIndex: []int{1, 3}, ConfigHash: "0123456789abcdef", Level: "service"}
+	_, err := s.Create(ctx, rec)
+	require.NoError(t, err)
+	stored, err := s.Load(ctx, rec.Name)
+	require.NoError(t, err)
+	assert.Equal(t, rec.Config, stored.Config)
+	assert.Equal(t, rec.ActionIndex, stored.ActionIndex)
+	assert.Equal(t, rec.ConfigHash, stored.ConfigHash)
+	require.NoError(t, s.Verify(*stored))
+	for name, alter := range map[string]func(r *Record){
+		"indices":      func(r *Record) { r.ActionIndex = []int{0, 3} },
+		"config hash":  func(r *Record) { r.ConfigHash = "fedcba9876543210" },
+		"whole config": func(r *Record) { r.ActionIndex, r.ConfigHash = nil, "" },
+	} {
+		altered := *stored
+		alter(&altered)
+		assert.ErrorIs(t, s.Verify(altered), ErrBadSignature, name)
+	}
+}
