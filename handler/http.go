@@ -25,19 +25,22 @@ import (
 
 	"github.com/keptn-contrib/job-executor-service/handler/keptn"
 	"github.com/keptn-contrib/job-executor-service/handler/lifecycle"
+	"github.com/keptn-contrib/job-executor-service/jobs/records"
 )
 
 // Acceptor takes one decoded CloudEvent and returns the reply for the HTTP response (the
 // .started event, or nil). Its errors say how to answer: keptn.ErrBadEvent (400),
-// lifecycle.ErrBusy (429), lifecycle.ErrUnavailable (503); anything else is a 500.
+// lifecycle.ErrTooLarge (413), lifecycle.ErrBusy (429), lifecycle.ErrUnavailable (503);
+// anything else is a 500.
 type Acceptor interface {
 	Accept(ctx context.Context, e cloudevents.Event) (*cloudevents.Event, error)
 }
 
-// Defaults of the ServerOptions (and of RCV_PATH and MAX_REQUEST_BYTES).
+// Defaults of the ServerOptions (and of RCV_PATH and MAX_REQUEST_BYTES). The largest body
+// taken in is the largest event an event record can hold: a larger one could never be stored.
 const (
 	DefaultPath         = "/"
-	DefaultMaxBodyBytes = 4 << 20
+	DefaultMaxBodyBytes = records.MaxEventBytes
 )
 
 // ServerOptions configure the HTTP receiver.
@@ -156,6 +159,9 @@ func (s *Server) receive(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, keptn.ErrBadEvent):
 		writeError(w, http.StatusBadRequest, "invalid_event", err.Error())
+		return
+	case errors.Is(err, lifecycle.ErrTooLarge):
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", err.Error())
 		return
 	case errors.Is(err, lifecycle.ErrBusy):
 		w.Header().Set("Retry-After", "10")

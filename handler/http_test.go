@@ -207,6 +207,7 @@ func TestErrorMapping(t *testing.T) {
 		retryAfter bool
 	}{
 		{fmt.Errorf("%w: data.stage missing", keptn.ErrBadEvent), 400, "invalid_event", false},
+		{fmt.Errorf("%w: a ConfigMap holds at most 1048576 bytes", lifecycle.ErrTooLarge), 413, "too_large", false},
 		{lifecycle.ErrBusy, 429, "busy", true},
 		{fmt.Errorf("%w: HTTP 502", lifecycle.ErrUnavailable), 503, "config_unavailable", true},
 		{errors.New("unexpected"), 500, "internal", false},

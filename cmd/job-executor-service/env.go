@@ -117,6 +117,10 @@ func readEnv(get func(string) string) (*env, error) {
 	if e.MonitoringPort != 0 && e.MonitoringPort == e.Port {
 		r.errs = append(r.errs, fmt.Sprintf("MONITORING_PORT=%d: the receiver's port (RCV_PORT); pick another one or 0", e.MonitoringPort))
 	}
+	if e.MaxBodyBytes > records.MaxEventBytes {
+		r.errs = append(r.errs, fmt.Sprintf("MAX_REQUEST_BYTES=%d: more than an event record can hold (%d bytes: a ConfigMap's %d less %d for the job config)",
+			e.MaxBodyBytes, records.MaxEventBytes, records.MaxDataBytes, records.ConfigReserve))
+	}
 	if e.ConfigurationService == "" && e.KeptnAPIEndpoint != "" {
 		e.ConfigurationService = e.KeptnAPIEndpoint + "/resource-service"
 	}

@@ -88,10 +88,12 @@ func TestReadEnvReportsEveryProblem(t *testing.T) {
 		"DEFAULT_RESOURCE_LIMITS_MEMORY": "512Mi",
 		"ALLOWED_IMAGE_LIST":             "docker.io/library/*, docker.io/My-User/*",
 		"RECORD_SIGNING_KEY":             "short-secret-value",
+		"MAX_REQUEST_BYTES":              "4194304",
 	}))
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), "short-secret-value", "the key is never printed")
-	for _, want := range []string{"RECORD_SIGNING_KEY", `ALLOWED_IMAGE_LIST: "docker.io/My-User/*" is not a valid image pattern`, "RCV_PORT", "ALWAYS_SEND_FINISHED_EVENT", "DEFAULT_RESOURCE_REQUESTS_CPU", "DEFAULT_POD_SECURITY_CONTEXT", "runAsUsr", "MAX_CONCURRENT_ACTIONS"} {
+	for _, want := range []string{"RECORD_SIGNING_KEY", `ALLOWED_IMAGE_LIST: "docker.io/My-User/*" is not a valid image pattern`, "RCV_PORT", "ALWAYS_SEND_FINISHED_EVENT", "DEFAULT_RESOURCE_REQUESTS_CPU", "DEFAULT_POD_SECURITY_CONTEXT", "runAsUsr", "MAX_CONCURRENT_ACTIONS",
+		"MAX_REQUEST_BYTES=4194304: more than an event record can hold (983040 bytes"} {
 		assert.Contains(t, err.Error(), want)
 	}
 	assert.NotContains(t, err.Error(), "DEFAULT_RESOURCE_LIMITS_MEMORY")

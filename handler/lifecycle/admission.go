@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -171,6 +172,10 @@ func (p *Processor) persist(ctx context.Context, pl *plan) error {
 		return err
 	}
 	existing, err := p.deps.Records.Create(ctx, rec)
+	if errors.Is(err, records.ErrTooLarge) {
+		pl.log.Warn("refusing an event too large for its event record", zap.Error(err))
+		return fmt.Errorf("%w: %v", ErrTooLarge, err)
+	}
 	if err != nil {
 		pl.log.Error("cannot store the event record", zap.Error(err))
 		return unavailable(err)

@@ -98,6 +98,7 @@ func newFlow(t *testing.T, fail map[string]bool, opts lifecycle.Options) *flowEn
 		return config.CollectFiles(ctx, src, ref, level, paths, jobs.MaxFilesBytes)
 	}
 	client := fake.NewClientset()
+	recordstest.LimitConfigMapSize(client)
 	fakeKubelet(t, client, fail)
 	runner := run.New(client, zap.NewNop(), run.Options{})
 	t.Cleanup(runner.Watcher().Stop)
@@ -559,6 +560,78 @@ func TestFlowMaintainBoundsFinishedRecords(t *testing.T) {
 	stop()
 	<-done
 	assert.ElementsMatch(t, []string{finished[3], finished[4], unfinished}, left())
+}
+
+// sized is e with data padded so that e in structured mode takes exactly n bytes.
+func sized(t *testing.T, e cloudevents.Event, n int) cloudevents.Event {
+	t.Helper()
+	var data map[string]any
+	require.NoError(t, json.Unmarshal(e.Data(), &data))
+	data["padding"] = ""
+	out := e.Clone()
+	require.NoError(t, out.SetData(cloudevents.ApplicationJSON, data))
+	body, err := json.Marshal(out)
+	require.NoError(t, err)
+	require.Less(t, len(body), n)
+	data["padding"] = strings.Repeat("x", n-len(body))
+	require.NoError(t, out.SetData(cloudevents.ApplicationJSON, data))
+	body, err = json.Marshal(out)
+	require.NoError(t, err)
+	require.Len(t, body, n)
+	return out
+}
+
+// post delivers e in structured mode and returns the answer's status, Retry-After and error body.
+func (f *flowEnv) post(t *testing.T, e cloudevents.Event) (status int, retryAfter string, body map[string]string) {
+	t.Helper()
+	b, err := json.Marshal(e)
+	require.NoError(t, err)
+	res, err := http.Post(f.url, "application/cloudevents+json", bytes.NewReader(b))
+	require.NoError(t, err)
+	defer res.Body.Close()
+	if res.StatusCode >= 400 {
+		require.NoError(t, json.NewDecoder(res.Body).Decode(&body))
+	}
+	return res.StatusCode, res.Header.Get("Retry-After"), body
+}
+
+// TestFlowLargestEventIsStored: the largest request the receiver accepts by default is an
+// event whose record fits in a ConfigMap, so it runs; it is not answered 503 (and delivered
+// again forever) because its record cannot be stored.
+func TestFlowLargestEventIsStored(t *testing.T) {
+	f := newFlow(t, nil, lifecycle.Options{})
+	e := sized(t, f.deployment(t), handler.DefaultMaxBodyBytes)
+	status, _, body := f.post(t, e)
+	require.Equal(t, http.StatusOK, status, body)
+	f.proc.Wait()
+	assert.Equal(t, 5, f.jobCount(t))
+	assert.Equal(t, []string{"sh.keptn.event.deployment.started", "sh.keptn.event.deployment.finished"}, f.types())
+}
+
+// TestFlowEventTooLargeForRecord: an event the receiver accepts but whose record would not
+// fit in a ConfigMap (here: with a matching action of 200 KiB) is refused with 413 and a JSON
+// body naming the limit, not 503 with Retry-After, which has Knative or the distributor
+// deliver it again forever. Nothing runs, nothing is sent, nothing is stored.
+func TestFlowEventTooLargeForRecord(t *testing.T) {
+	f := newFlow(t, nil, lifecycle.Options{})
+	e := sized(t, f.deployment(t), handler.DefaultMaxBodyBytes-1024)
+	script := strings.Repeat("echo large;", (200<<10)/len("echo large;"))
+	f.keptn.Put("c1", keptnapi.Scope{Project: "sockshop", Stage: "dev", Service: "carts"}, "job/config.yaml", []byte(flowConfig+`
+  - name: "Large"
+    events: [{name: "sh.keptn.event.deployment.triggered"}]
+    tasks: [{name: "large", image: "alpine", args: ["`+script+`"]}]
+`))
+	status, retryAfter, body := f.post(t, e)
+	assert.Equal(t, http.StatusRequestEntityTooLarge, status)
+	assert.Empty(t, retryAfter, "delivering again cannot help")
+	assert.Equal(t, "too_large", body["error"])
+	assert.Contains(t, body["message"], "1048576 bytes")
+	f.proc.Wait()
+	assert.Zero(t, f.jobCount(t))
+	assert.Empty(t, f.types())
+	cms, err := f.client.CoreV1().ConfigMaps("keptn").List(context.Background(), metav1.ListOptions{})
+	require.NoError(t, err)
+	assert.Empty(t, cms.Items, "no record")
 }
 
 // TestFlowRecordKeepsWhatRecoveryNeeds: an event record holds the event and the actions it

@@ -124,6 +124,10 @@ func (o *Options) defaults() {
 // ErrBusy means the queue is full; the caller should retry later (429).
 var ErrBusy = errors.New("too many events in flight")
 
+// ErrTooLarge means the event is too large to be stored as an event record; delivering it
+// again cannot help (413).
+var ErrTooLarge = errors.New("event too large to accept")
+
 // ErrUnavailable means the config source or the cluster could not be reached; redelivery may
 // succeed (503).
 var ErrUnavailable = errors.New("config source unavailable")

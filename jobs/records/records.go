@@ -59,6 +59,20 @@ const (
 	recordLevel       = "level"
 )
 
+// The size budget of a record. The API server refuses a ConfigMap whose data values take
+// more than MaxDataBytes in all; the receiver's MAX_REQUEST_BYTES may not exceed
+// MaxEventBytes, so that every event it takes in can be stored as long as the actions it
+// matched fit in ConfigReserve. A record that would still be larger is refused (ErrTooLarge)
+// rather than sent to the API server, which would refuse it on every delivery.
+const (
+	MaxDataBytes  = corev1.MaxSecretSize // the API server applies the Secret bound to ConfigMaps too
+	ConfigReserve = 64 << 10             // matched actions, their indices, config hash, level
+	MaxEventBytes = MaxDataBytes - ConfigReserve
+)
+
+// ErrTooLarge means a record cannot hold the event: delivering it again cannot help.
+var ErrTooLarge = errors.New("event record too large")
+
 // Record is one accepted event.
 type Record struct {
 	Name string
@@ -179,6 +193,10 @@ func (s *Store) Create(ctx context.Context, r Record) (existing *Record, err err
 		delete(cm.BinaryData, recordConfig)
 		cm.BinaryData[recordActions] = r.Config
 		cm.Data[recordActionIndex], cm.Data[recordConfigHash] = formatIndices(r.ActionIndex), r.ConfigHash
+	}
+	if size := dataSize(cm); size > MaxDataBytes {
+		return nil, fmt.Errorf("%w: it would take %d bytes (the event %d, the actions it matched %d), a ConfigMap holds at most %d bytes",
+			ErrTooLarge, size, len(r.Event), len(r.Config), MaxDataBytes)
 	}
 	if s.Signed() {
 		cm.Annotations[AnnotationSignature] = hex.EncodeToString(s.mac(r))
@@ -325,6 +343,18 @@ func fromConfigMap(cm *corev1.ConfigMap) Record {
 		r.ActionIndex = parseIndices(cm.Data[recordActionIndex])
 	}
 	return r
+}
+
+// dataSize is what the API server counts against MaxDataBytes: the data values.
+func dataSize(cm *corev1.ConfigMap) int {
+	n := 0
+	for _, v := range cm.Data {
+		n += len(v)
+	}
+	for _, v := range cm.BinaryData {
+		n += len(v)
+	}
+	return n
 }
 
 // formatIndices writes action indices as "0,3,4".

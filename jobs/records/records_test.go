@@ -323,3 +323,23 @@ func TestRecordsActions(t *testing.T) {
 		assert.ErrorIs(t, s.Verify(altered), ErrBadSignature, name)
 	}
 }
+
+// TestRecordsTooLarge: a record whose data would exceed what a ConfigMap holds is refused
+// with ErrTooLarge before the API server is asked; one that just fits is stored.
+func TestRecordsTooLarge(t *testing.T) {
+	ctx := context.Background()
+	client := fake.NewClientset()
+	s := newStore(client, "keptn", "pod-a", nil)
+	rec := Record{Name: jobs.RecordName("src", "fits"), Event: make([]byte, MaxEventBytes), ActionIndex: []int{0}, ConfigHash: "0123456789abcdef", Level: "service"}
+	rest := len(rec.Level) + len("0") + len(rec.ConfigHash)
+	rec.Config = make([]byte, ConfigReserve-rest)
+	_, err := s.Create(ctx, rec)
+	require.NoError(t, err, "MaxEventBytes and ConfigReserve fill a ConfigMap exactly")
+
+	rec.Name, rec.Config = jobs.RecordName("src", "too-large"), make([]byte, ConfigReserve-rest+1)
+	client.ClearActions()
+	_, err = s.Create(ctx, rec)
+	require.ErrorIs(t, err, ErrTooLarge)
+	assert.Contains(t, err.Error(), "at most 1048576 bytes")
+	assert.Empty(t, client.Actions(), "the API server is not asked")
+}
