@@ -35,6 +35,8 @@ const (
 
 // Incoming is a decoded Keptn CloudEvent with the fields the lifecycle needs.
 type Incoming struct {
+	// Event has the attributes and extensions but no data: Raw and Data have it, and a queued
+	// event must not hold its data twice.
 	Event        cloudevents.Event
 	KeptnContext string
 	CommitID     string
@@ -93,6 +95,7 @@ func Decode(e cloudevents.Event) (*Incoming, error) {
 		return nil, fmt.Errorf("%w: %v", ErrBadEvent, err)
 	}
 	in.Raw = raw
+	in.Event.DataEncoded = nil
 	return in, nil
 }
 

@@ -3,6 +3,7 @@ package lifecycle_test
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -238,4 +239,30 @@ func TestBusyWhenQueueFull(t *testing.T) {
 	_, err = p.Accept(context.Background(), e)
 	require.NoError(t, err, "accepted again once the queue drained")
 	p.Wait()
+}
+
+// TestQueuedEventHeldOnce: an accepted event waiting for its turn holds its JSON once
+// (Incoming.Raw, what MaxQueuedBytes counts), not a second time as the decoded event's data.
+func TestQueuedEventHeldOnce(t *testing.T) {
+	const events, size = 40, 256 << 10
+	block := make(chan struct{})
+	p := newProcessor(lct.Loader{YAML: lct.HelloConfig}, lct.BlockingRunner{Block: block}, &lct.Recorder{}, lifecycle.Options{})
+	heap := func() int64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return int64(m.HeapAlloc)
+	}
+	before := heap()
+	for i := range events {
+		e := lct.Event(t, "sh.keptn.event.test.triggered", map[string]any{"padding": strings.Repeat("x", size)})
+		e.SetID(fmt.Sprint("id-", i))
+		_, err := p.Accept(context.Background(), e)
+		require.NoError(t, err)
+	}
+	held := float64(heap()-before) / events
+	close(block)
+	p.Wait()
+	t.Logf("%.0f bytes held per queued event of %d bytes (%.2f×)", held, size, held/size)
+	assert.Less(t, held, 1.5*size)
 }
