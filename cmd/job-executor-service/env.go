@@ -49,6 +49,7 @@ type env struct {
 	AlwaysSendFinished   bool
 	MaxConcurrentActions int
 	MaxQueuedEvents      int
+	MaxQueuedBytes       int
 	MaxMessageBytes      int
 	MaxTaskLogBytes      int
 	MaxFileBytes         int
@@ -92,6 +93,7 @@ func readEnv(get func(string) string) (*env, error) {
 		AlwaysSendFinished:   r.bool("ALWAYS_SEND_FINISHED_EVENT", false),
 		MaxConcurrentActions: r.int("MAX_CONCURRENT_ACTIONS", lifecycle.DefaultMaxConcurrentActions),
 		MaxQueuedEvents:      r.int("MAX_QUEUED_EVENTS", lifecycle.DefaultMaxQueuedEvents),
+		MaxQueuedBytes:       r.int("MAX_QUEUED_BYTES", lifecycle.DefaultMaxQueuedBytes),
 		MaxMessageBytes:      r.int("MAX_FINISHED_MESSAGE_BYTES", keptn.DefaultMaxMessageBytes),
 		MaxTaskLogBytes:      r.int("MAX_TASK_LOG_BYTES", run.DefaultMaxLogBytes),
 		MaxFileBytes:         r.int("MAX_TASK_FILES_BYTES", jobs.MaxFilesBytes),
@@ -120,6 +122,10 @@ func readEnv(get func(string) string) (*env, error) {
 	if e.MaxBodyBytes > records.MaxEventBytes {
 		r.errs = append(r.errs, fmt.Sprintf("MAX_REQUEST_BYTES=%d: more than an event record can hold (%d bytes: a ConfigMap's %d less %d for the job config)",
 			e.MaxBodyBytes, records.MaxEventBytes, records.MaxDataBytes, records.ConfigReserve))
+	}
+	if e.MaxQueuedBytes > 0 && int64(e.MaxQueuedBytes) < e.MaxBodyBytes {
+		r.errs = append(r.errs, fmt.Sprintf("MAX_QUEUED_BYTES=%d: less than MAX_REQUEST_BYTES (%d); every event taken in must fit in the queue",
+			e.MaxQueuedBytes, e.MaxBodyBytes))
 	}
 	if e.ConfigurationService == "" && e.KeptnAPIEndpoint != "" {
 		e.ConfigurationService = e.KeptnAPIEndpoint + "/resource-service"

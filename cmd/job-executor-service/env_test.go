@@ -44,6 +44,8 @@ func TestReadEnvDefaults(t *testing.T) {
 	assert.Empty(t, e.ConfigurationService)
 	assert.Nil(t, e.RecordSigningKey, "unsigned records unless a key is given")
 	assert.Equal(t, 1000, e.MaxFinishedRecords)
+	assert.Equal(t, 64<<20, e.MaxQueuedBytes)
+	assert.Equal(t, int64(983040), e.MaxBodyBytes)
 }
 
 func TestReadEnv(t *testing.T) {
@@ -60,6 +62,7 @@ func TestReadEnv(t *testing.T) {
 		"FAIL_FAST_SECONDS":           "7",
 		"RECORD_SIGNING_KEY":          " 0123456789abcdef0123456789abcdef\n",
 		"MAX_FINISHED_RECORDS":        "50",
+		"MAX_QUEUED_BYTES":            "2000000",
 	}))
 	require.NoError(t, err)
 	assert.Equal(t, "https://keptn.example.com/api", e.KeptnAPIEndpoint)
@@ -76,6 +79,7 @@ func TestReadEnv(t *testing.T) {
 	assert.Equal(t, 7*time.Second, e.FailFastAfter)
 	assert.Equal(t, []byte("0123456789abcdef0123456789abcdef"), e.RecordSigningKey, "trimmed (a Secret from a file may end in a newline)")
 	assert.Equal(t, 50, e.MaxFinishedRecords)
+	assert.Equal(t, 2000000, e.MaxQueuedBytes)
 }
 
 func TestReadEnvReportsEveryProblem(t *testing.T) {
@@ -89,11 +93,13 @@ func TestReadEnvReportsEveryProblem(t *testing.T) {
 		"ALLOWED_IMAGE_LIST":             "docker.io/library/*, docker.io/My-User/*",
 		"RECORD_SIGNING_KEY":             "short-secret-value",
 		"MAX_REQUEST_BYTES":              "4194304",
+		"MAX_QUEUED_BYTES":               "1000",
 	}))
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), "short-secret-value", "the key is never printed")
 	for _, want := range []string{"RECORD_SIGNING_KEY", `ALLOWED_IMAGE_LIST: "docker.io/My-User/*" is not a valid image pattern`, "RCV_PORT", "ALWAYS_SEND_FINISHED_EVENT", "DEFAULT_RESOURCE_REQUESTS_CPU", "DEFAULT_POD_SECURITY_CONTEXT", "runAsUsr", "MAX_CONCURRENT_ACTIONS",
-		"MAX_REQUEST_BYTES=4194304: more than an event record can hold (983040 bytes"} {
+		"MAX_REQUEST_BYTES=4194304: more than an event record can hold (983040 bytes",
+		"MAX_QUEUED_BYTES=1000: less than MAX_REQUEST_BYTES (4194304)"} {
 		assert.Contains(t, err.Error(), want)
 	}
 	assert.NotContains(t, err.Error(), "DEFAULT_RESOURCE_LIMITS_MEMORY")

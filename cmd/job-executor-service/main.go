@@ -108,6 +108,7 @@ func serve() error {
 		StartedViaSink:       startedViaSink,
 		MaxConcurrentActions: e.MaxConcurrentActions,
 		MaxQueuedEvents:      e.MaxQueuedEvents,
+		MaxQueuedBytes:       e.MaxQueuedBytes,
 		MaxMessageBytes:      e.MaxMessageBytes,
 		DedupRetention:       e.DedupRetention,
 		MaxFinishedRecords:   e.MaxFinishedRecords,

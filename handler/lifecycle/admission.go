@@ -15,18 +15,20 @@ import (
 )
 
 // admission decides which deliveries become work: it remembers events by key (redeliveries
-// get the first answer), bounds the events in flight (the queue) and hands out the slots
-// that bound the actions running Jobs at once.
+// get the first answer), bounds the events in flight (the queue, in number and bytes) and
+// hands out the slots that bound the actions running Jobs at once.
 type admission struct {
-	maxQueued int
-	retention time.Duration
-	slots     chan struct{} // MaxConcurrentActions tokens
+	maxQueued      int
+	maxQueuedBytes int
+	retention      time.Duration
+	slots          chan struct{} // MaxConcurrentActions tokens
 
 	mu     sync.Mutex
 	events map[string]*ticket // by keptn.Incoming.Key
-	// active counts remembered events that are not done (the queue bounded by maxQueued).
-	active    int
-	lastPrune time.Time
+	// active and activeBytes count remembered events that are not done and their sizes (the
+	// queue bounded by maxQueued and maxQueuedBytes).
+	active, activeBytes int
+	lastPrune           time.Time
 }
 
 // ticket is one admitted event: the answer its first delivery got, for redeliveries.
@@ -34,49 +36,58 @@ type ticket struct {
 	ready    chan struct{} // closed once reply/err are known
 	reply    *cloudevents.Event
 	err      error
+	size     int // of the event, counted in activeBytes until done
 	done     bool
 	finished time.Time
 }
 
 func newAdmission(o Options) *admission {
 	return &admission{
-		maxQueued: o.MaxQueuedEvents,
-		retention: o.DedupRetention,
-		slots:     make(chan struct{}, o.MaxConcurrentActions),
-		events:    map[string]*ticket{},
+		maxQueued:      o.MaxQueuedEvents,
+		maxQueuedBytes: o.MaxQueuedBytes,
+		retention:      o.DedupRetention,
+		slots:          make(chan struct{}, o.MaxConcurrentActions),
+		events:         map[string]*ticket{},
 	}
 }
 
-// admit reserves key for a new event and returns its ticket; for a known key it returns the
-// first delivery's ticket instead. A full queue gives ErrBusy. The key is reserved before the
-// (possibly slow) config lookup so that concurrent redeliveries are recognised.
-func (a *admission) admit(key string) (t, first *ticket, err error) {
+// admit reserves key for a new event of size bytes and returns its ticket; for a known key
+// it returns the first delivery's ticket instead. A full queue gives ErrBusy, an event larger
+// than the whole queue ErrTooLarge. The key is reserved before the (possibly slow) config
+// lookup so that concurrent redeliveries are recognised.
+func (a *admission) admit(key string, size int) (t, first *ticket, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if prior, ok := a.events[key]; ok {
 		return nil, prior, nil
 	}
-	if a.active >= a.maxQueued {
+	switch {
+	case size > a.maxQueuedBytes:
+		return nil, nil, fmt.Errorf("%w: the event takes %d bytes, more than the %d bytes all queued events may take", ErrTooLarge, size, a.maxQueuedBytes)
+	case a.active >= a.maxQueued:
 		return nil, nil, ErrBusy
+	case a.activeBytes+size > a.maxQueuedBytes:
+		return nil, nil, fmt.Errorf("%w: queued events take %d of %d bytes", ErrBusy, a.activeBytes, a.maxQueuedBytes)
 	}
-	return a.reserveLocked(key), nil, nil
+	return a.reserveLocked(key, size), nil, nil
 }
 
 // reserve is admit for recovery: no queue bound (the event was accepted before); false when
 // the key is known already.
-func (a *admission) reserve(key string) (*ticket, bool) {
+func (a *admission) reserve(key string, size int) (*ticket, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if _, ok := a.events[key]; ok {
 		return nil, false
 	}
-	return a.reserveLocked(key), true
+	return a.reserveLocked(key, size), true
 }
 
-func (a *admission) reserveLocked(key string) *ticket {
-	t := &ticket{ready: make(chan struct{})}
+func (a *admission) reserveLocked(key string, size int) *ticket {
+	t := &ticket{ready: make(chan struct{}), size: size}
 	a.events[key] = t
 	a.active++
+	a.activeBytes += size
 	return t
 }
 
@@ -113,6 +124,7 @@ func (a *admission) done(t *ticket) {
 	}
 	t.done, t.finished = true, time.Now()
 	a.active--
+	a.activeBytes -= t.size
 	if now := time.Now(); now.Sub(a.lastPrune) > time.Minute || len(a.events) > maxRemembered {
 		a.lastPrune = now
 		a.pruneLocked(now)
@@ -127,6 +139,7 @@ func (a *admission) forget(key string) {
 		delete(a.events, key)
 		if !t.done {
 			a.active--
+			a.activeBytes -= t.size
 		}
 	}
 }
@@ -173,6 +186,7 @@ func (p *Processor) persist(ctx context.Context, pl *plan) error {
 	}
 	existing, err := p.deps.Records.Create(ctx, rec)
 	if errors.Is(err, records.ErrTooLarge) {
+		p.deps.Metrics.event("too_large")
 		pl.log.Warn("refusing an event too large for its event record", zap.Error(err))
 		return fmt.Errorf("%w: %v", ErrTooLarge, err)
 	}

@@ -75,8 +75,13 @@ type Deps struct {
 const (
 	DefaultMaxConcurrentActions = 20
 	DefaultMaxQueuedEvents      = 1000
-	DefaultDedupRetention       = time.Hour
-	DefaultMaxFinishedRecords   = 1000
+	// DefaultMaxQueuedBytes keeps the queue well inside the chart's 512 MiB memory limit. A
+	// queued event takes 1.1 times its size in memory (TestQueuedEventHeldOnce), 3 times when
+	// its bulk is in data.labels (kept decoded and in the .started reply): at most ~200 MiB,
+	// next to the ~60 MB the service takes under load (e2e).
+	DefaultMaxQueuedBytes     = 64 << 20
+	DefaultDedupRetention     = time.Hour
+	DefaultMaxFinishedRecords = 1000
 )
 
 // Options tune the lifecycle; zero values get the defaults.
@@ -94,6 +99,9 @@ type Options struct {
 	MaxConcurrentActions int
 	// MaxQueuedEvents bounds accepted, unfinished events; beyond it Accept returns ErrBusy.
 	MaxQueuedEvents int
+	// MaxQueuedBytes bounds the size of those events (structured JSON) together: beyond it
+	// Accept returns ErrBusy, and ErrTooLarge for an event larger than all of it.
+	MaxQueuedBytes int
 	// MaxMessageBytes bounds a .finished message with all task logs (keptn.DefaultMaxMessageBytes).
 	MaxMessageBytes int
 	// DedupRetention is how long a finished event is remembered to ignore redeliveries.
@@ -110,6 +118,9 @@ func (o *Options) defaults() {
 	if o.MaxQueuedEvents <= 0 {
 		o.MaxQueuedEvents = DefaultMaxQueuedEvents
 	}
+	if o.MaxQueuedBytes <= 0 {
+		o.MaxQueuedBytes = DefaultMaxQueuedBytes
+	}
 	if o.MaxMessageBytes <= 0 {
 		o.MaxMessageBytes = keptn.DefaultMaxMessageBytes
 	}
@@ -124,8 +135,8 @@ func (o *Options) defaults() {
 // ErrBusy means the queue is full; the caller should retry later (429).
 var ErrBusy = errors.New("too many events in flight")
 
-// ErrTooLarge means the event is too large to be stored as an event record; delivering it
-// again cannot help (413).
+// ErrTooLarge means the event is too large to be stored as an event record or to be queued at
+// all; delivering it again cannot help (413).
 var ErrTooLarge = errors.New("event too large to accept")
 
 // ErrUnavailable means the config source or the cluster could not be reached; redelivery may
@@ -167,9 +178,13 @@ func (p *Processor) Accept(ctx context.Context, e cloudevents.Event) (*cloudeven
 	log := p.deps.Log.With(zap.String("keptnContext", in.KeptnContext), zap.String("eventID", e.ID()), zap.String("type", e.Type()))
 
 	// 1. Admit: a redelivery gets the first delivery's answer; a full queue says so.
-	t, first, err := p.admit.admit(in.Key())
+	t, first, err := p.admit.admit(in.Key(), len(in.Raw))
 	if err != nil {
-		p.deps.Metrics.event("busy")
+		outcome := "busy"
+		if errors.Is(err, ErrTooLarge) {
+			outcome = "too_large"
+		}
+		p.deps.Metrics.event(outcome)
 		return nil, err
 	}
 	if first != nil {

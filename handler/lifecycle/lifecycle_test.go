@@ -266,3 +266,30 @@ func TestQueuedEventHeldOnce(t *testing.T) {
 	t.Logf("%.0f bytes held per queued event of %d bytes (%.2f×)", held, size, held/size)
 	assert.Less(t, held, 1.5*size)
 }
+
+// TestBusyWhenQueueBytesFull: accepted, unfinished events are bounded in bytes as well as in
+// number. An event that would take the queue beyond MaxQueuedBytes is turned away (ErrBusy:
+// 429, deliver again later); one larger than the whole bound can never fit (ErrTooLarge: 413).
+func TestBusyWhenQueueBytesFull(t *testing.T) {
+	block := make(chan struct{})
+	p := newProcessor(lct.Loader{YAML: lct.HelloConfig}, lct.BlockingRunner{Block: block}, &lct.Recorder{}, lifecycle.Options{MaxQueuedBytes: 100 << 10})
+	event := func(id string, size int) cloudevents.Event {
+		e := lct.Event(t, "sh.keptn.event.test.triggered", map[string]any{"padding": strings.Repeat("x", size)})
+		e.SetID(id)
+		return e
+	}
+	for i := range 3 {
+		_, err := p.Accept(context.Background(), event(fmt.Sprint("id-", i), 30<<10))
+		require.NoError(t, err)
+	}
+	_, err := p.Accept(context.Background(), event("one-too-many", 30<<10))
+	require.ErrorIs(t, err, lifecycle.ErrBusy)
+	_, err = p.Accept(context.Background(), event("larger-than-the-queue", 110<<10))
+	require.ErrorIs(t, err, lifecycle.ErrTooLarge)
+	assert.Contains(t, err.Error(), "102400 bytes")
+	close(block)
+	p.Wait()
+	_, err = p.Accept(context.Background(), event("one-too-many", 30<<10))
+	require.NoError(t, err, "accepted once the queue drained")
+	p.Wait()
+}

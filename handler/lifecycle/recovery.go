@@ -94,7 +94,7 @@ func (p *Processor) resumeRecord(ctx context.Context, listed records.Record, atS
 		}
 		return false
 	}
-	t, ok := p.admit.reserve(pl.in.Key())
+	t, ok := p.admit.reserve(pl.in.Key(), len(pl.in.Raw))
 	if !ok {
 		return false
 	}
