@@ -28,7 +28,10 @@ type admission struct {
 	// active and activeBytes count remembered events that are not done and their sizes (the
 	// queue bounded by maxQueued and maxQueuedBytes).
 	active, activeBytes int
-	lastPrune           time.Time
+	// rememberedBytes is what finished events keep for redeliveries (their replies, which
+	// echo the event's labels), bounded by maxQueuedBytes too.
+	rememberedBytes int
+	lastPrune       time.Time
 }
 
 // ticket is one admitted event: the answer its first delivery got, for redeliveries.
@@ -37,6 +40,7 @@ type ticket struct {
 	reply    *cloudevents.Event
 	err      error
 	size     int // of the event, counted in activeBytes until done
+	kept     int // of the reply, counted in rememberedBytes once done
 	done     bool
 	finished time.Time
 }
@@ -125,7 +129,11 @@ func (a *admission) done(t *ticket) {
 	t.done, t.finished = true, time.Now()
 	a.active--
 	a.activeBytes -= t.size
-	if now := time.Now(); now.Sub(a.lastPrune) > time.Minute || len(a.events) > maxRemembered {
+	if t.reply != nil {
+		t.kept = len(t.reply.Data()) + len(t.reply.ID()) + len(t.reply.Type()) + len(t.reply.Source())
+	}
+	a.rememberedBytes += t.kept
+	if now := time.Now(); now.Sub(a.lastPrune) > time.Minute || a.overRemembered() {
 		a.lastPrune = now
 		a.pruneLocked(now)
 	}
@@ -141,6 +149,7 @@ func (a *admission) forget(key string) {
 			a.active--
 			a.activeBytes -= t.size
 		}
+		a.rememberedBytes -= t.kept
 	}
 }
 
@@ -148,16 +157,22 @@ func (a *admission) forget(key string) {
 // recognised through the event records in the cluster.
 const maxRemembered = 50_000
 
+// overRemembered: too many finished events, or their replies take more than the queue may.
+func (a *admission) overRemembered() bool {
+	return len(a.events) > maxRemembered || a.rememberedBytes > a.maxQueuedBytes
+}
+
 // pruneLocked drops finished events older than the retention (all finished ones when there
-// are too many).
+// are too many or they take too much memory).
 func (a *admission) pruneLocked(now time.Time) {
 	cutoff := now.Add(-a.retention)
-	if len(a.events) > maxRemembered {
+	if a.overRemembered() {
 		cutoff = now
 	}
 	for k, t := range a.events {
 		if t.done && !t.finished.After(cutoff) {
 			delete(a.events, k)
+			a.rememberedBytes -= t.kept
 		}
 	}
 }
