@@ -13,17 +13,17 @@ chart-golden-update: $(TOOLS)/helm
 	go test -count=1 ./chart -run TestGolden -update
 
 # Server-side validation of every golden rendering against the cluster in $KUBECONFIG (e.g. the
-# e2e cluster). The namespaces keptn/keptn-jobs are rewritten to throw-away ones that are deleted
-# afterwards, so an existing installation is not touched.
+# e2e cluster). The namespaces of the golden files are rewritten to throw-away ones
+# ($(CHART_DRY_RUN_NS)-<name>) that are deleted afterwards, so an existing installation is not touched.
 CHART_DRY_RUN_NS ?= jes-chart-dry-run
+CHART_GOLDEN_NS := keptn keptn-jobs team-a team-b
 chart-dry-run: $(TOOLS)/helm
 	@test -n "$$KUBECONFIG" || { echo "set KUBECONFIG"; exit 1; }
-	@set -e; trap 'kubectl delete ns $(CHART_DRY_RUN_NS) $(CHART_DRY_RUN_NS)-jobs --wait=false >/dev/null 2>&1 || true' EXIT; \
-	kubectl create ns $(CHART_DRY_RUN_NS) >/dev/null; kubectl create ns $(CHART_DRY_RUN_NS)-jobs >/dev/null; \
+	@set -e; trap 'kubectl delete ns $(foreach n,$(CHART_GOLDEN_NS),$(CHART_DRY_RUN_NS)-$(n)) --wait=false >/dev/null 2>&1 || true' EXIT; \
+	for n in $(CHART_GOLDEN_NS); do kubectl create ns $(CHART_DRY_RUN_NS)-$$n >/dev/null; done; \
 	for f in chart/testdata/*.yaml; do \
 	  echo "== $$f"; \
-	  sed -e 's/^\([[:space:]]*namespace:\) keptn$$/\1 $(CHART_DRY_RUN_NS)/' \
-	      -e 's/^\([[:space:]]*namespace:\) keptn-jobs$$/\1 $(CHART_DRY_RUN_NS)-jobs/' $$f | \
+	  sed $(foreach n,$(CHART_GOLDEN_NS),-e 's/^\([[:space:]]*namespace:\) $(n)$$/\1 $(CHART_DRY_RUN_NS)-$(n)/') $$f | \
 	    kubectl apply --dry-run=server -f - ; \
 	done
 

@@ -140,6 +140,14 @@ jobConfig:
 recordSigningKey:
   existingSecret: jes-record-key
 `},
+	{"extra-namespaces", `
+jobConfig:
+  extraNamespaces: [team-a, team-b]
+  allowedNamespaces: "sandbox-*, team-b"
+  networkPolicy:
+    enabled: true
+    blockCIDRs: [10.0.0.0/8]
+`},
 	{"jobs-config", `
 image:
   repository: ghcr.io/example/jes
@@ -371,6 +379,12 @@ func TestInvalidValues(t *testing.T) {
 		{"bad allowed secret", "jobConfig:\n  allowedSecrets: 'Team-*'", "allowedSecrets"},
 		{"bad allowed service account", "jobConfig:\n  allowedServiceAccounts: 'a b'", "allowedServiceAccounts"},
 		{"auto detect", "remoteControlPlane:\n  autoDetect:\n    enabled: true", "autoDetect"},
+		{"extra namespace not a name", "jobConfig:\n  extraNamespaces: [Team_A]", "extraNamespaces"},
+		{"extra namespace glob", "jobConfig:\n  extraNamespaces: ['team-*']", "extraNamespaces"},
+		{"extra namespace empty", "jobConfig:\n  extraNamespaces: ['']", "extraNamespaces"},
+		{"extra namespace too long", "jobConfig:\n  extraNamespaces: [" + strings.Repeat("a", 64) + "]", "extraNamespaces"},
+		{"extra namespace twice", "jobConfig:\n  extraNamespaces: [team-a, team-a]", "extraNamespaces"},
+		{"extra namespaces not a list", "jobConfig:\n  extraNamespaces: team-a", "extraNamespaces"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -381,7 +395,12 @@ func TestInvalidValues(t *testing.T) {
 	}
 }
 
-// manifests splits rendered output into documents keyed by "Kind/name".
+// extraNamespaces are the jobConfig.extraNamespaces of the test cases: the chart repeats objects
+// of the job namespace there under the same names.
+var extraNamespaces = []string{"team-a", "team-b"}
+
+// manifests splits rendered output into documents keyed by "Kind/name", or "Kind/name@namespace"
+// for objects in one of extraNamespaces.
 func manifests(t *testing.T, rendered string) map[string][]byte {
 	t.Helper()
 	docs := map[string][]byte{}
@@ -389,7 +408,8 @@ func manifests(t *testing.T, rendered string) map[string][]byte {
 		var meta struct {
 			Kind     string `json:"kind"`
 			Metadata struct {
-				Name string `json:"name"`
+				Name      string `json:"name"`
+				Namespace string `json:"namespace"`
 			} `json:"metadata"`
 		}
 		require.NoError(t, yaml.Unmarshal([]byte(doc), &meta))
@@ -397,6 +417,9 @@ func manifests(t *testing.T, rendered string) map[string][]byte {
 			continue
 		}
 		key := meta.Kind + "/" + meta.Metadata.Name
+		if slices.Contains(extraNamespaces, meta.Metadata.Namespace) {
+			key += "@" + meta.Metadata.Namespace
+		}
 		require.NotContains(t, docs, key, "duplicate object")
 		docs[key] = []byte(doc)
 	}
@@ -458,9 +481,16 @@ func TestRenderedObjects(t *testing.T) {
 func TestRBACLeastPrivilege(t *testing.T) {
 	for name, docs := range renderAll(t) {
 		t.Run(name, func(t *testing.T) {
-			var role rbacv1.Role
-			decode(t, docs["Role/"+release], &role)
-			for _, r := range role.Rules {
+			var rules []rbacv1.PolicyRule
+			for key, doc := range docs {
+				if strings.HasPrefix(key, "Role/") { // every namespace's
+					var role rbacv1.Role
+					decode(t, doc, &role)
+					rules = append(rules, role.Rules...)
+				}
+			}
+			require.NotEmpty(t, rules)
+			for _, r := range rules {
 				assert.NotContains(t, r.Resources, "secrets", "the service must not read secrets")
 				assert.NotContains(t, r.Verbs, "*")
 				assert.NotContains(t, r.Resources, "*")
@@ -634,12 +664,16 @@ func TestDeployment(t *testing.T) {
 				assert.NotContains(t, docs, "Service/"+release)
 				assert.NotContains(t, docs, "Secret/"+release+"-receiver-token")
 			}
-			if name == "jobs-config" {
+			switch name {
+			case "jobs-config":
 				assert.Equal(t, "deploy-*", env["ALLOWED_JOB_SERVICE_ACCOUNTS"])
 				assert.Equal(t, "team-*,shared-creds", env["ALLOWED_JOB_SECRETS"])
 				assert.Equal(t, "keptn-jobs-*", env["ALLOWED_JOB_NAMESPACES"])
 				assert.Contains(t, protected, "regcred", "image pull secrets are the installation's")
-			} else {
+			case "extra-namespaces":
+				// Listing a namespace once is enough: the chart allows what it prepares.
+				assert.ElementsMatch(t, []string{"sandbox-*", "team-a", "team-b"}, strings.Split(env["ALLOWED_JOB_NAMESPACES"], ","))
+			default:
 				for _, k := range []string{"ALLOWED_JOB_SERVICE_ACCOUNTS", "ALLOWED_JOB_SECRETS", "ALLOWED_JOB_NAMESPACES"} {
 					v, ok := env[k]
 					assert.True(t, ok, k)
@@ -732,7 +766,7 @@ func TestNetworkPolicies(t *testing.T) {
 
 	// The ingress policy is on by default; the others are opt-in.
 	for name, docs := range all {
-		if name == "network-policies" {
+		if name == "network-policies" || name == "extra-namespaces" {
 			continue
 		}
 		var got []string
@@ -754,6 +788,75 @@ func TestNetworkPolicies(t *testing.T) {
 	}
 	assert.Equal(t, []string{"monitoring", "http"}, ports)
 	assert.Equal(t, "monitoring", direct.Spec.Ingress[0].From[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"])
+}
+
+// TestExtraNamespaces: for each of jobConfig.extraNamespaces the chart installs what a Job in
+// the job namespace relies on — the service's Role and RoleBinding with the same rules and
+// subject, the default job account and (when enabled) the job network policy — and nothing else.
+func TestExtraNamespaces(t *testing.T) {
+	docs := renderAll(t)["extra-namespaces"]
+	var role rbacv1.Role
+	var binding rbacv1.RoleBinding
+	var jobSA corev1.ServiceAccount
+	var policy networkingv1.NetworkPolicy
+	decode(t, docs["Role/"+release], &role)
+	decode(t, docs["RoleBinding/"+release], &binding)
+	decode(t, docs["ServiceAccount/default-job-account"], &jobSA)
+	decode(t, docs["NetworkPolicy/jes-job-network-policy"], &policy)
+	require.Equal(t, namespace, role.Namespace, "the job namespace stays the release namespace")
+
+	for _, ns := range extraNamespaces {
+		t.Run(ns, func(t *testing.T) {
+			var r rbacv1.Role
+			decode(t, docs["Role/"+release+"@"+ns], &r)
+			assert.Equal(t, ns, r.Namespace)
+			assert.Equal(t, role.Rules, r.Rules)
+
+			var b rbacv1.RoleBinding
+			decode(t, docs["RoleBinding/"+release+"@"+ns], &b)
+			assert.Equal(t, ns, b.Namespace)
+			assert.Equal(t, binding.RoleRef, b.RoleRef)
+			assert.Equal(t, []rbacv1.Subject{{Kind: "ServiceAccount", Name: release, Namespace: namespace}}, b.Subjects,
+				"the service's account, from the release namespace")
+
+			var sa corev1.ServiceAccount
+			decode(t, docs["ServiceAccount/default-job-account@"+ns], &sa)
+			assert.Equal(t, ns, sa.Namespace)
+			require.NotNil(t, sa.AutomountServiceAccountToken)
+			assert.False(t, *sa.AutomountServiceAccountToken)
+
+			var p networkingv1.NetworkPolicy
+			decode(t, docs["NetworkPolicy/jes-job-network-policy@"+ns], &p)
+			assert.Equal(t, ns, p.Namespace)
+			assert.Equal(t, policy.Spec, p.Spec)
+		})
+	}
+	var inExtra []string
+	for key := range docs {
+		if strings.Contains(key, "@") {
+			inExtra = append(inExtra, key)
+		}
+	}
+	assert.Len(t, inExtra, 4*len(extraNamespaces), "only Role, RoleBinding, job account and job policy: %v", inExtra)
+
+	// The job namespace listed again, and the release namespace as an extra one beside another
+	// job namespace: each namespace gets its objects once (manifests fails on duplicates).
+	out, err := render(t, "jobConfig:\n  namespace: team-a\n  extraNamespaces: [team-a, keptn]\n")
+	require.NoError(t, err)
+	got := manifests(t, out)
+	for _, key := range []string{"Role/" + release + "@team-a", "Role/" + release, "ServiceAccount/default-job-account@team-a", "ServiceAccount/default-job-account"} {
+		assert.Contains(t, got, key)
+	}
+	var r rbacv1.Role
+	decode(t, got["Role/"+release], &r)
+	assert.Equal(t, namespace, r.Namespace)
+
+	// Without the job account the chart creates none in the extra namespaces either.
+	out, err = render(t, "jobConfig:\n  extraNamespaces: [team-a]\n  serviceAccount:\n    create: false\n")
+	require.NoError(t, err)
+	got = manifests(t, out)
+	assert.Contains(t, got, "Role/"+release+"@team-a")
+	assert.NotContains(t, got, "ServiceAccount/default-job-account@team-a")
 }
 
 // TestSchemaSecurityContextFields keeps the schema's (closed) security context objects in step

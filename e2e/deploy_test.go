@@ -28,7 +28,9 @@ import (
 // (env from the service), the uid (the chart's default pod security context) and whether a
 // service account token is mounted (the chart's job service account has none). The second
 // action's Job cannot create its pod: only the Events informer (RBAC: list/watch events)
-// reports that, so it checks the chart's Role from the service's side.
+// reports that, so it checks the chart's Role from the service's side. The third action's
+// task runs in another namespace (@NS2@, replaced): it needs what the chart installs there
+// for jobConfig.extraNamespaces.
 const deployConfig = `apiVersion: v2
 actions:
   - name: "Deployed"
@@ -49,6 +51,17 @@ actions:
         image: "busybox"
         serviceAccount: "no-such-sa"
         cmd: ["true"]
+  - name: "Elsewhere"
+    events:
+      - name: "sh.keptn.event.release.triggered"
+    tasks:
+      - name: "Other namespace"
+        image: "busybox"
+        namespace: "@NS2@"
+        cmd: ["sh"]
+        args:
+          - -c
+          - echo "released in another namespace for $(KEPTN_PROJECT)"; echo "uid=$(id -u)"; ls /var/run/secrets/kubernetes.io/serviceaccount/token 2>/dev/null || echo "no-sa-token"
 `
 
 const (
@@ -65,8 +78,9 @@ func TestDeployHelm(t *testing.T) {
 	t.Parallel()
 	helm := helmBinary(t)
 	ns := namespace(t)
+	ns2 := namespace(t) // an extra job namespace: created first, as the chart README asks
 	nodeIP := nodeInternalIP(t)
-	api := nodeKeptnAPI(t, nodeIP, deployConfig)
+	api := nodeKeptnAPI(t, nodeIP, strings.ReplaceAll(deployConfig, "@NS2@", ns2))
 
 	repo, digest, ok := strings.Cut(env.Image, "@")
 	require.True(t, ok, "JES_IMAGE %q is not repository@digest", env.Image)
@@ -78,6 +92,7 @@ func TestDeployHelm(t *testing.T) {
 		"--set", "remoteControlPlane.api.token="+apiToken,
 		"--set", "jobConfig.labels."+jobLabelKey+"=one",
 		"--set", "jobConfig.allowedServiceAccounts=no-such-sa", // the "Cannot start" action
+		"--set", "jobConfig.extraNamespaces={"+ns2+"}", // the "Elsewhere" action: RBAC there and allowed
 		"--set-json", `extraEnv=[{"name":"FAIL_FAST_SECONDS","value":"2"}]`,
 		"--wait", "--timeout", "120s")
 	t.Cleanup(func() {
@@ -139,7 +154,24 @@ func TestDeployHelm(t *testing.T) {
 		assert.Contains(t, dataString(fin, "message"), "no-such-sa")
 	})
 
-	t.Run("rbac", func(t *testing.T) { checkRBAC(t, ns) })
+	// A task in another namespace runs under the chart's RBAC alone: the service's Role and
+	// the default job account are in that namespace too.
+	t.Run("extra-namespace", func(t *testing.T) {
+		ev := triggered(t, "sh.keptn.event.release.triggered", nil)
+		started, err := sendSDK(t, svcURL, ev, auth)
+		require.NoError(t, err)
+		require.NotNil(t, started, "no .started reply")
+		fin := waitEvent(t, api.Server, ev, "sh.keptn.event.release.finished", 2*time.Minute)
+		assert.Equal(t, "succeeded", dataString(fin, "status"), string(fin.Raw))
+		msg := dataString(fin, "message")
+		assert.Contains(t, msg, "released in another namespace for sockshop")
+		assert.Contains(t, msg, "uid=1000", "chart default pod security context")
+		assert.Contains(t, msg, "no-sa-token", "the job account there has no token either")
+		job := onlyJob(t, ns2, jobLabelKey+"=one")
+		assert.EqualValues(t, 1, job.Status.Succeeded)
+	})
+
+	t.Run("rbac", func(t *testing.T) { checkRBAC(t, ns, ns2) })
 
 	if !t.Run("upgrade", func(t *testing.T) {
 		before := podNames(t, ns)
@@ -182,22 +214,25 @@ func TestDeployHelm(t *testing.T) {
 
 	t.Run("uninstall", func(t *testing.T) {
 		runHelm(t, helm, "uninstall", deployRelease, "-n", ns, "--wait", "--timeout", "60s")
-		for _, obj := range []string{
-			"deployment/" + deployFullname,
-			"service/" + deployFullname,
-			"serviceaccount/" + deployFullname,
-			"serviceaccount/default-job-account",
-			"role.rbac.authorization.k8s.io/" + deployFullname,
-			"rolebinding.rbac.authorization.k8s.io/" + deployFullname,
-			"configmap/job-service-config",
-			"secret/job-service-keptn-secrets",
-			"secret/" + deployFullname + "-record-key",
-			"secret/" + deployFullname + "-receiver-token",
-			"networkpolicy.networking.k8s.io/jes-ingress-network-policy",
+		for _, obj := range []struct{ ns, name string }{
+			{ns, "deployment/" + deployFullname},
+			{ns, "service/" + deployFullname},
+			{ns, "serviceaccount/" + deployFullname},
+			{ns, "serviceaccount/default-job-account"},
+			{ns, "role.rbac.authorization.k8s.io/" + deployFullname},
+			{ns, "rolebinding.rbac.authorization.k8s.io/" + deployFullname},
+			{ns, "configmap/job-service-config"},
+			{ns, "secret/job-service-keptn-secrets"},
+			{ns, "secret/" + deployFullname + "-record-key"},
+			{ns, "secret/" + deployFullname + "-receiver-token"},
+			{ns, "networkpolicy.networking.k8s.io/jes-ingress-network-policy"},
+			{ns2, "serviceaccount/default-job-account"},
+			{ns2, "role.rbac.authorization.k8s.io/" + deployFullname},
+			{ns2, "rolebinding.rbac.authorization.k8s.io/" + deployFullname},
 		} {
-			out, err := kubectl(t, "get", "-n", ns, obj, "--ignore-not-found", "-o", "name")
+			out, err := kubectl(t, "get", "-n", obj.ns, obj.name, "--ignore-not-found", "-o", "name")
 			require.NoError(t, err, out)
-			assert.Empty(t, strings.TrimSpace(out), "%s survived helm uninstall", obj)
+			assert.Empty(t, strings.TrimSpace(out), "%s in %s survived helm uninstall", obj.name, obj.ns)
 		}
 		waitPods(t, ns, func(names []string) bool { return len(names) == 0 })
 		// Jobs (and the ConfigMaps they own) are the service's, not the release's: they stay
@@ -205,14 +240,19 @@ func TestDeployHelm(t *testing.T) {
 		out, err := kubectl(t, "get", "jobs", "-n", ns, "-l", "app.kubernetes.io/managed-by=job-executor-service", "-o", "name")
 		require.NoError(t, err, out)
 		assert.Len(t, strings.Fields(out), 2, "the two Jobs the service ran remain after uninstall")
+		out, err = kubectl(t, "get", "jobs", "-n", ns2, "-l", "app.kubernetes.io/managed-by=job-executor-service", "-o", "name")
+		require.NoError(t, err, out)
+		assert.Len(t, strings.Fields(out), 1, "and the one in the extra namespace")
 	})
 }
 
 // checkRBAC asks the API server (SubjectAccessReview via kubectl auth can-i) what the chart's
-// service accounts may do, with the groups a real service account token carries.
-func checkRBAC(t *testing.T, ns string) {
+// service accounts may do, with the groups a real service account token carries. ns is the
+// release (and job) namespace, extra a namespace of jobConfig.extraNamespaces.
+func checkRBAC(t *testing.T, ns, extra string) {
 	svcSA := "system:serviceaccount:" + ns + ":" + deployFullname
 	jobSA := "system:serviceaccount:" + ns + ":default-job-account"
+	extraJobSA := "system:serviceaccount:" + extra + ":default-job-account"
 	cases := []struct {
 		as, verb, resource, ns string
 		want                   bool
@@ -258,12 +298,25 @@ func checkRBAC(t *testing.T, ns string) {
 		{jobSA, "get", "secrets", ns, false},
 		{jobSA, "list", "events", ns, false},
 		{jobSA, "create", "pods", ns, false},
+		// The extra namespace: the same Role for the service, and a job account without rights.
+		{svcSA, "create", "jobs.batch", extra, true},
+		{svcSA, "watch", "pods", extra, true},
+		{svcSA, "get", "pods/log", extra, true},
+		{svcSA, "watch", "events", extra, true},
+		{svcSA, "create", "configmaps", extra, true},
+		{svcSA, "get", "secrets", extra, false},
+		{svcSA, "create", "pods", extra, false},
+		{extraJobSA, "create", "jobs.batch", extra, false},
+		{extraJobSA, "get", "pods", extra, false},
+		{extraJobSA, "get", "secrets", extra, false},
+		{jobSA, "get", "pods", extra, false},
 	}
 	for _, c := range cases {
 		// "pods/log" would be read as the pod named log: subresources need --subresource.
 		res, sub, _ := strings.Cut(c.resource, "/")
+		saNS := strings.Split(c.as, ":")[2] // system:serviceaccount:<namespace>:<name>
 		args := []string{"auth", "can-i", c.verb, res, "--subresource=" + sub, "--as", c.as,
-			"--as-group", "system:serviceaccounts", "--as-group", "system:serviceaccounts:" + ns,
+			"--as-group", "system:serviceaccounts", "--as-group", "system:serviceaccounts:" + saNS,
 			"--as-group", "system:authenticated"}
 		if c.ns != "" {
 			args = append(args, "-n", c.ns)
@@ -273,17 +326,24 @@ func checkRBAC(t *testing.T, ns string) {
 		lines := strings.Split(strings.TrimSpace(out), "\n")
 		got := strings.TrimSpace(lines[len(lines)-1])
 		want := map[bool]string{true: "yes", false: "no"}[c.want]
-		who := c.as[strings.LastIndex(c.as, ":")+1:]
+		who := strings.TrimPrefix(c.as, "system:serviceaccount:")
 		assert.Equal(t, want, got, "%s can-i %s %s -n %q", who, c.verb, c.resource, c.ns)
 	}
 
-	out, err := kubectl(t, "get", "serviceaccount", "default-job-account", "-n", ns,
-		"-o", "jsonpath={.automountServiceAccountToken}")
-	require.NoError(t, err, out)
-	assert.Equal(t, "false", out, "job service account must not automount a token")
+	for _, n := range []string{ns, extra} {
+		out, err := kubectl(t, "get", "serviceaccount", "default-job-account", "-n", n,
+			"-o", "jsonpath={.automountServiceAccountToken}")
+		require.NoError(t, err, out)
+		assert.Equal(t, "false", out, "job service account in %s must not automount a token", n)
+		checkJobPods(t, n)
+	}
+}
 
-	// The pod of the Job that ran: default job identity and no token volume or mount.
-	out, err = kubectl(t, "get", "pods", "-n", ns, "-l", "app.kubernetes.io/managed-by=job-executor-service", "-o", "json")
+// checkJobPods: the pods of the Jobs that ran in ns have the default job identity and no token
+// volume or mount.
+func checkJobPods(t *testing.T, ns string) {
+	t.Helper()
+	out, err := kubectl(t, "get", "pods", "-n", ns, "-l", "app.kubernetes.io/managed-by=job-executor-service", "-o", "json")
 	require.NoError(t, err, out)
 	var pods struct {
 		Items []struct {

@@ -62,6 +62,22 @@ distributor cannot send a token; in its mode the receiver listens on loopback in
 {{- .Values.jobConfig.namespace | default .Release.Namespace }}
 {{- end }}
 
+{{/* Comma separated namespaces that get the Jobs' RBAC, job service account and job network
+policy: the job namespace and jobConfig.extraNamespaces, each once. */}}
+{{- define "jes.jobNamespaces" -}}
+{{- prepend (.Values.jobConfig.extraNamespaces | default list) (include "jes.jobNamespace" .) | uniq | join "," }}
+{{- end }}
+
+{{/* ALLOWED_JOB_NAMESPACES: jobConfig.allowedNamespaces plus jobConfig.extraNamespaces, so that
+a namespace prepared for Jobs need not be listed twice. */}}
+{{- define "jes.allowedNamespaces" -}}
+{{- $names := list }}
+{{- range splitList "," .Values.jobConfig.allowedNamespaces }}
+{{- with trim . }}{{ $names = append $names . }}{{ end }}
+{{- end }}
+{{- concat $names (.Values.jobConfig.extraNamespaces | default list) | uniq | join "," }}
+{{- end }}
+
 {{/* repository@digest when a digest is given (what ko prints), else repository:tag. */}}
 {{- define "jes.image" -}}
 {{- if .Values.image.digest }}
