@@ -60,6 +60,8 @@ type env struct {
 	DedupRetention       time.Duration
 	MaxFinishedRecords   int
 	Instance             string // INSTANCE_ID: who owns the events this process runs
+	KubeQPS              int    // KUBE_API_QPS: the Kubernetes client's request rate
+	KubeBurst            int    // KUBE_API_BURST: requests it may send at once above that rate
 	InstanceLease        time.Duration
 	// RecordSigningKey (RECORD_SIGNING_KEY) signs event records; recovery resumes only
 	// records signed with it. Empty: records are unsigned and recovery trusts the namespace.
@@ -104,6 +106,8 @@ func readEnv(get func(string) string) (*env, error) {
 		DedupRetention:       r.seconds("DEDUP_RETENTION_SECONDS", lifecycle.DefaultDedupRetention),
 		MaxFinishedRecords:   r.int("MAX_FINISHED_RECORDS", lifecycle.DefaultMaxFinishedRecords),
 		InstanceLease:        r.seconds("INSTANCE_LEASE_SECONDS", records.DefaultLeaseDuration),
+		KubeQPS:              r.int("KUBE_API_QPS", DefaultKubeQPS),
+		KubeBurst:            r.int("KUBE_API_BURST", DefaultKubeBurst),
 	}
 	// In a pod HOSTNAME is the pod name: a container restarted in the same pod is the same
 	// instance and resumes its events at once.
@@ -115,6 +119,9 @@ func readEnv(get func(string) string) (*env, error) {
 		} else {
 			e.RecordSigningKey = []byte(key)
 		}
+	}
+	if e.KubeQPS < 1 || e.KubeBurst < 1 {
+		r.errs = append(r.errs, fmt.Sprintf("KUBE_API_QPS=%d, KUBE_API_BURST=%d: both must be at least 1", e.KubeQPS, e.KubeBurst))
 	}
 	if e.MonitoringPort != 0 && e.MonitoringPort == e.Port {
 		r.errs = append(r.errs, fmt.Sprintf("MONITORING_PORT=%d: the receiver's port (RCV_PORT); pick another one or 0", e.MonitoringPort))

@@ -19,13 +19,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/metadata"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/keptn-contrib/job-executor-service/config"
 	"github.com/keptn-contrib/job-executor-service/handler"
-	"github.com/keptn-contrib/job-executor-service/handler/keptn"
 	"github.com/keptn-contrib/job-executor-service/handler/lifecycle"
 	"github.com/keptn-contrib/job-executor-service/handler/sink"
 	"github.com/keptn-contrib/job-executor-service/jobs/records"
@@ -62,7 +58,9 @@ func serve() error {
 	}
 	defer func() { _ = log.Sync() }()
 
-	kube, kubeMeta, err := kubeClients()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	kube, kubeMeta, err := kubeClients(e, log, reg)
 	if err != nil {
 		return err
 	}
@@ -74,8 +72,6 @@ func serve() error {
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	sender, startedViaSink, err := eventSender(e, keptnTr, log, sink.NewMetrics(reg))
 	if err != nil {
 		return err
@@ -209,26 +205,6 @@ func newLogger(level string) (*zap.Logger, error) {
 	cfg.EncoderConfig.TimeKey = "time"
 	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
 	return cfg.Build()
-}
-
-// kubeClients use KUBECONFIG (or ~/.kube/config) when present, the in-cluster config
-// otherwise: the typed client, and the metadata client that lists event records without their data.
-func kubeClients() (kubernetes.Interface, metadata.Interface, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
-	if err != nil {
-		return nil, nil, fmt.Errorf("kubernetes config (in-cluster or KUBECONFIG): %w", err)
-	}
-	cfg.UserAgent = keptn.Source
-	kube, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, nil, err
-	}
-	meta, err := metadata.NewForConfig(cfg)
-	if err != nil {
-		return nil, nil, err
-	}
-	return kube, meta, nil
 }
 
 func configSource(e *env, keptnTr http.RoundTripper) (config.Source, error) {

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/metrics"
+
+	"github.com/keptn-contrib/job-executor-service/handler/keptn"
+)
+
+// Defaults of KUBE_API_QPS and KUBE_API_BURST. client-go's own (5 and 10) made every task
+// wait behind the limiter — the original's weakness. A task takes a handful of requests, so
+// these let one replica start and finish hundreds of actions a minute; the API server's
+// priority and fairness still protects it from any one client.
+const (
+	DefaultKubeQPS   = 100
+	DefaultKubeBurst = 200
+)
+
+// throttleLogEvery is how often at most a throttled request is logged.
+const throttleLogEvery = time.Minute
+
+// kubeClients use KUBECONFIG (or ~/.kube/config) when present, the in-cluster config
+// otherwise: the typed client, and the metadata client that lists event records without their
+// data. Both are limited to KUBE_API_QPS/KUBE_API_BURST; time spent waiting for the limiter is
+// in jes_kube_client_throttled_seconds.
+func kubeClients(e *env, log *zap.Logger, reg prometheus.Registerer) (kubernetes.Interface, metadata.Interface, error) {
+	cfg, err := restConfig(e)
+	if err != nil {
+		return nil, nil, err
+	}
+	registerThrottleMetric(newThrottleObserver(log, reg))
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	meta, err := metadata.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return kube, meta, nil
+}
+
+func restConfig(e *env) (*rest.Config, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes config (in-cluster or KUBECONFIG): %w", err)
+	}
+	cfg.UserAgent = keptn.Source
+	cfg.QPS, cfg.Burst = float32(e.KubeQPS), e.KubeBurst
+	return cfg, nil
+}
+
+// registerThrottleMetric hands o to client-go, which accepts one registration per process.
+var registerThrottleMetric = func(o *throttleObserver) {
+	metrics.Register(metrics.RegisterOpts{RateLimiterLatency: o})
+}
+
+// throttleObserver receives client-go's rate limiter waits: a histogram of them, and a
+// warning (at most once a minute) when a request waited, so that a limit set too low shows.
+type throttleObserver struct {
+	log  *zap.Logger
+	wait *prometheus.HistogramVec
+
+	mu        sync.Mutex
+	lastLog   time.Time
+	sinceLast int
+}
+
+func newThrottleObserver(log *zap.Logger, reg prometheus.Registerer) *throttleObserver {
+	o := &throttleObserver{log: log, wait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "jes_kube_client_throttled_seconds",
+		Help:    "Time Kubernetes API requests waited for the client's rate limiter (KUBE_API_QPS, KUBE_API_BURST), by verb.",
+		Buckets: []float64{0.001, 0.01, 0.1, 0.5, 1, 5, 30},
+	}, []string{"verb"})}
+	reg.MustRegister(o.wait)
+	return o
+}
+
+// Observe implements metrics.LatencyMetric.
+func (o *throttleObserver) Observe(_ context.Context, verb string, u url.URL, latency time.Duration) {
+	o.wait.WithLabelValues(verb).Observe(latency.Seconds())
+	// client-go measures every request; a few milliseconds are the limiter's own cost.
+	if latency < 10*time.Millisecond {
+		return
+	}
+	o.mu.Lock()
+	o.sinceLast++
+	if time.Since(o.lastLog) < throttleLogEvery {
+		o.mu.Unlock()
+		return
+	}
+	n := o.sinceLast
+	o.lastLog, o.sinceLast = time.Now(), 0
+	o.mu.Unlock()
+	o.log.Warn("Kubernetes API requests waited for the client rate limiter; raise KUBE_API_QPS/KUBE_API_BURST if this persists",
+		zap.Duration("wait", latency), zap.String("verb", verb), zap.String("path", u.Path), zap.Int("throttledSinceLastWarning", n))
+}
