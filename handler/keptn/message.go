@@ -31,39 +31,51 @@ type TaskResult struct {
 
 // Summary is what a .finished event says about the actions of one event.
 type Summary struct {
-	OK         bool
-	Message    string
+	OK      bool
+	Message string
+	// Start and End are the window the tasks ran in (test.finished's data.test.start/end).
 	Start, End time.Time
 }
 
 // Summarize folds action results into the .finished status, message and time span. Logs are
 // shortened (keeping their tails) until the whole message fits in maxBytes.
+//
+// The span is the window the task containers ran in: from the first start to the last finish
+// of any task, as the kubelet recorded them (the Job's creation and end for a task whose
+// container never ran). Keptn's lighthouse queries metrics for exactly that window, so time an
+// action spent waiting for a concurrency slot, checks or files must stay out of it. Without any
+// Job (refused or invalid tasks) the span is the actions' own.
 func Summarize(results []ActionResult, maxBytes int) Summary {
 	s := Summary{OK: true}
 	ntasks := 0
-	var actionsEnd time.Time
+	var actionsStart, actionsEnd time.Time
 	for i, r := range results {
 		s.OK = s.OK && r.OK
 		ntasks += len(r.Tasks)
-		if i == 0 || r.Start.Before(s.Start) {
-			s.Start = r.Start
+		if i == 0 || r.Start.Before(actionsStart) {
+			actionsStart = r.Start
 		}
 		if r.End.After(actionsEnd) {
 			actionsEnd = r.End
 		}
 		for _, t := range r.Tasks {
-			if !t.Result.Start.IsZero() && t.Result.Start.Before(s.Start) {
-				s.Start = t.Result.Start
+			from, to, ok := ran(t.Result)
+			if !ok {
+				continue
 			}
-			if t.Result.End.After(s.End) {
-				s.End = t.Result.End
+			if s.Start.IsZero() || from.Before(s.Start) {
+				s.Start = from
+			}
+			if to.After(s.End) {
+				s.End = to
 			}
 		}
 	}
-	// The span ends when the last Job did; without any Job (refused or invalid tasks) it
-	// ends when the actions gave up.
-	if s.End.IsZero() {
-		s.End = actionsEnd
+	if s.Start.IsZero() {
+		s.Start, s.End = actionsStart, actionsEnd
+	}
+	if s.End.Before(s.Start) { // clocks of the kubelet and of this service disagree
+		s.End = s.Start
 	}
 	s.Message = render(results, -1)
 	if len(s.Message) > maxBytes {
@@ -75,6 +87,21 @@ func Summarize(results []ActionResult, maxBytes int) Summary {
 		s.Message = boundTotal(s.Message, maxBytes)
 	}
 	return s
+}
+
+// ran is when a task ran: its container's run, else its Job's life; ok is false without a Job.
+func ran(r jobs.Result) (from, to time.Time, ok bool) {
+	if r.Start.IsZero() {
+		return from, to, false
+	}
+	from, to = r.RanFrom, r.RanTo
+	if from.IsZero() {
+		from = r.Start
+	}
+	if to.IsZero() {
+		to = r.End
+	}
+	return from, to, true
 }
 
 // boundTotal is jobs.BoundLogs with the truncation marker counted in max.
