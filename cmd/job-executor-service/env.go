@@ -50,6 +50,7 @@ type env struct {
 	MaxConcurrentActions int
 	MaxQueuedEvents      int
 	MaxMessageBytes      int
+	MaxEventBytes        int // MAX_OUTGOING_EVENT_BYTES
 	MaxTaskLogBytes      int
 	MaxFileBytes         int
 	FailFastAfter        time.Duration
@@ -92,6 +93,7 @@ func readEnv(get func(string) string) (*env, error) {
 		MaxConcurrentActions: r.int("MAX_CONCURRENT_ACTIONS", lifecycle.DefaultMaxConcurrentActions),
 		MaxQueuedEvents:      r.int("MAX_QUEUED_EVENTS", lifecycle.DefaultMaxQueuedEvents),
 		MaxMessageBytes:      r.int("MAX_FINISHED_MESSAGE_BYTES", keptn.DefaultMaxMessageBytes),
+		MaxEventBytes:        r.int("MAX_OUTGOING_EVENT_BYTES", keptn.DefaultMaxEventBytes),
 		MaxTaskLogBytes:      r.int("MAX_TASK_LOG_BYTES", run.DefaultMaxLogBytes),
 		MaxFileBytes:         r.int("MAX_TASK_FILES_BYTES", jobs.MaxFilesBytes),
 		FailFastAfter:        r.seconds("FAIL_FAST_SECONDS", run.DefaultFailFastAfter),
@@ -111,6 +113,10 @@ func readEnv(get func(string) string) (*env, error) {
 		} else {
 			e.RecordSigningKey = []byte(key)
 		}
+	}
+	if e.MaxEventBytes < minEventBytes {
+		// Below this even a .finished without logs and labels may not fit.
+		r.errs = append(r.errs, fmt.Sprintf("%s=%d: want at least %d", r.source("MAX_OUTGOING_EVENT_BYTES"), e.MaxEventBytes, minEventBytes))
 	}
 	if e.MonitoringPort != 0 && e.MonitoringPort == e.Port {
 		r.errs = append(r.errs, fmt.Sprintf("MONITORING_PORT=%d: the receiver's port (RCV_PORT); pick another one or 0", e.MonitoringPort))
@@ -166,6 +172,9 @@ const DefaultPort = 8080
 // minSigningKeyBytes is the shortest RECORD_SIGNING_KEY accepted: a guessable key would let
 // anyone who can create ConfigMaps forge event records.
 const minSigningKeyBytes = 32
+
+// minEventBytes is the smallest MAX_OUTGOING_EVENT_BYTES: an event's own fields take about 1 KiB.
+const minEventBytes = 4096
 
 // inPodDelay is the default SHUTDOWN_DELAY_SECONDS: 5 in a Kubernetes pod (time for endpoint
 // updates to reach every node), 0 elsewhere.

@@ -43,6 +43,7 @@ func TestReadEnvDefaults(t *testing.T) {
 	assert.Zero(t, e.ShutdownDelay, "outside a pod")
 	assert.Empty(t, e.ConfigurationService)
 	assert.Nil(t, e.RecordSigningKey, "unsigned records unless a key is given")
+	assert.Equal(t, 120<<10, e.MaxEventBytes, "fits the distributor's 128 KiB proxy")
 }
 
 func TestReadEnv(t *testing.T) {
@@ -58,8 +59,10 @@ func TestReadEnv(t *testing.T) {
 		"KUBERNETES_SERVICE_HOST":     "10.96.0.1",
 		"FAIL_FAST_SECONDS":           "7",
 		"RECORD_SIGNING_KEY":          " 0123456789abcdef0123456789abcdef\n",
+		"MAX_OUTGOING_EVENT_BYTES":    "60000",
 	}))
 	require.NoError(t, err)
+	assert.Equal(t, 60000, e.MaxEventBytes)
 	assert.Equal(t, "https://keptn.example.com/api", e.KeptnAPIEndpoint)
 	assert.Equal(t, "https://keptn.example.com/api/resource-service", e.ConfigurationService)
 	assert.False(t, e.SSLVerify)
@@ -85,10 +88,11 @@ func TestReadEnvReportsEveryProblem(t *testing.T) {
 		"DEFAULT_RESOURCE_LIMITS_MEMORY": "512Mi",
 		"ALLOWED_IMAGE_LIST":             "docker.io/library/*, docker.io/My-User/*",
 		"RECORD_SIGNING_KEY":             "short-secret-value",
+		"MAX_OUTGOING_EVENT_BYTES":       "1000",
 	}))
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), "short-secret-value", "the key is never printed")
-	for _, want := range []string{"RECORD_SIGNING_KEY", `ALLOWED_IMAGE_LIST: "docker.io/My-User/*" is not a valid image pattern`, "RCV_PORT", "ALWAYS_SEND_FINISHED_EVENT", "DEFAULT_RESOURCE_REQUESTS_CPU", "DEFAULT_POD_SECURITY_CONTEXT", "runAsUsr", "MAX_CONCURRENT_ACTIONS"} {
+	for _, want := range []string{"RECORD_SIGNING_KEY", `ALLOWED_IMAGE_LIST: "docker.io/My-User/*" is not a valid image pattern`, "RCV_PORT", "ALWAYS_SEND_FINISHED_EVENT", "DEFAULT_RESOURCE_REQUESTS_CPU", "DEFAULT_POD_SECURITY_CONTEXT", "runAsUsr", "MAX_CONCURRENT_ACTIONS", "MAX_OUTGOING_EVENT_BYTES=1000: want at least 4096"} {
 		assert.Contains(t, err.Error(), want)
 	}
 	assert.NotContains(t, err.Error(), "DEFAULT_RESOURCE_LIMITS_MEMORY")

@@ -108,6 +108,7 @@ func serve() error {
 		MaxConcurrentActions: e.MaxConcurrentActions,
 		MaxQueuedEvents:      e.MaxQueuedEvents,
 		MaxMessageBytes:      e.MaxMessageBytes,
+		MaxEventBytes:        e.MaxEventBytes,
 		DedupRetention:       e.DedupRetention,
 	})
 	// Prove this instance alive to the others, then resume what a previous process of this

@@ -92,6 +92,9 @@ type Options struct {
 	MaxQueuedEvents int
 	// MaxMessageBytes bounds a .finished message with all task logs (keptn.DefaultMaxMessageBytes).
 	MaxMessageBytes int
+	// MaxEventBytes bounds every event sent as encoded on the wire, message and echoed labels
+	// included (keptn.DefaultMaxEventBytes): the distributor's proxy refuses larger ones.
+	MaxEventBytes int
 	// DedupRetention is how long a finished event is remembered to ignore redeliveries.
 	DedupRetention time.Duration
 }
@@ -105,6 +108,9 @@ func (o *Options) defaults() {
 	}
 	if o.MaxMessageBytes <= 0 {
 		o.MaxMessageBytes = keptn.DefaultMaxMessageBytes
+	}
+	if o.MaxEventBytes <= 0 {
+		o.MaxEventBytes = keptn.DefaultMaxEventBytes
 	}
 	if o.DedupRetention <= 0 {
 		o.DedupRetention = DefaultDedupRetention

@@ -285,3 +285,22 @@ func TestQueuedActionTestWindow(t *testing.T) {
 		assert.Equal(t, jobAt.Add(7*time.Second).Format(time.RFC3339), test["end"], "event %s: the container's end", id)
 	}
 }
+
+// Every event leaves within MaxEventBytes as encoded, escape-heavy logs and labels included.
+func TestEventsFitEncoded(t *testing.T) {
+	logs := strings.Repeat("\x1b[1;31m<&>\x01\x1b[0m\n", 5000) + "END-OF-LOG\n"
+	runner := &lct.Runner{Results: map[string]jobs.Result{"hello": {Succeeded: true, Logs: logs}}}
+	rec := &lct.Recorder{}
+	p := newProcessor(lct.Loader{YAML: lct.HelloConfig}, runner, rec, lifecycle.Options{StartedViaSink: true, MaxEventBytes: 16 << 10})
+	labels := map[string]string{"buildId": "17", "big": strings.Repeat("<>", 10_000)}
+	_, err := p.Accept(context.Background(), lct.Event(t, "sh.keptn.event.test.triggered", map[string]any{"labels": labels}))
+	require.NoError(t, err)
+	p.Wait()
+	require.Equal(t, []string{"sh.keptn.event.test.started", "sh.keptn.event.test.finished"}, rec.Types())
+	for _, b := range rec.Encoded(t) {
+		assert.LessOrEqual(t, len(b), 16<<10)
+	}
+	d := rec.LastData(t)
+	assert.Contains(t, d["message"], "END-OF-LOG")
+	assert.Equal(t, map[string]any{"buildId": "17"}, d["labels"])
+}

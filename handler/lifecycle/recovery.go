@@ -51,7 +51,7 @@ func (p *Processor) resume(ctx context.Context, atStart bool) (int, error) {
 			}
 			continue
 		}
-		pl, parseErr := planFromRecord(r, log)
+		pl, parseErr := planFromRecord(r, log, p.opts.MaxEventBytes)
 		if parseErr == nil && p.admit.known(pl.in.Key()) {
 			continue
 		}
@@ -110,7 +110,7 @@ func (rr *rejectedRecords) first(r records.Record) bool {
 
 // planFromRecord plans what the first delivery planned: the stored event against the stored
 // config, so that recovery runs what that delivery would have run.
-func planFromRecord(r records.Record, log *zap.Logger) (*plan, error) {
+func planFromRecord(r records.Record, log *zap.Logger, maxEventBytes int) (*plan, error) {
 	var e cloudevents.Event
 	if err := json.Unmarshal(r.Event, &e); err != nil {
 		return nil, fmt.Errorf("event: %w", err)
@@ -133,7 +133,7 @@ func planFromRecord(r records.Record, log *zap.Logger) (*plan, error) {
 	}
 	pl := &plan{in: in, startedSent: r.Started,
 		log: log.With(zap.String("keptnContext", in.KeptnContext), zap.String("eventID", in.Event.ID()), zap.String("type", in.Event.Type()))}
-	pl.run(loaded, actions)
+	pl.run(loaded, actions, maxEventBytes)
 	return pl, nil
 }
 

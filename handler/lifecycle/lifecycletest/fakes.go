@@ -110,6 +110,19 @@ func (r *Recorder) LastData(t *testing.T) map[string]any {
 	return d
 }
 
+// Encoded is every event sent as the sink encodes it (structured JSON).
+func (r *Recorder) Encoded(t *testing.T) [][]byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out [][]byte
+	for _, e := range r.events {
+		b, err := json.Marshal(e)
+		require.NoError(t, err)
+		out = append(out, b)
+	}
+	return out
+}
+
 // Finished is the data of every .finished sent, by the ID of the event it answers.
 func (r *Recorder) Finished(t *testing.T) map[string]map[string]any {
 	r.mu.Lock()
