@@ -102,6 +102,12 @@ type Result struct {
 	// Message explains a failure for humans.
 	Message string
 	// Logs of the task container, already bounded.
-	Logs       string
+	Logs string
+	// Start and End bound the Job: its creation, and its completion or failure (or when the
+	// runner gave up on it). Zero Start: no Job was created.
 	Start, End time.Time
+	// RanFrom and RanTo bound the task container's run over the Job's pods: its first start
+	// and its last finish, as the kubelet recorded them (to the second). RanFrom is zero when
+	// it never started, RanTo when it had not finished when the runner stopped watching.
+	RanFrom, RanTo time.Time
 }

@@ -51,6 +51,7 @@ type env struct {
 	MaxQueuedEvents      int
 	MaxQueuedBytes       int
 	MaxMessageBytes      int
+	MaxEventBytes        int // MAX_OUTGOING_EVENT_BYTES
 	MaxTaskLogBytes      int
 	MaxFileBytes         int
 	FailFastAfter        time.Duration
@@ -97,6 +98,7 @@ func readEnv(get func(string) string) (*env, error) {
 		MaxQueuedEvents:      r.int("MAX_QUEUED_EVENTS", lifecycle.DefaultMaxQueuedEvents),
 		MaxQueuedBytes:       r.int("MAX_QUEUED_BYTES", lifecycle.DefaultMaxQueuedBytes),
 		MaxMessageBytes:      r.int("MAX_FINISHED_MESSAGE_BYTES", keptn.DefaultMaxMessageBytes),
+		MaxEventBytes:        r.int("MAX_OUTGOING_EVENT_BYTES", keptn.DefaultMaxEventBytes),
 		MaxTaskLogBytes:      r.int("MAX_TASK_LOG_BYTES", run.DefaultMaxLogBytes),
 		MaxFileBytes:         r.int("MAX_TASK_FILES_BYTES", jobs.MaxFilesBytes),
 		FailFastAfter:        r.seconds("FAIL_FAST_SECONDS", run.DefaultFailFastAfter),
@@ -122,6 +124,10 @@ func readEnv(get func(string) string) (*env, error) {
 	}
 	if e.KubeQPS < 1 || e.KubeBurst < 1 {
 		r.errs = append(r.errs, fmt.Sprintf("KUBE_API_QPS=%d, KUBE_API_BURST=%d: both must be at least 1", e.KubeQPS, e.KubeBurst))
+	}
+	if e.MaxEventBytes < minEventBytes {
+		// Below this even a .finished without logs and labels may not fit.
+		r.errs = append(r.errs, fmt.Sprintf("%s=%d: want at least %d", r.source("MAX_OUTGOING_EVENT_BYTES"), e.MaxEventBytes, minEventBytes))
 	}
 	if e.MonitoringPort != 0 && e.MonitoringPort == e.Port {
 		r.errs = append(r.errs, fmt.Sprintf("MONITORING_PORT=%d: the receiver's port (RCV_PORT); pick another one or 0", e.MonitoringPort))
@@ -185,6 +191,9 @@ const DefaultPort = 8080
 // minSigningKeyBytes is the shortest RECORD_SIGNING_KEY accepted: a guessable key would let
 // anyone who can create ConfigMaps forge event records.
 const minSigningKeyBytes = 32
+
+// minEventBytes is the smallest MAX_OUTGOING_EVENT_BYTES: an event's own fields take about 1 KiB.
+const minEventBytes = 4096
 
 // inPodDelay is the default SHUTDOWN_DELAY_SECONDS: 5 in a Kubernetes pod (time for endpoint
 // updates to reach every node), 0 elsewhere.

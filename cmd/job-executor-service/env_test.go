@@ -46,6 +46,7 @@ func TestReadEnvDefaults(t *testing.T) {
 	assert.Equal(t, 1000, e.MaxFinishedRecords)
 	assert.Equal(t, 64<<20, e.MaxQueuedBytes)
 	assert.Equal(t, int64(983040), e.MaxBodyBytes)
+	assert.Equal(t, 120<<10, e.MaxEventBytes, "fits the distributor's 128 KiB proxy")
 }
 
 func TestReadEnv(t *testing.T) {
@@ -63,8 +64,10 @@ func TestReadEnv(t *testing.T) {
 		"RECORD_SIGNING_KEY":          " 0123456789abcdef0123456789abcdef\n",
 		"MAX_FINISHED_RECORDS":        "50",
 		"MAX_QUEUED_BYTES":            "2000000",
+		"MAX_OUTGOING_EVENT_BYTES":    "60000",
 	}))
 	require.NoError(t, err)
+	assert.Equal(t, 60000, e.MaxEventBytes)
 	assert.Equal(t, "https://keptn.example.com/api", e.KeptnAPIEndpoint)
 	assert.Equal(t, "https://keptn.example.com/api/resource-service", e.ConfigurationService)
 	assert.False(t, e.SSLVerify)
@@ -94,12 +97,13 @@ func TestReadEnvReportsEveryProblem(t *testing.T) {
 		"RECORD_SIGNING_KEY":             "short-secret-value",
 		"MAX_REQUEST_BYTES":              "4194304",
 		"MAX_QUEUED_BYTES":               "1000",
+		"MAX_OUTGOING_EVENT_BYTES":       "1000",
 	}))
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), "short-secret-value", "the key is never printed")
 	for _, want := range []string{"RECORD_SIGNING_KEY", `ALLOWED_IMAGE_LIST: "docker.io/My-User/*" is not a valid image pattern`, "RCV_PORT", "ALWAYS_SEND_FINISHED_EVENT", "DEFAULT_RESOURCE_REQUESTS_CPU", "DEFAULT_POD_SECURITY_CONTEXT", "runAsUsr", "MAX_CONCURRENT_ACTIONS",
 		"MAX_REQUEST_BYTES=4194304: more than an event record can hold (983040 bytes",
-		"MAX_QUEUED_BYTES=1000: less than MAX_REQUEST_BYTES (4194304)"} {
+		"MAX_QUEUED_BYTES=1000: less than MAX_REQUEST_BYTES (4194304)", "MAX_OUTGOING_EVENT_BYTES=1000: want at least 4096"} {
 		assert.Contains(t, err.Error(), want)
 	}
 	assert.NotContains(t, err.Error(), "DEFAULT_RESOURCE_LIMITS_MEMORY")

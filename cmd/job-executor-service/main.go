@@ -106,6 +106,7 @@ func serve() error {
 		MaxQueuedEvents:      e.MaxQueuedEvents,
 		MaxQueuedBytes:       e.MaxQueuedBytes,
 		MaxMessageBytes:      e.MaxMessageBytes,
+		MaxEventBytes:        e.MaxEventBytes,
 		DedupRetention:       e.DedupRetention,
 		MaxFinishedRecords:   e.MaxFinishedRecords,
 	})

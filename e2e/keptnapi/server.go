@@ -71,6 +71,10 @@ type Options struct {
 	LatestCommitID string
 	// UpstreamURL is reported as metadata.upstreamURL (optional).
 	UpstreamURL string
+	// MaxEventBytes, when set, refuses larger event bodies with 413, as the distributor's API
+	// proxy does with API_PROXY_MAX_PAYLOAD_BYTES_KB (its MaxBytesReader; the proxy itself
+	// answers 500, which a sender would retry for minutes). Default: 10 MiB.
+	MaxEventBytes int
 }
 
 // Kind selects which requests a FailNext applies to.
@@ -111,6 +115,8 @@ type Request struct {
 	Query        url.Values
 	Status       int
 	Time         time.Time
+	// Bytes is the size of an event body (POST /v1/event), also of a refused one.
+	Bytes int
 }
 
 type failRule struct {
@@ -398,7 +404,7 @@ func (s *Server) wrap(next http.Handler) http.Handler {
 		defer func() {
 			s.mu.Lock()
 			s.requests = append(s.requests, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(),
-				Status: rec.status, Time: time.Now()})
+				Status: rec.status, Time: time.Now(), Bytes: rec.bytes})
 			s.mu.Unlock()
 		}()
 		kind := ResourceRequests
@@ -448,6 +454,7 @@ func (s *Server) wrap(next http.Handler) http.Handler {
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
+	bytes  int // set by postEvent
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
@@ -569,13 +576,21 @@ func atoiDefault(s string, def int) (int, error) {
 // KeptnContextExtendedCE model) with type and source. Binary-mode CloudEvents are refused
 // on purpose, because the real API would not understand them either.
 func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
+	limit := maxEventBytes
+	if s.opts.MaxEventBytes > 0 {
+		limit = s.opts.MaxEventBytes
+	}
+	// Read past the limit (up to the hard one) so that Requests tells how large a refused event was.
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxEventBytes+1))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "reading body: "+err.Error())
 		return
 	}
-	if len(body) > maxEventBytes {
-		writeError(w, http.StatusRequestEntityTooLarge, "event larger than 10 MiB")
+	if rec, ok := w.(*statusRecorder); ok {
+		rec.bytes = len(body)
+	}
+	if len(body) > limit {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("event larger than %d bytes", limit))
 		return
 	}
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "" &&

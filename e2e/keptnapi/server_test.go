@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -327,6 +328,29 @@ func TestPostEvent(t *testing.T) {
 	assert.Equal(t, "sh.keptn.log.error", evs[2].TypeName())
 	assert.Len(t, evs[2].Shkeptncontext, 36, "a context is made up when missing")
 	assert.JSONEq(t, finished, string(evs[0].Raw))
+}
+
+// MaxEventBytes refuses what the distributor's API proxy would: a body one byte over.
+func TestPostEventMaxBytes(t *testing.T) {
+	s := New(Options{Token: token, MaxEventBytes: 200})
+	ts := httptest.NewServer(s.Handler())
+	t.Cleanup(ts.Close)
+	body := func(n int) string {
+		ev := `{"type":"x","source":"y","data":{"message":"%s"}}`
+		return fmt.Sprintf(ev, strings.Repeat("m", n-len(ev)+2))
+	}
+	require.Len(t, body(200), 200)
+	status, msg := post(t, ts, token, "application/json", body(200), nil)
+	assert.Equal(t, 200, status, msg)
+	status, msg = post(t, ts, token, "application/json", body(201), nil)
+	assert.Equal(t, 413, status)
+	assert.Contains(t, msg, "larger than 200 bytes")
+	assert.Len(t, s.Events(), 1)
+	var sizes []int
+	for _, rq := range s.Requests() {
+		sizes = append(sizes, rq.Bytes)
+	}
+	assert.Equal(t, []int{200, 201}, sizes, "Requests tell the size of refused events too")
 }
 
 func TestWaitFor(t *testing.T) {

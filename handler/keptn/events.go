@@ -114,8 +114,9 @@ func extString(e cloudevents.Event, name string) string {
 // IsTriggered reports whether a Keptn task event asks for .started/.finished answers.
 func IsTriggered(eventType string) bool { return keptnv2.IsTriggeredEventType(eventType) }
 
-// response builds an event answering in (same context, triggeredid = in's id).
-func response(in *Incoming, eventType string, data any) cloudevents.Event {
+// header is an answer to in (same context, triggeredid = in's id) without data: its id and
+// time stay the same however often the data is set while the event is fitted to its bound.
+func header(in *Incoming, eventType string) cloudevents.Event {
 	out := cloudevents.NewEvent()
 	out.SetID(uuid.NewString())
 	out.SetSource(Source)
@@ -127,6 +128,11 @@ func response(in *Incoming, eventType string, data any) cloudevents.Event {
 	if in.CommitID != "" {
 		out.SetExtension(extCommitID, in.CommitID)
 	}
+	return out
+}
+
+func withData(h cloudevents.Event, data any) cloudevents.Event {
+	out := h.Clone()
 	// The payload types here always marshal; SetData only fails for unencodable data.
 	_ = out.SetData(cloudevents.ApplicationJSON, data)
 	return out
@@ -136,37 +142,52 @@ func baseData(in *Incoming) keptnv2.EventData {
 	return keptnv2.EventData{Project: in.Data.Project, Stage: in.Data.Stage, Service: in.Data.Service, Labels: in.Data.Labels}
 }
 
-// Started is the .started answer to a .triggered event.
-func Started(in *Incoming) cloudevents.Event {
+// Started is the .started answer to a .triggered event, within maxBytes as encoded (0: no
+// bound): labels that do not fit are not echoed.
+func Started(in *Incoming, maxBytes int) cloudevents.Event {
 	t, _ := keptnv2.GetEventTypeForTriggeredEvent(in.Event.Type(), ".started")
-	d := baseData(in)
-	d.Status = keptnv2.StatusSucceeded
-	return response(in, t, d)
+	h := header(in, t)
+	return fitted(maxBytes, in.Data.Labels, "", nil, func(labels map[string]string, _ string) cloudevents.Event {
+		d := baseData(in)
+		d.Labels = labels
+		d.Status = keptnv2.StatusSucceeded
+		return withData(h, d)
+	})
 }
 
-// Finished is the .finished answer; test.finished carries data.test.start/end (lighthouse needs them).
-func Finished(in *Incoming, s Summary) cloudevents.Event {
+// Finished is the .finished answer; test.finished carries data.test.start/end (lighthouse needs
+// them). The event fits in maxBytes as encoded (0: no bound): the message is shortened (logs
+// keep their tails) and labels that do not fit are not echoed, which the message says.
+func Finished(in *Incoming, s Summary, maxBytes int) cloudevents.Event {
 	t, _ := keptnv2.GetEventTypeForTriggeredEvent(in.Event.Type(), ".finished")
-	d := baseData(in)
-	d.Message = s.Message
-	if s.OK {
-		d.Status, d.Result = keptnv2.StatusSucceeded, keptnv2.ResultPass
-	} else {
-		d.Status, d.Result = keptnv2.StatusErrored, keptnv2.ResultFailed
-	}
-	if in.Event.Type() == testTriggered {
-		return response(in, t, keptnv2.TestFinishedEventData{EventData: d, Test: keptnv2.TestFinishedDetails{
-			Start: s.Start.UTC().Format(time.RFC3339), End: s.End.UTC().Format(time.RFC3339),
-		}})
-	}
-	return response(in, t, d)
+	h := header(in, t)
+	return fitted(maxBytes, in.Data.Labels, s.Message, s.fit, func(labels map[string]string, message string) cloudevents.Event {
+		d := baseData(in)
+		d.Labels, d.Message = labels, message
+		if s.OK {
+			d.Status, d.Result = keptnv2.StatusSucceeded, keptnv2.ResultPass
+		} else {
+			d.Status, d.Result = keptnv2.StatusErrored, keptnv2.ResultFailed
+		}
+		if in.Event.Type() == testTriggered {
+			return withData(h, keptnv2.TestFinishedEventData{EventData: d, Test: keptnv2.TestFinishedDetails{
+				Start: s.Start.UTC().Format(time.RFC3339), End: s.End.UTC().Format(time.RFC3339),
+			}})
+		}
+		return withData(h, d)
+	})
 }
 
-// ErrorLog reports a problem that has no .finished to carry it (e.g. a missing config).
-func ErrorLog(in *Incoming, message string) cloudevents.Event {
+// ErrorLog reports a problem that has no .finished to carry it (e.g. a missing config), within
+// maxBytes as encoded (0: no bound; the message keeps its tail).
+func ErrorLog(in *Incoming, message string, maxBytes int) cloudevents.Event {
 	task := ""
 	if strings.HasPrefix(in.Event.Type(), "sh.keptn.event.") {
 		task, _, _ = keptnv2.ParseTaskEventType(in.Event.Type()) // "" for anything else
 	}
-	return response(in, keptnv2.ErrorLogEventName, keptnv2.ErrorLogEvent{Message: message, IntegrationID: Source, Task: task})
+	h := header(in, keptnv2.ErrorLogEventName)
+	fit := func(encoded int) string { return boundTotal(message, budget{raw: -1, encoded: encoded}) }
+	return fitted(maxBytes, nil, message, fit, func(_ map[string]string, message string) cloudevents.Event {
+		return withData(h, keptnv2.ErrorLogEvent{Message: message, IntegrationID: Source, Task: task})
+	})
 }

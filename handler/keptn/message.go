@@ -8,8 +8,9 @@ import (
 	"github.com/keptn-contrib/job-executor-service/jobs"
 )
 
-// DefaultMaxMessageBytes bounds a .finished message with all task logs: Keptn's event bus
-// rejects large payloads, which the original hit with unbounded logs.
+// DefaultMaxMessageBytes bounds a .finished message with all task logs in bytes as read: Keptn's
+// event bus rejects large payloads, which the original hit with unbounded logs. The event as
+// encoded is bounded too (DefaultMaxEventBytes), which escapes make the tighter bound.
 const DefaultMaxMessageBytes = 96 << 10
 
 // ActionResult is how one action ended: the part of .finished it contributes.
@@ -31,62 +32,110 @@ type TaskResult struct {
 
 // Summary is what a .finished event says about the actions of one event.
 type Summary struct {
-	OK         bool
-	Message    string
+	OK      bool
+	Message string
+	// Start and End are the window the tasks ran in (test.finished's data.test.start/end).
 	Start, End time.Time
+
+	// results and maxBytes let Finished render the message again, smaller, when the encoded
+	// event must shrink; a Summary made by hand has none and its Message is cut instead.
+	results  []ActionResult
+	maxBytes int
+}
+
+// fit is the message within the raw bound and encoded bytes as a JSON string.
+func (s Summary) fit(encoded int) string {
+	if s.results == nil {
+		return boundTotal(s.Message, budget{raw: -1, encoded: encoded})
+	}
+	return fitMessage(s.results, budget{raw: s.maxBytes, encoded: encoded})
 }
 
 // Summarize folds action results into the .finished status, message and time span. Logs are
 // shortened (keeping their tails) until the whole message fits in maxBytes.
+//
+// The span is the window the task containers ran in: from the first start to the last finish
+// of any task, as the kubelet recorded them (the Job's creation and end for a task whose
+// container never ran). Keptn's lighthouse queries metrics for exactly that window, so time an
+// action spent waiting for a concurrency slot, checks or files must stay out of it. Without any
+// Job (refused or invalid tasks) the span is the actions' own.
 func Summarize(results []ActionResult, maxBytes int) Summary {
 	s := Summary{OK: true}
-	ntasks := 0
-	var actionsEnd time.Time
+	var actionsStart, actionsEnd time.Time
 	for i, r := range results {
 		s.OK = s.OK && r.OK
-		ntasks += len(r.Tasks)
-		if i == 0 || r.Start.Before(s.Start) {
-			s.Start = r.Start
+		if i == 0 || r.Start.Before(actionsStart) {
+			actionsStart = r.Start
 		}
 		if r.End.After(actionsEnd) {
 			actionsEnd = r.End
 		}
 		for _, t := range r.Tasks {
-			if !t.Result.Start.IsZero() && t.Result.Start.Before(s.Start) {
-				s.Start = t.Result.Start
+			from, to, ok := ran(t.Result)
+			if !ok {
+				continue
 			}
-			if t.Result.End.After(s.End) {
-				s.End = t.Result.End
+			if s.Start.IsZero() || from.Before(s.Start) {
+				s.Start = from
+			}
+			if to.After(s.End) {
+				s.End = to
 			}
 		}
 	}
-	// The span ends when the last Job did; without any Job (refused or invalid tasks) it
-	// ends when the actions gave up.
-	if s.End.IsZero() {
-		s.End = actionsEnd
+	if s.Start.IsZero() {
+		s.Start, s.End = actionsStart, actionsEnd
 	}
-	s.Message = render(results, -1)
-	if len(s.Message) > maxBytes {
-		// Share what the text around the logs leaves over equally between the tasks.
-		overhead := len(render(results, 0))
-		s.Message = render(results, max(0, (maxBytes-overhead)/max(1, ntasks)))
+	if s.End.Before(s.Start) { // clocks of the kubelet and of this service disagree
+		s.End = s.Start
 	}
-	if len(s.Message) > maxBytes { // pathological: huge failure reasons or very many tasks
-		s.Message = boundTotal(s.Message, maxBytes)
-	}
+	s.results, s.maxBytes = results, maxBytes
+	s.Message = fitMessage(results, budget{raw: maxBytes, encoded: -1})
 	return s
 }
 
-// boundTotal is jobs.BoundLogs with the truncation marker counted in max.
-func boundTotal(s string, max int) string {
-	out := jobs.BoundLogs(s, max)
-	if over := len(out) - max; over > 0 {
-		out = jobs.BoundLogs(s, max-over)
+// fitMessage renders the message within b, shortening logs (keeping their tails) as needed.
+func fitMessage(results []ActionResult, b budget) string {
+	msg := render(results, unbounded)
+	if b.fits(msg) {
+		return msg
 	}
-	return out
+	// Share what the text around the logs leaves over equally between the tasks.
+	ntasks := 0
+	for _, r := range results {
+		ntasks += len(r.Tasks)
+	}
+	overhead := render(results, budget{0, 0})
+	share := unbounded
+	if b.raw >= 0 {
+		share.raw = max(0, (b.raw-len(overhead))/max(1, ntasks))
+	}
+	if b.encoded >= 0 {
+		share.encoded = max(0, (b.encoded-encodedLen(overhead))/max(1, ntasks))
+	}
+	msg = render(results, share)
+	if !b.fits(msg) { // pathological: huge failure reasons or very many tasks
+		msg = boundTotal(msg, b)
+	}
+	return msg
 }
 
-func render(results []ActionResult, logBudget int) string {
+// ran is when a task ran: its container's run, else its Job's life; ok is false without a Job.
+func ran(r jobs.Result) (from, to time.Time, ok bool) {
+	if r.Start.IsZero() {
+		return from, to, false
+	}
+	from, to = r.RanFrom, r.RanTo
+	if from.IsZero() {
+		from = r.Start
+	}
+	if to.IsZero() {
+		to = r.End
+	}
+	return from, to, true
+}
+
+func render(results []ActionResult, logBudget budget) string {
 	var b strings.Builder
 	for _, r := range results {
 		if r.Refused != "" {
@@ -106,7 +155,7 @@ func render(results []ActionResult, logBudget int) string {
 				}
 				b.WriteString("\n")
 			}
-			if logs := cut(t.Result.Logs, logBudget); logs != "" {
+			if logs := tail(t.Result.Logs, logBudget); logs != "" {
 				b.WriteString("\nLogs:\n" + logs)
 				if !strings.HasSuffix(logs, "\n") {
 					b.WriteString("\n")
@@ -116,11 +165,4 @@ func render(results []ActionResult, logBudget int) string {
 		}
 	}
 	return strings.TrimRight(b.String(), "\n")
-}
-
-func cut(logs string, budget int) string {
-	if budget < 0 {
-		return logs
-	}
-	return jobs.BoundLogs(logs, budget)
 }

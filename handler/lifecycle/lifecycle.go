@@ -104,6 +104,9 @@ type Options struct {
 	MaxQueuedBytes int
 	// MaxMessageBytes bounds a .finished message with all task logs (keptn.DefaultMaxMessageBytes).
 	MaxMessageBytes int
+	// MaxEventBytes bounds every event sent as encoded on the wire, message and echoed labels
+	// included (keptn.DefaultMaxEventBytes): the distributor's proxy refuses larger ones.
+	MaxEventBytes int
 	// DedupRetention is how long a finished event is remembered to ignore redeliveries.
 	DedupRetention time.Duration
 	// MaxFinishedRecords bounds the finished event records kept for DedupRetention: beyond
@@ -123,6 +126,9 @@ func (o *Options) defaults() {
 	}
 	if o.MaxMessageBytes <= 0 {
 		o.MaxMessageBytes = keptn.DefaultMaxMessageBytes
+	}
+	if o.MaxEventBytes <= 0 {
+		o.MaxEventBytes = keptn.DefaultMaxEventBytes
 	}
 	if o.DedupRetention <= 0 {
 		o.DedupRetention = DefaultDedupRetention

@@ -293,3 +293,68 @@ func TestBusyWhenQueueBytesFull(t *testing.T) {
 	require.NoError(t, err, "accepted once the queue drained")
 	p.Wait()
 }
+
+// windowRunner stands in for the cluster: the task of the event with ID block waits until
+// release is closed; every Job is created at jobAt, long after the events were accepted, and
+// its container runs from 2 s to 7 s after that.
+type windowRunner struct {
+	block   string
+	running chan struct{} // closed once the blocking task holds its slot
+	release chan struct{}
+	jobAt   time.Time
+}
+
+func (r *windowRunner) Run(_ context.Context, b *jobs.Built) jobs.Result {
+	if b.Job.Annotations[jobs.AnnotationEventID] == r.block {
+		close(r.running)
+		<-r.release
+	}
+	return jobs.Result{Succeeded: true, Reason: "Completed", Start: r.jobAt, End: r.jobAt.Add(8 * time.Second),
+		RanFrom: r.jobAt.Add(2 * time.Second), RanTo: r.jobAt.Add(7 * time.Second)}
+}
+
+// A test action that waits for a concurrency slot reports the window its task ran in, not
+// the time it was accepted: Keptn's lighthouse queries metrics for exactly that window.
+func TestQueuedActionTestWindow(t *testing.T) {
+	jobAt := time.Now().Add(time.Hour).Truncate(time.Second).UTC()
+	runner := &windowRunner{block: "first", running: make(chan struct{}), release: make(chan struct{}), jobAt: jobAt}
+	rec := &lct.Recorder{}
+	p := newProcessor(lct.Loader{YAML: lct.HelloConfig}, runner, rec, lifecycle.Options{MaxConcurrentActions: 1})
+	for _, id := range []string{"first", "second"} {
+		e := lct.Event(t, "sh.keptn.event.test.triggered", nil)
+		e.SetID(id)
+		_, err := p.Accept(context.Background(), e)
+		require.NoError(t, err)
+		if id == "first" {
+			<-runner.running // the second event's action now waits for the only slot
+		}
+	}
+	close(runner.release)
+	p.Wait()
+	fins := rec.Finished(t)
+	require.Len(t, fins, 2)
+	for id, d := range fins {
+		test, _ := d["test"].(map[string]any)
+		assert.Equal(t, jobAt.Add(2*time.Second).Format(time.RFC3339), test["start"], "event %s: the container's start, not the event's acceptance", id)
+		assert.Equal(t, jobAt.Add(7*time.Second).Format(time.RFC3339), test["end"], "event %s: the container's end", id)
+	}
+}
+
+// Every event leaves within MaxEventBytes as encoded, escape-heavy logs and labels included.
+func TestEventsFitEncoded(t *testing.T) {
+	logs := strings.Repeat("\x1b[1;31m<&>\x01\x1b[0m\n", 5000) + "END-OF-LOG\n"
+	runner := &lct.Runner{Results: map[string]jobs.Result{"hello": {Succeeded: true, Logs: logs}}}
+	rec := &lct.Recorder{}
+	p := newProcessor(lct.Loader{YAML: lct.HelloConfig}, runner, rec, lifecycle.Options{StartedViaSink: true, MaxEventBytes: 16 << 10})
+	labels := map[string]string{"buildId": "17", "big": strings.Repeat("<>", 10_000)}
+	_, err := p.Accept(context.Background(), lct.Event(t, "sh.keptn.event.test.triggered", map[string]any{"labels": labels}))
+	require.NoError(t, err)
+	p.Wait()
+	require.Equal(t, []string{"sh.keptn.event.test.started", "sh.keptn.event.test.finished"}, rec.Types())
+	for _, b := range rec.Encoded(t) {
+		assert.LessOrEqual(t, len(b), 16<<10)
+	}
+	d := rec.LastData(t)
+	assert.Contains(t, d["message"], "END-OF-LOG")
+	assert.Equal(t, map[string]any{"buildId": "17"}, d["labels"])
+}

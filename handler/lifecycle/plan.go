@@ -86,7 +86,7 @@ func (p *Processor) plan(ctx context.Context, in *keptn.Incoming, log *zap.Logge
 		p.deps.Metrics.event("config_error")
 		log.Warn("no usable job config", zap.Error(err))
 		// An invalid config's err starts with "invalid job config": the message says it once.
-		pl.reportProblem(fmt.Sprintf("job-executor-service: %v", err), keptn.IsTriggered(in.Event.Type()) && p.opts.AlwaysSendFinished)
+		pl.reportProblem(fmt.Sprintf("job-executor-service: %v", err), keptn.IsTriggered(in.Event.Type()) && p.opts.AlwaysSendFinished, p.opts.MaxEventBytes)
 		return pl, nil
 	case len(actions) == 0:
 		p.deps.Metrics.event("ignored")
@@ -95,20 +95,20 @@ func (p *Processor) plan(ctx context.Context, in *keptn.Incoming, log *zap.Logge
 		return pl, nil
 	}
 	p.deps.Metrics.event("matched")
-	pl.run(loaded, actions)
+	pl.run(loaded, actions, p.opts.MaxEventBytes)
 	return pl, nil
 }
 
-func (pl *plan) reportProblem(msg string, asFinished bool) {
+func (pl *plan) reportProblem(msg string, asFinished bool, maxEventBytes int) {
 	pl.outcome, pl.problem, pl.problemAsFinished = reportProblem, msg, asFinished
 	if asFinished {
-		s := keptn.Started(pl.in)
+		s := keptn.Started(pl.in, maxEventBytes)
 		pl.started = &s
 	}
 }
 
 // run plans the matched actions. Only a .triggered event has a .started/.finished to answer with.
-func (pl *plan) run(loaded *config.Loaded, actions []config.MatchedAction) {
+func (pl *plan) run(loaded *config.Loaded, actions []config.MatchedAction, maxEventBytes int) {
 	pl.outcome, pl.loaded, pl.configHash, pl.matched = runActions, loaded, jobs.ConfigHash(loaded.Raw), actions
 	triggered := keptn.IsTriggered(pl.in.Event.Type())
 	for _, a := range actions {
@@ -119,7 +119,7 @@ func (pl *plan) run(loaded *config.Loaded, actions []config.MatchedAction) {
 		}
 	}
 	if len(pl.reporting) > 0 {
-		s := keptn.Started(pl.in)
+		s := keptn.Started(pl.in, maxEventBytes)
 		pl.started = &s
 	}
 }

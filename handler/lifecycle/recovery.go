@@ -74,7 +74,7 @@ func (p *Processor) resumeRecord(ctx context.Context, listed records.Record, atS
 		}
 		return false
 	}
-	pl, parseErr := planFromRecord(*r, log)
+	pl, parseErr := planFromRecord(*r, log, p.opts.MaxEventBytes)
 	if parseErr == nil && p.admit.known(pl.in.Key()) {
 		return false
 	}
@@ -161,7 +161,7 @@ func (rr *rejectedRecords) seen(r records.Record) bool {
 
 // planFromRecord plans what the first delivery planned: the stored event with the stored
 // actions, so that recovery runs what that delivery would have run.
-func planFromRecord(r records.Record, log *zap.Logger) (*plan, error) {
+func planFromRecord(r records.Record, log *zap.Logger, maxEventBytes int) (*plan, error) {
 	var e cloudevents.Event
 	if err := json.Unmarshal(r.Event, &e); err != nil {
 		return nil, fmt.Errorf("event: %w", err)
@@ -184,7 +184,7 @@ func planFromRecord(r records.Record, log *zap.Logger) (*plan, error) {
 	}
 	pl := &plan{in: in, startedSent: r.Started,
 		log: log.With(zap.String("keptnContext", in.KeptnContext), zap.String("eventID", in.Event.ID()), zap.String("type", in.Event.Type()))}
-	pl.run(loaded, actions)
+	pl.run(loaded, actions, maxEventBytes)
 	if r.ActionIndex != nil {
 		pl.configHash = r.ConfigHash // of the whole config, as on the first delivery's Jobs
 	}

@@ -23,21 +23,21 @@ func (p *Processor) reportStarted(ctx context.Context, pl *plan) {
 
 // reportFinished sends .finished and reports whether it was delivered.
 func (p *Processor) reportFinished(ctx context.Context, pl *plan, s keptn.Summary) bool {
-	return p.emit(ctx, pl, keptn.Finished(pl.in, s)) == nil
+	return p.emit(ctx, pl, keptn.Finished(pl.in, s, p.opts.MaxEventBytes)) == nil
 }
 
 // reportProblem tells Keptn that the event could not run: .started and an errored .finished,
 // or a sh.keptn.log.error when there is no .finished to carry it.
 func (p *Processor) reportProblem(ctx context.Context, pl *plan) {
 	if !pl.problemAsFinished {
-		_ = p.emit(ctx, pl, keptn.ErrorLog(pl.in, pl.problem))
+		_ = p.emit(ctx, pl, keptn.ErrorLog(pl.in, pl.problem, p.opts.MaxEventBytes))
 		return
 	}
 	if p.opts.StartedViaSink {
 		_ = p.emit(ctx, pl, *pl.started)
 	}
 	now := time.Now()
-	_ = p.emit(ctx, pl, keptn.Finished(pl.in, keptn.Summary{OK: false, Message: pl.problem, Start: now, End: now}))
+	_ = p.emit(ctx, pl, keptn.Finished(pl.in, keptn.Summary{OK: false, Message: pl.problem, Start: now, End: now}, p.opts.MaxEventBytes))
 }
 
 // emit is the one place an event leaves the service.

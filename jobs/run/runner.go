@@ -215,7 +215,9 @@ func (r *Runner) wait(ctx context.Context, b *jobs.Built, nw *nsWatch, sub *subs
 				Message: fmt.Sprintf("task '%s' did not finish within %s", task, durationText(b.MaxPollDuration)),
 				End:     time.Now(),
 			}
-			res.Logs = r.logs(ctx, job)
+			pods := r.listPods(ctx, job, log)
+			res.Logs = r.logsOf(ctx, job, pods)
+			res.RanFrom, res.RanTo = taskRan(pods)
 			r.abort(job, log)
 			return res
 		case <-ctx.Done():
@@ -248,10 +250,12 @@ func (r *Runner) finished(ctx context.Context, job *batchv1.Job, task string, lo
 		// Success waits for Complete (not the earlier SuccessCriteriaMet): by then the Job's
 		// status shows the succeeded pod, as anyone looking after .finished expects.
 		case batchv1.JobComplete:
-			res := jobs.Result{Succeeded: true, Reason: ReasonCompleted, Logs: r.logs(ctx, job)}
+			pods := r.listPods(ctx, job, log)
+			res := jobs.Result{Succeeded: true, Reason: ReasonCompleted, Logs: r.logsOf(ctx, job, pods)}
 			if job.Status.CompletionTime != nil {
 				res.End = job.Status.CompletionTime.Time
 			}
+			res.RanFrom, res.RanTo = taskRan(pods)
 			return res, true
 		case batchv1.JobFailed, batchv1.JobFailureTarget:
 			// FailureTarget (Kubernetes >= 1.31) is set as soon as the Job is bound to fail, e.g.
@@ -282,10 +286,45 @@ func (r *Runner) finished(ctx context.Context, job *batchv1.Job, task string, lo
 				}
 			}
 			res.Logs = r.logsOf(ctx, job, pods)
+			res.RanFrom, res.RanTo = taskRan(pods)
 			return res, true
 		}
 	}
 	return jobs.Result{}, false
+}
+
+// taskRan is when the task container ran over pods (retries included): its first start and
+// its last finish as the kubelet recorded them. to is zero while it still runs somewhere, and
+// both are zero if it never started (e.g. a pull error, or an init container that failed).
+func taskRan(pods []corev1.Pod) (from, to time.Time) {
+	running := false
+	for _, p := range pods {
+		for _, cs := range p.Status.ContainerStatuses {
+			if cs.Name != jobs.TaskContainer {
+				continue
+			}
+			// A container restarted in place (restartPolicy OnFailure) ran before its current state.
+			for _, st := range []corev1.ContainerState{cs.LastTerminationState, cs.State} {
+				var start, end time.Time
+				switch {
+				case st.Terminated != nil:
+					start, end = st.Terminated.StartedAt.Time, st.Terminated.FinishedAt.Time
+				case st.Running != nil:
+					start, running = st.Running.StartedAt.Time, true
+				}
+				if !start.IsZero() && (from.IsZero() || start.Before(from)) {
+					from = start
+				}
+				if end.After(to) {
+					to = end
+				}
+			}
+		}
+	}
+	if running || from.IsZero() {
+		to = time.Time{}
+	}
+	return from, to
 }
 
 // terminatedState is the terminated state of the named container in the newest pod.
@@ -446,10 +485,6 @@ func (r *Runner) deleteQuietly(ns, name string, log *zap.Logger, del func(contex
 	if err := del(ctx); err != nil && !apierrors.IsNotFound(err) {
 		log.Warn("cleaning up", zap.String("object", ns+"/"+name), zap.Error(err))
 	}
-}
-
-func (r *Runner) logs(ctx context.Context, job *batchv1.Job) string {
-	return r.logsOf(ctx, job, r.listPods(ctx, job, r.log))
 }
 
 // logsOf reads the task container's logs of the newest pod, plus the init container's

@@ -3,6 +3,7 @@ package run
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -409,4 +410,72 @@ func TestReadTail(t *testing.T) {
 	assert.Equal(t, jobs.BoundLogs(big, 64<<10), got)
 	assert.True(t, strings.HasPrefix(got, "[... 934467 bytes truncated ...]\n"))
 	assert.True(t, strings.HasSuffix(got, "END"))
+}
+
+func ran(code int32, from, to time.Time) corev1.ContainerStatus {
+	return corev1.ContainerStatus{Name: jobs.TaskContainer, State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+		ExitCode: code, StartedAt: metav1.NewTime(from), FinishedAt: metav1.NewTime(to),
+	}}}
+}
+
+// The result says when the task container ran, as the kubelet recorded it: Keptn queries
+// metrics for exactly that window (data.test.start/end).
+func TestRunTaskWindow(t *testing.T) {
+	t0 := time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	restarted := ran(0, at(20), at(25))
+	restarted.LastTerminationState = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+		ExitCode: 1, StartedAt: metav1.NewTime(at(3)), FinishedAt: metav1.NewTime(at(6))}}
+	cases := []struct {
+		name     string
+		pods     [][]corev1.ContainerStatus
+		cond     batchv1.JobConditionType
+		from, to time.Time
+	}{
+		{"one pod", [][]corev1.ContainerStatus{{ran(0, at(2), at(7))}}, batchv1.JobComplete, at(2), at(7)},
+		{"retried in new pods", [][]corev1.ContainerStatus{{ran(1, at(2), at(4))}, {ran(1, at(9), at(12))}}, batchv1.JobFailed, at(2), at(12)},
+		{"restarted in place", [][]corev1.ContainerStatus{{restarted}}, batchv1.JobComplete, at(3), at(25)},
+		{"never started", [][]corev1.ContainerStatus{{waiting(jobs.TaskContainer, "PodInitializing", "")}}, batchv1.JobFailed, time.Time{}, time.Time{}},
+		{"still running when the Job failed", [][]corev1.ContainerStatus{{ran(1, at(1), at(2))}, {{Name: jobs.TaskContainer,
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(at(5))}}}}},
+			batchv1.JobFailureTarget, at(1), time.Time{}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newRunEnv(t, Options{})
+			b := built(t, nil)
+			job, done := e.start(b)
+			for i, cs := range tc.pods {
+				p := &corev1.Pod{
+					ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%d", job.Name, i), Namespace: job.Namespace, Labels: job.Spec.Template.Labels},
+					Status:     corev1.PodStatus{Phase: corev1.PodFailed, ContainerStatuses: cs},
+				}
+				_, err := e.client.CoreV1().Pods(job.Namespace).Create(e.ctx, p, metav1.CreateOptions{})
+				require.NoError(t, err)
+			}
+			e.setCondition(job, tc.cond, "BackoffLimitExceeded", "")
+			res := e.result(done)
+			assert.Equal(t, tc.from, res.RanFrom)
+			assert.Equal(t, tc.to, res.RanTo)
+			assert.False(t, res.Start.IsZero(), "the Job's creation is kept for when the container never ran")
+		})
+	}
+}
+
+// A task aborted at maxPollDuration ran until it was aborted: its container has no end.
+func TestRunMaxPollWindow(t *testing.T) {
+	b := built(t, nil)
+	b.MaxPollDuration = 10 * time.Millisecond
+	started := time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: b.Job.Name + "-abcde", Namespace: b.Namespace, Labels: b.Job.Spec.Template.Labels},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{{Name: jobs.TaskContainer,
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(started)}}}}},
+	}
+	e := newRunEnv(t, Options{}, pod)
+	_, done := e.start(b)
+	res := e.result(done)
+	assert.Equal(t, ReasonMaxPoll, res.Reason)
+	assert.Equal(t, started, res.RanFrom)
+	assert.True(t, res.RanTo.IsZero())
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -107,6 +108,35 @@ func (r *Recorder) LastData(t *testing.T) map[string]any {
 	var d map[string]any
 	require.NoError(t, json.Unmarshal(r.events[len(r.events)-1].Data(), &d))
 	return d
+}
+
+// Encoded is every event sent as the sink encodes it (structured JSON).
+func (r *Recorder) Encoded(t *testing.T) [][]byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out [][]byte
+	for _, e := range r.events {
+		b, err := json.Marshal(e)
+		require.NoError(t, err)
+		out = append(out, b)
+	}
+	return out
+}
+
+// Finished is the data of every .finished sent, by the ID of the event it answers.
+func (r *Recorder) Finished(t *testing.T) map[string]map[string]any {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]map[string]any{}
+	for _, e := range r.events {
+		if !strings.HasSuffix(e.Type(), ".finished") {
+			continue
+		}
+		var d map[string]any
+		require.NoError(t, json.Unmarshal(e.Data(), &d))
+		out[fmt.Sprint(e.Extensions()["triggeredid"])] = d
+	}
+	return out
 }
 
 // Event is a Keptn event of eventType for sockshop/dev/carts at commit c0ffee; data adds to
