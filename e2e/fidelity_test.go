@@ -20,39 +20,38 @@ import (
 	"github.com/keptn-contrib/job-executor-service/jobs"
 )
 
-// taskRun is when the task container of ev's only Job ran, as the kubelet recorded it.
-func taskRun(t *testing.T, ns string, ev cloudevents.Event) (start, end time.Time) {
+// onlyPod is the one pod of ev's only Job.
+func onlyPod(t *testing.T, ns string, ev cloudevents.Event) corev1.Pod {
 	t.Helper()
 	js := relJobs(t, ns, ev)
 	require.Len(t, js, 1)
+	var list corev1.PodList
 	for name := range js {
-		var list corev1.PodList
 		relKubeList(t, &list, "pods", "-n", ns, "-l", jobs.LabelJob+"="+name)
 		require.Len(t, list.Items, 1, "one pod for job %s", name)
-		for _, cs := range list.Items[0].Status.ContainerStatuses {
-			if cs.Name == jobs.TaskContainer && cs.State.Terminated != nil {
-				return cs.State.Terminated.StartedAt.Time, cs.State.Terminated.FinishedAt.Time
-			}
-		}
-		t.Fatalf("job %s: the task container has not terminated: %+v", name, list.Items[0].Status.ContainerStatuses)
 	}
+	return list.Items[0]
+}
+
+// taskRun is when the task container of ev's only Job ran, as the kubelet recorded it.
+func taskRun(t *testing.T, ns string, ev cloudevents.Event) (start, end time.Time) {
+	t.Helper()
+	pod := onlyPod(t, ns, ev)
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.Name == jobs.TaskContainer && cs.State.Terminated != nil {
+			return cs.State.Terminated.StartedAt.Time, cs.State.Terminated.FinishedAt.Time
+		}
+	}
+	t.Fatalf("pod %s: the task container has not terminated: %+v", pod.Name, pod.Status.ContainerStatuses)
 	return
 }
 
 // taskLogs is the task container's log of ev's only Job, as Kubernetes has it.
 func taskLogs(t *testing.T, ns string, ev cloudevents.Event) string {
 	t.Helper()
-	js := relJobs(t, ns, ev)
-	require.Len(t, js, 1)
-	for name := range js {
-		var list corev1.PodList
-		relKubeList(t, &list, "pods", "-n", ns, "-l", jobs.LabelJob+"="+name)
-		require.Len(t, list.Items, 1, "one pod for job %s", name)
-		out, err := kubectl(t, "-n", ns, "logs", list.Items[0].Name, "-c", jobs.TaskContainer)
-		require.NoError(t, err, out)
-		return out
-	}
-	return ""
+	out, err := kubectl(t, "-n", ns, "logs", onlyPod(t, ns, ev).Name, "-c", jobs.TaskContainer)
+	require.NoError(t, err, out)
+	return out
 }
 
 // testWindow reads data.test.start/end of a test.finished.
