@@ -479,3 +479,104 @@ func TestRunMaxPollWindow(t *testing.T) {
 	assert.Equal(t, started, res.RanFrom)
 	assert.True(t, res.RanTo.IsZero())
 }
+
+// builtFor is built(t, files) for another event, so that one Runner may run several tasks.
+func builtFor(t *testing.T, eventID string, files map[string][]byte) *jobs.Built {
+	b := built(t, files)
+	nb, err := jobs.Build(jobs.Settings{
+		Namespace:               "keptn",
+		TTLSecondsAfterFinished: jobs.DefaultTTL,
+		InitImage:               "ghcr.io/keptn-contrib/job-executor-service:dev",
+	}, jobs.TaskInput{
+		Event: jobs.EventInfo{
+			ID: eventID, Source: "shipyard-controller", Type: "sh.keptn.event.test.triggered",
+			KeptnContext: "138f7bf1-f027-42c4-b705-9033b5f5871e",
+			Project:      "sockshop", Stage: "dev", Service: "carts", Raw: []byte(`{}`),
+		},
+		Action: "Run tests", Task: config.Task{Name: "x", Image: "alpine", Cmd: []string{"echo"}},
+		TaskIdx: 1, ConfigHash: "0123456789abcdef", Files: files,
+	})
+	require.NoError(t, err)
+	require.NotEqual(t, b.Job.Name, nb.Job.Name)
+	return nb
+}
+
+var (
+	jobsGVR = schema.GroupVersionResource{Group: "batch", Version: "v1", Resource: "jobs"}
+	podsGVR = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
+)
+
+// TestRunRequestsPerTask counts the API requests one task costs the API server, watches
+// excluded (issue 11: at most 4, however long the task runs). The cluster's side (the Job
+// controller and the kubelet) writes through the tracker so that only Run's requests are
+// recorded; a first task starts the shared informers, whose LIST and WATCH are per namespace.
+func TestRunRequestsPerTask(t *testing.T) {
+	e := newRunEnv(t, Options{})
+	run := func(eventID string, updates int) []string {
+		t.Helper()
+		b := builtFor(t, eventID, map[string][]byte{"a.txt": []byte("a")})
+		jw, err := e.client.BatchV1().Jobs(b.Namespace).Watch(e.ctx, metav1.ListOptions{})
+		require.NoError(t, err)
+		defer jw.Stop()
+		<-e.watches // the test's own watch
+		from := len(e.client.Actions())
+		done := make(chan jobs.Result, 1)
+		go func() { done <- e.runner.Run(e.ctx, b) }()
+		job := e.waitJob(jw, b.Job.Name)
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: job.Name + "-abcde", Namespace: job.Namespace, Labels: job.Spec.Template.Labels,
+				OwnerReferences: []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "Job", Name: job.Name, UID: job.UID}}},
+			Status: corev1.PodStatus{Phase: corev1.PodPending},
+		}
+		require.NoError(t, e.client.Tracker().Create(podsGVR, pod, job.Namespace))
+		job = job.DeepCopy()
+		job.Status.Active = 1
+		require.NoError(t, e.client.Tracker().Update(jobsGVR, job, job.Namespace))
+		// A longer task: the pod and the Job change while it runs.
+		for i := range updates {
+			pod = pod.DeepCopy()
+			pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{{Name: jobs.TaskContainer,
+				RestartCount: int32(i), State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}}
+			require.NoError(t, e.client.Tracker().Update(podsGVR, pod, job.Namespace))
+			job = job.DeepCopy()
+			job.Status.Ready = ptrTo(int32(i % 2))
+			require.NoError(t, e.client.Tracker().Update(jobsGVR, job, job.Namespace))
+		}
+		pod = pod.DeepCopy()
+		pod.Status = corev1.PodStatus{Phase: corev1.PodSucceeded, ContainerStatuses: []corev1.ContainerStatus{terminated(jobs.TaskContainer, 0, "Completed")}}
+		require.NoError(t, e.client.Tracker().Update(podsGVR, pod, job.Namespace))
+		job = job.DeepCopy()
+		now := metav1.Now()
+		job.Status.Active, job.Status.Succeeded, job.Status.CompletionTime = 0, 1, &now
+		job.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastTransitionTime: now}}
+		require.NoError(t, e.client.Tracker().Update(jobsGVR, job, job.Namespace))
+		res := e.result(done)
+		require.True(t, res.Succeeded, res.Message)
+		require.Equal(t, "fake logs", res.Logs)
+		var reqs []string
+		for _, a := range e.client.Actions()[from:] {
+			if a.GetVerb() == "watch" {
+				continue
+			}
+			r := a.GetVerb() + " " + a.GetResource().Resource
+			if s := a.GetSubresource(); s != "" {
+				r += "/" + s
+			}
+			reqs = append(reqs, r)
+		}
+		return reqs
+	}
+
+	// The first task also starts the namespace's informers; its count is not per task.
+	run("00000000-0000-0000-0000-000000000001", 0)
+	for range 3 {
+		<-e.watches // the informers'
+	}
+	short := run("00000000-0000-0000-0000-000000000002", 0)
+	long := run("00000000-0000-0000-0000-000000000003", 20)
+	want := []string{"create configmaps", "create jobs", "patch configmaps", "get pods/log"}
+	assert.Equal(t, want, short, "requests of one task")
+	assert.Equal(t, short, long, "requests do not grow with the task's duration")
+}
+
+func ptrTo[T any](v T) *T { return &v }
