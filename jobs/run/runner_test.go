@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
@@ -120,7 +121,21 @@ func (e *runEnv) setCondition(job *batchv1.Job, typ batchv1.JobConditionType, re
 	if typ == batchv1.JobComplete {
 		job.Status.CompletionTime = &now
 	}
-	_, err := e.client.BatchV1().Jobs(job.Namespace).UpdateStatus(e.ctx, job, metav1.UpdateOptions{})
+	// Count the pods as the Job controller does before it sets a condition.
+	list, err := e.client.Tracker().List(podsGVR, corev1.SchemeGroupVersion.WithKind("Pod"), job.Namespace)
+	require.NoError(e.t, err)
+	job.Status.Active, job.Status.Succeeded, job.Status.Failed = 0, 0, 0
+	for _, p := range list.(*corev1.PodList).Items {
+		switch p.Status.Phase {
+		case corev1.PodSucceeded:
+			job.Status.Succeeded++
+		case corev1.PodFailed:
+			job.Status.Failed++
+		default:
+			job.Status.Active++
+		}
+	}
+	_, err = e.client.BatchV1().Jobs(job.Namespace).UpdateStatus(e.ctx, job, metav1.UpdateOptions{})
 	require.NoError(e.t, err)
 }
 
@@ -580,3 +595,75 @@ func TestRunRequestsPerTask(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// When the cache does not catch up with a finished Job's pods (here: the pods' watch
+// never delivers), the pods are listed from the API server after a grace.
+func TestRunPodsCacheLagFallsBackToList(t *testing.T) {
+	defer func(g time.Duration) { cacheLagGrace = g }(cacheLagGrace)
+	cacheLagGrace = 10 * time.Millisecond
+	e := newRunEnv(t, Options{})
+	silent := watch.NewFake()
+	t.Cleanup(silent.Stop)
+	e.client.PrependWatchReactor("pods", func(k8stesting.Action) (bool, watch.Interface, error) {
+		e.watches <- "pods"
+		return true, silent, nil
+	})
+	b := built(t, nil)
+	job, done := e.start(b)
+	e.pod(job, corev1.PodStatus{Phase: corev1.PodSucceeded, ContainerStatuses: []corev1.ContainerStatus{terminated(jobs.TaskContainer, 0, "Completed")}})
+	e.setCondition(job, batchv1.JobComplete, "", "")
+	res := e.result(done)
+	assert.True(t, res.Succeeded, res.Message)
+	assert.Equal(t, "fake logs", res.Logs, "the pod listed from the API server")
+	lists := 0
+	for _, a := range e.client.Actions() {
+		if la, ok := a.(k8stesting.ListAction); ok && la.GetResource().Resource == "pods" &&
+			la.GetListRestrictions().Labels.String() == (labels.Set{jobs.LabelJob: job.Name}).String() {
+			lists++
+		}
+	}
+	assert.Equal(t, 1, lists, "one live LIST of the Job's pods")
+}
+
+// A Job deleted right after its creation, perhaps before the cache showed it to Run, ends
+// the task without asking the API server about it.
+func TestRunJobDeletedBeforeCached(t *testing.T) {
+	e := newRunEnv(t, Options{})
+	e.client.PrependReactor("create", "jobs", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		job := a.(k8stesting.CreateAction).GetObject().(*batchv1.Job).DeepCopy()
+		job.UID = "created"
+		for range 3 {
+			<-e.watches // the fake misses changes made before the informers watch
+		}
+		if err := e.client.Tracker().Create(jobsGVR, job, job.Namespace); err != nil {
+			return true, nil, err
+		}
+		return true, job, e.client.Tracker().Delete(jobsGVR, job.Namespace, job.Name)
+	})
+	b := built(t, nil)
+	done := make(chan jobs.Result, 1)
+	go func() { done <- e.runner.Run(e.ctx, b) }()
+	res := e.result(done)
+	assert.Equal(t, ReasonJobDeleted, res.Reason)
+	for _, a := range e.client.Actions() {
+		assert.False(t, a.GetVerb() == "get" && a.GetResource().Resource == "jobs", "no Job GET")
+	}
+}
+
+// Should the cache never show the new Job (its events lost to a relist), the API server is
+// asked after a grace whether it is gone.
+func TestRunJobNeverCached(t *testing.T) {
+	defer func(g time.Duration) { cacheLagGrace = g }(cacheLagGrace)
+	cacheLagGrace = 10 * time.Millisecond
+	e := newRunEnv(t, Options{})
+	silent := watch.NewFake()
+	t.Cleanup(silent.Stop)
+	e.client.PrependWatchReactor("jobs", func(k8stesting.Action) (bool, watch.Interface, error) {
+		return true, silent, nil
+	})
+	e.client.PrependReactor("create", "jobs", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		return true, a.(k8stesting.CreateAction).GetObject(), nil // created, and deleted at once
+	})
+	res := e.runner.Run(e.ctx, built(t, nil))
+	assert.Equal(t, ReasonJobDeleted, res.Reason)
+}
