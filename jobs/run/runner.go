@@ -181,22 +181,48 @@ func (r *Runner) wait(ctx context.Context, b *jobs.Built, nw *nsWatch, sub *subs
 		}
 	}()
 	seen := false
+	// Since when the cache has lagged behind the new Job, and behind a finished Job's pods.
+	var jobLag, podLag lag
 	for {
 		cur := job
+		var lagNext time.Duration
 		if j, err := nw.jobs.Jobs(job.Namespace).Get(job.Name); err == nil && (job.UID == "" || j.UID == job.UID) {
 			cur, seen = j, true
-		} else if seen || r.jobGone(ctx, job) {
+		} else if seen || r.w.deleted(sub, job.UID) {
 			// Deleted by someone else: it will not finish.
 			return jobs.Result{Reason: ReasonJobDeleted, Message: fmt.Sprintf("task '%s': job %s/%s was deleted before it finished", task, job.Namespace, job.Name), End: time.Now()}
+		} else if lagNext = jobLag.left(); lagNext <= 0 {
+			// A Job not in the cache yet needs no GET: the informers synced before it was
+			// created, so its watch event comes, and a deletion before we looked is recorded
+			// by the watcher. Only a relist in between (watch expired) could lose both, so
+			// ask the API server should the cache lag for long.
+			if r.jobGone(ctx, job) {
+				return jobs.Result{Reason: ReasonJobDeleted, Message: fmt.Sprintf("task '%s': job %s/%s was deleted before it finished", task, job.Namespace, job.Name), End: time.Now()}
+			}
+			jobLag = lag{}
+			lagNext = jobLag.left()
 		}
-		if res, done := r.finished(ctx, cur, task, log); done {
-			return res
+		if seen && ended(cur) {
+			pods, ok := r.cachedPods(nw, cur)
+			if !ok {
+				// The pods' watch may deliver after the Job's: wait for it a little, then
+				// ask the API server (e.g. pods deleted since the Job counted them).
+				if lagNext = podLag.left(); lagNext <= 0 {
+					pods, ok = r.listPods(ctx, cur, log), true
+				}
+			}
+			if ok {
+				return r.finished(ctx, cur, pods, task)
+			}
 		}
 		reason, msg, next := st.check(time.Now(), r.jobPods(nw, job), r.failedCreate(nw, job))
 		if reason != "" {
 			log.Info("task is stuck", zap.String("reason", reason), zap.String("message", msg))
 			r.abort(job, log)
 			return jobs.Result{Reason: reason, Message: fmt.Sprintf("task '%s': %s", task, msg), End: time.Now()}
+		}
+		if lagNext > 0 && (next == 0 || lagNext < next) {
+			next = lagNext
 		}
 		var recheckC <-chan time.Time
 		if next > 0 {
@@ -215,7 +241,8 @@ func (r *Runner) wait(ctx context.Context, b *jobs.Built, nw *nsWatch, sub *subs
 				Message: fmt.Sprintf("task '%s' did not finish within %s", task, durationText(b.MaxPollDuration)),
 				End:     time.Now(),
 			}
-			pods := r.listPods(ctx, job, log)
+			// The watched pods are as recent as anything at an arbitrary moment.
+			pods := podValues(r.jobPods(nw, job))
 			res.Logs = r.logsOf(ctx, job, pods)
 			res.RanFrom, res.RanTo = taskRan(pods)
 			r.abort(job, log)
@@ -227,7 +254,19 @@ func (r *Runner) wait(ctx context.Context, b *jobs.Built, nw *nsWatch, sub *subs
 	}
 }
 
-// jobGone asks the API server whether a Job the cache does not know (yet) is gone.
+// lag measures how long the cache has lagged behind what the runner knows.
+type lag struct{ since time.Time }
+
+// left starts the measure if needed and returns how much of cacheLagGrace is left.
+func (l *lag) left() time.Duration {
+	now := time.Now()
+	if l.since.IsZero() {
+		l.since = now
+	}
+	return cacheLagGrace - now.Sub(l.since)
+}
+
+// jobGone asks the API server whether a Job the cache does not know is gone.
 func (r *Runner) jobGone(ctx context.Context, job *batchv1.Job) bool {
 	j, err := r.client.BatchV1().Jobs(job.Namespace).Get(ctx, job.Name, metav1.GetOptions{})
 	return apierrors.IsNotFound(err) || err == nil && job.UID != "" && j.UID != job.UID
@@ -240,8 +279,55 @@ func durationText(d time.Duration) string {
 	return d.String()
 }
 
-// finished reports the result of a Job that has a Complete or Failed condition.
-func (r *Runner) finished(ctx context.Context, job *batchv1.Job, task string, log *zap.Logger) (jobs.Result, bool) {
+// cacheLagGrace is how long the cache may lag behind a new Job, or a finished Job's pods
+// behind it, before the API server is asked.
+var cacheLagGrace = 3 * time.Second
+
+// ended reports whether the Job has a Complete or Failed condition.
+func ended(job *batchv1.Job) bool {
+	for _, c := range job.Status.Conditions {
+		if c.Status == corev1.ConditionTrue && (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed || c.Type == batchv1.JobFailureTarget) {
+			return true
+		}
+	}
+	return false
+}
+
+// cachedPods returns the Job's pods from the cache, oldest first, and whether the cache
+// has caught up with the Job's status: the Job controller counts a pod as succeeded or
+// failed only after it saw it terminate (or go away), so the cache must show at least
+// that many terminated pods, and its active ones.
+func (r *Runner) cachedPods(nw *nsWatch, job *batchv1.Job) ([]corev1.Pod, bool) {
+	pods := podValues(r.jobPods(nw, job))
+	var done int32
+	for _, p := range pods {
+		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed || p.DeletionTimestamp != nil {
+			done++
+		}
+	}
+	ended := job.Status.Succeeded + job.Status.Failed
+	return pods, done >= ended && int32(len(pods)) >= ended+job.Status.Active
+}
+
+// podValues copies the cache's pods (which must not be modified), oldest first.
+func podValues(ps []*corev1.Pod) []corev1.Pod {
+	pods := make([]corev1.Pod, 0, len(ps))
+	for _, p := range ps {
+		pods = append(pods, *p)
+	}
+	sortPods(pods)
+	return pods
+}
+
+func sortPods(pods []corev1.Pod) {
+	sort.SliceStable(pods, func(i, j int) bool {
+		return pods[i].CreationTimestamp.Before(&pods[j].CreationTimestamp)
+	})
+}
+
+// finished reports the result of a Job that has a Complete or Failed condition, pods
+// being the Job's pods oldest first.
+func (r *Runner) finished(ctx context.Context, job *batchv1.Job, pods []corev1.Pod, task string) jobs.Result {
 	for _, c := range job.Status.Conditions {
 		if c.Status != corev1.ConditionTrue {
 			continue
@@ -250,13 +336,12 @@ func (r *Runner) finished(ctx context.Context, job *batchv1.Job, task string, lo
 		// Success waits for Complete (not the earlier SuccessCriteriaMet): by then the Job's
 		// status shows the succeeded pod, as anyone looking after .finished expects.
 		case batchv1.JobComplete:
-			pods := r.listPods(ctx, job, log)
 			res := jobs.Result{Succeeded: true, Reason: ReasonCompleted, Logs: r.logsOf(ctx, job, pods)}
 			if job.Status.CompletionTime != nil {
 				res.End = job.Status.CompletionTime.Time
 			}
 			res.RanFrom, res.RanTo = taskRan(pods)
-			return res, true
+			return res
 		case batchv1.JobFailed, batchv1.JobFailureTarget:
 			// FailureTarget (Kubernetes >= 1.31) is set as soon as the Job is bound to fail, e.g.
 			// at activeDeadlineSeconds; Failed follows only once all pods are gone, which can
@@ -269,7 +354,6 @@ func (r *Runner) finished(ctx context.Context, job *batchv1.Job, task string, lo
 			if c.Message != "" {
 				res.Message += ": " + c.Message
 			}
-			pods := r.listPods(ctx, job, log)
 			if cs := terminatedState(pods, jobs.TaskContainer); cs != nil {
 				switch {
 				case cs.Reason == ReasonOOMKilled:
@@ -287,10 +371,10 @@ func (r *Runner) finished(ctx context.Context, job *batchv1.Job, task string, lo
 			}
 			res.Logs = r.logsOf(ctx, job, pods)
 			res.RanFrom, res.RanTo = taskRan(pods)
-			return res, true
+			return res
 		}
 	}
-	return jobs.Result{}, false
+	return jobs.Result{}
 }
 
 // taskRan is when the task container ran over pods (retries included): its first start and
@@ -345,8 +429,8 @@ func terminatedState(pods []corev1.Pod, container string) *corev1.ContainerState
 	return nil
 }
 
-// listPods asks the API server (not the cache, which may lag behind the Job) for the
-// Job's pods, oldest first.
+// listPods asks the API server for the Job's pods, oldest first: the fallback when the
+// cache has not caught up with a finished Job.
 func (r *Runner) listPods(ctx context.Context, job *batchv1.Job, log *zap.Logger) []corev1.Pod {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
@@ -363,9 +447,7 @@ func (r *Runner) listPods(ctx context.Context, job *batchv1.Job, log *zap.Logger
 			pods = append(pods, p)
 		}
 	}
-	sort.SliceStable(pods, func(i, j int) bool {
-		return pods[i].CreationTimestamp.Before(&pods[j].CreationTimestamp)
-	})
+	sortPods(pods)
 	return pods
 }
 

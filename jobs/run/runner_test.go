@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
@@ -120,7 +121,21 @@ func (e *runEnv) setCondition(job *batchv1.Job, typ batchv1.JobConditionType, re
 	if typ == batchv1.JobComplete {
 		job.Status.CompletionTime = &now
 	}
-	_, err := e.client.BatchV1().Jobs(job.Namespace).UpdateStatus(e.ctx, job, metav1.UpdateOptions{})
+	// Count the pods as the Job controller does before it sets a condition.
+	list, err := e.client.Tracker().List(podsGVR, corev1.SchemeGroupVersion.WithKind("Pod"), job.Namespace)
+	require.NoError(e.t, err)
+	job.Status.Active, job.Status.Succeeded, job.Status.Failed = 0, 0, 0
+	for _, p := range list.(*corev1.PodList).Items {
+		switch p.Status.Phase {
+		case corev1.PodSucceeded:
+			job.Status.Succeeded++
+		case corev1.PodFailed:
+			job.Status.Failed++
+		default:
+			job.Status.Active++
+		}
+	}
+	_, err = e.client.BatchV1().Jobs(job.Namespace).UpdateStatus(e.ctx, job, metav1.UpdateOptions{})
 	require.NoError(e.t, err)
 }
 
@@ -478,4 +493,177 @@ func TestRunMaxPollWindow(t *testing.T) {
 	assert.Equal(t, ReasonMaxPoll, res.Reason)
 	assert.Equal(t, started, res.RanFrom)
 	assert.True(t, res.RanTo.IsZero())
+}
+
+// builtFor is built(t, files) for another event, so that one Runner may run several tasks.
+func builtFor(t *testing.T, eventID string, files map[string][]byte) *jobs.Built {
+	b := built(t, files)
+	nb, err := jobs.Build(jobs.Settings{
+		Namespace:               "keptn",
+		TTLSecondsAfterFinished: jobs.DefaultTTL,
+		InitImage:               "ghcr.io/keptn-contrib/job-executor-service:dev",
+	}, jobs.TaskInput{
+		Event: jobs.EventInfo{
+			ID: eventID, Source: "shipyard-controller", Type: "sh.keptn.event.test.triggered",
+			KeptnContext: "138f7bf1-f027-42c4-b705-9033b5f5871e",
+			Project:      "sockshop", Stage: "dev", Service: "carts", Raw: []byte(`{}`),
+		},
+		Action: "Run tests", Task: config.Task{Name: "x", Image: "alpine", Cmd: []string{"echo"}},
+		TaskIdx: 1, ConfigHash: "0123456789abcdef", Files: files,
+	})
+	require.NoError(t, err)
+	require.NotEqual(t, b.Job.Name, nb.Job.Name)
+	return nb
+}
+
+var (
+	jobsGVR = schema.GroupVersionResource{Group: "batch", Version: "v1", Resource: "jobs"}
+	podsGVR = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
+)
+
+// TestRunRequestsPerTask counts the API requests one task costs the API server, watches
+// excluded (issue 11: at most 4, however long the task runs). The cluster's side (the Job
+// controller and the kubelet) writes through the tracker so that only Run's requests are
+// recorded; a first task starts the shared informers, whose LIST and WATCH are per namespace.
+func TestRunRequestsPerTask(t *testing.T) {
+	e := newRunEnv(t, Options{})
+	run := func(eventID string, updates int) []string {
+		t.Helper()
+		b := builtFor(t, eventID, map[string][]byte{"a.txt": []byte("a")})
+		jw, err := e.client.BatchV1().Jobs(b.Namespace).Watch(e.ctx, metav1.ListOptions{})
+		require.NoError(t, err)
+		defer jw.Stop()
+		<-e.watches // the test's own watch
+		from := len(e.client.Actions())
+		done := make(chan jobs.Result, 1)
+		go func() { done <- e.runner.Run(e.ctx, b) }()
+		job := e.waitJob(jw, b.Job.Name)
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: job.Name + "-abcde", Namespace: job.Namespace, Labels: job.Spec.Template.Labels,
+				OwnerReferences: []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "Job", Name: job.Name, UID: job.UID}}},
+			Status: corev1.PodStatus{Phase: corev1.PodPending},
+		}
+		require.NoError(t, e.client.Tracker().Create(podsGVR, pod, job.Namespace))
+		job = job.DeepCopy()
+		job.Status.Active = 1
+		require.NoError(t, e.client.Tracker().Update(jobsGVR, job, job.Namespace))
+		// A longer task: the pod and the Job change while it runs.
+		for i := range updates {
+			pod = pod.DeepCopy()
+			pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{{Name: jobs.TaskContainer,
+				RestartCount: int32(i), State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}}
+			require.NoError(t, e.client.Tracker().Update(podsGVR, pod, job.Namespace))
+			job = job.DeepCopy()
+			job.Status.Ready = ptrTo(int32(i % 2))
+			require.NoError(t, e.client.Tracker().Update(jobsGVR, job, job.Namespace))
+		}
+		pod = pod.DeepCopy()
+		pod.Status = corev1.PodStatus{Phase: corev1.PodSucceeded, ContainerStatuses: []corev1.ContainerStatus{terminated(jobs.TaskContainer, 0, "Completed")}}
+		require.NoError(t, e.client.Tracker().Update(podsGVR, pod, job.Namespace))
+		job = job.DeepCopy()
+		now := metav1.Now()
+		job.Status.Active, job.Status.Succeeded, job.Status.CompletionTime = 0, 1, &now
+		job.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastTransitionTime: now}}
+		require.NoError(t, e.client.Tracker().Update(jobsGVR, job, job.Namespace))
+		res := e.result(done)
+		require.True(t, res.Succeeded, res.Message)
+		require.Equal(t, "fake logs", res.Logs)
+		var reqs []string
+		for _, a := range e.client.Actions()[from:] {
+			if a.GetVerb() == "watch" {
+				continue
+			}
+			r := a.GetVerb() + " " + a.GetResource().Resource
+			if s := a.GetSubresource(); s != "" {
+				r += "/" + s
+			}
+			reqs = append(reqs, r)
+		}
+		return reqs
+	}
+
+	// The first task also starts the namespace's informers; its count is not per task.
+	run("00000000-0000-0000-0000-000000000001", 0)
+	for range 3 {
+		<-e.watches // the informers'
+	}
+	short := run("00000000-0000-0000-0000-000000000002", 0)
+	long := run("00000000-0000-0000-0000-000000000003", 20)
+	want := []string{"create configmaps", "create jobs", "patch configmaps", "get pods/log"}
+	assert.Equal(t, want, short, "requests of one task")
+	assert.Equal(t, short, long, "requests do not grow with the task's duration")
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+// When the cache does not catch up with a finished Job's pods (here: the pods' watch
+// never delivers), the pods are listed from the API server after a grace.
+func TestRunPodsCacheLagFallsBackToList(t *testing.T) {
+	defer func(g time.Duration) { cacheLagGrace = g }(cacheLagGrace)
+	cacheLagGrace = 10 * time.Millisecond
+	e := newRunEnv(t, Options{})
+	silent := watch.NewFake()
+	t.Cleanup(silent.Stop)
+	e.client.PrependWatchReactor("pods", func(k8stesting.Action) (bool, watch.Interface, error) {
+		e.watches <- "pods"
+		return true, silent, nil
+	})
+	b := built(t, nil)
+	job, done := e.start(b)
+	e.pod(job, corev1.PodStatus{Phase: corev1.PodSucceeded, ContainerStatuses: []corev1.ContainerStatus{terminated(jobs.TaskContainer, 0, "Completed")}})
+	e.setCondition(job, batchv1.JobComplete, "", "")
+	res := e.result(done)
+	assert.True(t, res.Succeeded, res.Message)
+	assert.Equal(t, "fake logs", res.Logs, "the pod listed from the API server")
+	lists := 0
+	for _, a := range e.client.Actions() {
+		if la, ok := a.(k8stesting.ListAction); ok && la.GetResource().Resource == "pods" &&
+			la.GetListRestrictions().Labels.String() == (labels.Set{jobs.LabelJob: job.Name}).String() {
+			lists++
+		}
+	}
+	assert.Equal(t, 1, lists, "one live LIST of the Job's pods")
+}
+
+// A Job deleted right after its creation, perhaps before the cache showed it to Run, ends
+// the task without asking the API server about it.
+func TestRunJobDeletedBeforeCached(t *testing.T) {
+	e := newRunEnv(t, Options{})
+	e.client.PrependReactor("create", "jobs", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		job := a.(k8stesting.CreateAction).GetObject().(*batchv1.Job).DeepCopy()
+		job.UID = "created"
+		for range 3 {
+			<-e.watches // the fake misses changes made before the informers watch
+		}
+		if err := e.client.Tracker().Create(jobsGVR, job, job.Namespace); err != nil {
+			return true, nil, err
+		}
+		return true, job, e.client.Tracker().Delete(jobsGVR, job.Namespace, job.Name)
+	})
+	b := built(t, nil)
+	done := make(chan jobs.Result, 1)
+	go func() { done <- e.runner.Run(e.ctx, b) }()
+	res := e.result(done)
+	assert.Equal(t, ReasonJobDeleted, res.Reason)
+	for _, a := range e.client.Actions() {
+		assert.False(t, a.GetVerb() == "get" && a.GetResource().Resource == "jobs", "no Job GET")
+	}
+}
+
+// Should the cache never show the new Job (its events lost to a relist), the API server is
+// asked after a grace whether it is gone.
+func TestRunJobNeverCached(t *testing.T) {
+	defer func(g time.Duration) { cacheLagGrace = g }(cacheLagGrace)
+	cacheLagGrace = 10 * time.Millisecond
+	e := newRunEnv(t, Options{})
+	silent := watch.NewFake()
+	t.Cleanup(silent.Stop)
+	e.client.PrependWatchReactor("jobs", func(k8stesting.Action) (bool, watch.Interface, error) {
+		return true, silent, nil
+	})
+	e.client.PrependReactor("create", "jobs", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		return true, a.(k8stesting.CreateAction).GetObject(), nil // created, and deleted at once
+	})
+	res := e.runner.Run(e.ctx, built(t, nil))
+	assert.Equal(t, ReasonJobDeleted, res.Reason)
 }

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	batchlisters "k8s.io/client-go/listers/batch/v1"
@@ -49,6 +50,9 @@ type subscription struct {
 	// c receives a token whenever the Job, one of its pods or one of its events changes;
 	// it is buffered so that notifying never blocks and repeated changes coalesce.
 	c chan struct{}
+	// gone holds the UIDs of the Job deleted while subscribed (guarded by Watcher.mu), so
+	// that a Job deleted before the waiter saw it in the cache is known to be gone.
+	gone map[types.UID]bool
 }
 
 // NewWatcher returns a Watcher; call Stop to end its informers.
@@ -141,18 +145,23 @@ func (w *Watcher) start(ns string) *nsWatch {
 		events: evInf.Lister(),
 	}
 	handler := func(keyOf func(obj any) (string, bool)) cache.ResourceEventHandler {
-		notify := func(obj any) {
+		notify := func(obj any, deleted bool) {
 			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 				obj = d.Obj
 			}
 			if name, ok := keyOf(obj); ok {
-				w.notify(jobKey{ns, name})
+				j, isJob := obj.(*batchv1.Job)
+				if isJob && deleted {
+					w.notify(jobKey{ns, name}, &j.UID)
+				} else {
+					w.notify(jobKey{ns, name}, nil)
+				}
 			}
 		}
 		return cache.ResourceEventHandlerFuncs{
-			AddFunc:    notify,
-			UpdateFunc: func(_, obj any) { notify(obj) },
-			DeleteFunc: notify,
+			AddFunc:    func(obj any) { notify(obj, false) },
+			UpdateFunc: func(_, obj any) { notify(obj, false) },
+			DeleteFunc: func(obj any) { notify(obj, true) },
 		}
 	}
 	var errs []error
@@ -226,13 +235,28 @@ func nameOf(j *batchv1.Job, ok bool) (string, bool) {
 	return j.Name, true
 }
 
-func (w *Watcher) notify(k jobKey) {
+// notify wakes the subscribers of k; gone is the UID of the Job k when it was deleted.
+func (w *Watcher) notify(k jobKey, gone *types.UID) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for s := range w.subs[k] {
+		if gone != nil {
+			if s.gone == nil {
+				s.gone = map[types.UID]bool{}
+			}
+			s.gone[*gone] = true
+		}
 		select {
 		case s.c <- struct{}{}:
 		default:
 		}
 	}
+}
+
+// deleted reports whether the Job with uid (any, when uid is empty) was deleted while sub
+// was subscribed.
+func (w *Watcher) deleted(sub *subscription, uid types.UID) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return sub.gone[uid] || uid == "" && len(sub.gone) > 0 || sub.gone[""]
 }
