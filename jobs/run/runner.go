@@ -183,26 +183,29 @@ func (r *Runner) wait(ctx context.Context, b *jobs.Built, nw *nsWatch, sub *subs
 	seen := false
 	// Since when the cache has lagged behind the new Job, and behind a finished Job's pods.
 	var jobLag, podLag lag
+	// Deleted by someone else: it will not finish.
+	deleted := func() jobs.Result {
+		return jobs.Result{Reason: ReasonJobDeleted, Message: fmt.Sprintf("task '%s': job %s/%s was deleted before it finished", task, job.Namespace, job.Name), End: time.Now()}
+	}
 	for {
 		cur := job
 		var lagNext time.Duration
 		if j, err := nw.jobs.Jobs(job.Namespace).Get(job.Name); err == nil && (job.UID == "" || j.UID == job.UID) {
 			cur, seen = j, true
 		} else if seen || r.w.deleted(sub, job.UID) {
-			// Deleted by someone else: it will not finish.
-			return jobs.Result{Reason: ReasonJobDeleted, Message: fmt.Sprintf("task '%s': job %s/%s was deleted before it finished", task, job.Namespace, job.Name), End: time.Now()}
+			return deleted()
 		} else if lagNext = jobLag.left(); lagNext <= 0 {
 			// A Job not in the cache yet needs no GET: the informers synced before it was
 			// created, so its watch event comes, and a deletion before we looked is recorded
 			// by the watcher. Only a relist in between (watch expired) could lose both, so
 			// ask the API server should the cache lag for long.
 			if r.jobGone(ctx, job) {
-				return jobs.Result{Reason: ReasonJobDeleted, Message: fmt.Sprintf("task '%s': job %s/%s was deleted before it finished", task, job.Namespace, job.Name), End: time.Now()}
+				return deleted()
 			}
 			jobLag = lag{}
 			lagNext = jobLag.left()
 		}
-		if seen && ended(cur) {
+		if end := endCondition(cur); seen && end != nil {
 			pods, ok := r.cachedPods(nw, cur)
 			if !ok {
 				// The pods' watch may deliver after the Job's: wait for it a little, then
@@ -212,7 +215,7 @@ func (r *Runner) wait(ctx context.Context, b *jobs.Built, nw *nsWatch, sub *subs
 				}
 			}
 			if ok {
-				return r.finished(ctx, cur, pods, task)
+				return r.finished(ctx, cur, *end, pods, task)
 			}
 		}
 		reason, msg, next := st.check(time.Now(), r.jobPods(nw, job), r.failedCreate(nw, job))
@@ -283,14 +286,19 @@ func durationText(d time.Duration) string {
 // behind it, before the API server is asked.
 var cacheLagGrace = 3 * time.Second
 
-// ended reports whether the Job has a Complete or Failed condition.
-func ended(job *batchv1.Job) bool {
-	for _, c := range job.Status.Conditions {
+// endCondition is the Job's first true Complete, Failed or FailureTarget condition; nil
+// while it runs. FailureTarget (Kubernetes >= 1.31) is set as soon as the Job is bound to
+// fail, e.g. at activeDeadlineSeconds; Failed follows only once all pods are gone, which can
+// take the pods' whole termination grace period. Success waits for Complete (not the earlier
+// SuccessCriteriaMet): by then the Job's status shows the succeeded pod, as anyone looking
+// after .finished expects.
+func endCondition(job *batchv1.Job) *batchv1.JobCondition {
+	for i, c := range job.Status.Conditions {
 		if c.Status == corev1.ConditionTrue && (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed || c.Type == batchv1.JobFailureTarget) {
-			return true
+			return &job.Status.Conditions[i]
 		}
 	}
-	return false
+	return nil
 }
 
 // cachedPods returns the Job's pods from the cache, oldest first, and whether the cache
@@ -325,56 +333,43 @@ func sortPods(pods []corev1.Pod) {
 	})
 }
 
-// finished reports the result of a Job that has a Complete or Failed condition, pods
-// being the Job's pods oldest first.
-func (r *Runner) finished(ctx context.Context, job *batchv1.Job, pods []corev1.Pod, task string) jobs.Result {
-	for _, c := range job.Status.Conditions {
-		if c.Status != corev1.ConditionTrue {
-			continue
+// finished reports the result of a Job whose end condition is c, pods being the Job's pods
+// oldest first.
+func (r *Runner) finished(ctx context.Context, job *batchv1.Job, c batchv1.JobCondition, pods []corev1.Pod, task string) jobs.Result {
+	if c.Type == batchv1.JobComplete {
+		res := jobs.Result{Succeeded: true, Reason: ReasonCompleted, Logs: r.logsOf(ctx, job, pods)}
+		if job.Status.CompletionTime != nil {
+			res.End = job.Status.CompletionTime.Time
 		}
-		switch c.Type {
-		// Success waits for Complete (not the earlier SuccessCriteriaMet): by then the Job's
-		// status shows the succeeded pod, as anyone looking after .finished expects.
-		case batchv1.JobComplete:
-			res := jobs.Result{Succeeded: true, Reason: ReasonCompleted, Logs: r.logsOf(ctx, job, pods)}
-			if job.Status.CompletionTime != nil {
-				res.End = job.Status.CompletionTime.Time
-			}
-			res.RanFrom, res.RanTo = taskRan(pods)
-			return res
-		case batchv1.JobFailed, batchv1.JobFailureTarget:
-			// FailureTarget (Kubernetes >= 1.31) is set as soon as the Job is bound to fail, e.g.
-			// at activeDeadlineSeconds; Failed follows only once all pods are gone, which can
-			// take the pods' whole termination grace period.
-			res := jobs.Result{Reason: c.Reason, End: c.LastTransitionTime.Time}
-			if res.Reason == "" {
-				res.Reason = "Failed"
-			}
-			res.Message = fmt.Sprintf("task '%s' failed: %s", task, c.Reason)
-			if c.Message != "" {
-				res.Message += ": " + c.Message
-			}
-			if cs := terminatedState(pods, jobs.TaskContainer); cs != nil {
-				switch {
-				case cs.Reason == ReasonOOMKilled:
-					res.Reason = ReasonOOMKilled
-					res.Message = fmt.Sprintf("task '%s' failed: container ran out of memory (OOMKilled, exit code %d)", task, cs.ExitCode)
-				case cs.ExitCode != 0:
-					res.Message = fmt.Sprintf("task '%s' failed: container exited with code %d", task, cs.ExitCode)
-				}
-			}
-			if cs := terminatedState(pods, jobs.InitContainer); cs != nil && cs.ExitCode != 0 {
-				res.Message = fmt.Sprintf("task '%s' failed: copying files (init container) exited with code %d", task, cs.ExitCode)
-				if cs.Reason == ReasonOOMKilled {
-					res.Reason = ReasonOOMKilled
-				}
-			}
-			res.Logs = r.logsOf(ctx, job, pods)
-			res.RanFrom, res.RanTo = taskRan(pods)
-			return res
+		res.RanFrom, res.RanTo = taskRan(pods)
+		return res
+	}
+	res := jobs.Result{Reason: c.Reason, End: c.LastTransitionTime.Time}
+	if res.Reason == "" {
+		res.Reason = "Failed"
+	}
+	res.Message = fmt.Sprintf("task '%s' failed: %s", task, c.Reason)
+	if c.Message != "" {
+		res.Message += ": " + c.Message
+	}
+	if cs := terminatedState(pods, jobs.TaskContainer); cs != nil {
+		switch {
+		case cs.Reason == ReasonOOMKilled:
+			res.Reason = ReasonOOMKilled
+			res.Message = fmt.Sprintf("task '%s' failed: container ran out of memory (OOMKilled, exit code %d)", task, cs.ExitCode)
+		case cs.ExitCode != 0:
+			res.Message = fmt.Sprintf("task '%s' failed: container exited with code %d", task, cs.ExitCode)
 		}
 	}
-	return jobs.Result{}
+	if cs := terminatedState(pods, jobs.InitContainer); cs != nil && cs.ExitCode != 0 {
+		res.Message = fmt.Sprintf("task '%s' failed: copying files (init container) exited with code %d", task, cs.ExitCode)
+		if cs.Reason == ReasonOOMKilled {
+			res.Reason = ReasonOOMKilled
+		}
+	}
+	res.Logs = r.logsOf(ctx, job, pods)
+	res.RanFrom, res.RanTo = taskRan(pods)
+	return res
 }
 
 // taskRan is when the task container ran over pods (retries included): its first start and
