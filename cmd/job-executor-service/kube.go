@@ -63,7 +63,7 @@ func restConfig(e *env) (*rest.Config, error) {
 }
 
 // registerThrottleMetric hands o to client-go, which accepts one registration per process.
-var registerThrottleMetric = func(o *throttleObserver) {
+func registerThrottleMetric(o *throttleObserver) {
 	metrics.Register(metrics.RegisterOpts{RateLimiterLatency: o})
 }
 

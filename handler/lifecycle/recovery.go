@@ -141,7 +141,7 @@ const maxRejectedRemembered = 10_000
 func (rr *rejectedRecords) first(r records.Record) bool {
 	rr.mu.Lock()
 	defer rr.mu.Unlock()
-	key := r.Name + "/" + r.Version()
+	key := rejectedKey(r)
 	if rr.versions[key] {
 		return false
 	}
@@ -156,8 +156,10 @@ func (rr *rejectedRecords) first(r records.Record) bool {
 func (rr *rejectedRecords) seen(r records.Record) bool {
 	rr.mu.Lock()
 	defer rr.mu.Unlock()
-	return rr.versions[r.Name+"/"+r.Version()]
+	return rr.versions[rejectedKey(r)]
 }
+
+func rejectedKey(r records.Record) string { return r.Name + "/" + r.Version() }
 
 // planFromRecord plans what the first delivery planned: the stored event with the stored
 // actions, so that recovery runs what that delivery would have run.
