@@ -9,7 +9,7 @@ HELM_VERSION ?= v3.19.0
 KO_VERSION ?= v0.19.1
 GGCR_VERSION ?= v0.22.1
 
-.PHONY: all build test race lint vet fmt run demo bench fuzz tools check
+.PHONY: all build test race lint vet fmt run demo bench bench-smoke fuzz tools check
 all: build
 
 build:
@@ -43,8 +43,17 @@ lint: vet
 test: lint $(TOOLS)/helm
 	go test -race -count=1 ./...
 
-bench:
-	go test -run '^$$' -bench . -benchmem ./...
+# BENCHMARKS.md: the pure paths' go benchmarks, then the service against the e2e cluster's
+# API server with same-run baselines (e2e/bench; ~5 min). bench-smoke: a few events per row.
+bench: tools
+	@$(E2E_SH) up
+	@$(E2E_SH) images
+	@mkdir -p $(E2E_DIR)/bench
+	go test -run '^$$' -bench . -benchmem ./... | grep -E '^(Benchmark|ok|pkg:)' > $(E2E_DIR)/bench/go-bench.txt
+	go run ./e2e/bench -out BENCHMARKS.md -go-bench $(E2E_DIR)/bench/go-bench.txt
+
+bench-smoke:
+	go run ./e2e/bench -smoke -out $(E2E_DIR)/bench/smoke.md
 
 # Every fuzz target for FUZZTIME each (locally: make fuzz FUZZTIME=5m). A duration can end in a
 # spurious "context deadline exceeded" with no failing input (Go's fuzz coordinator races its own

@@ -57,6 +57,10 @@ type ServerOptions struct {
 	// "Authorization: Bearer <token>" (RCV_TOKEN): for receivers reachable from outside a
 	// pod or cluster. Health and metrics stay open.
 	Token string
+	// Profiling serves Go's pprof profiles under /debug/pprof next to the metrics
+	// (PPROF_ENABLED); off by default, as they show the service's internals to whoever can
+	// reach the monitoring port.
+	Profiling bool
 }
 
 // Server is the CloudEvents HTTP endpoint.
@@ -101,6 +105,9 @@ func (s *Server) monitoring() chi.Router {
 	r.Get("/readyz", s.readyz)
 	if s.opts.Gatherer != nil {
 		r.Handle("/metrics", promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{}))
+	}
+	if s.opts.Profiling {
+		r.Mount("/debug", middleware.Profiler())
 	}
 	return r
 }

@@ -157,6 +157,24 @@ func TestMonitoringRouterTakesNoEvents(t *testing.T) {
 	assert.Empty(t, res.Header.Get("Ce-Type"), "no .started: nothing was accepted")
 }
 
+// Profiles only when asked for: they show the service's internals.
+func TestMonitoringProfiling(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		p := newProcessor(nil)
+		srv := httptest.NewServer(NewServer(p, zap.NewNop(), ServerOptions{Profiling: on}).MonitoringRouter())
+		res, err := http.Get(srv.URL + "/debug/pprof/heap?debug=1")
+		require.NoError(t, err)
+		res.Body.Close()
+		want := http.StatusNotFound
+		if on {
+			want = http.StatusOK
+		}
+		assert.Equal(t, want, res.StatusCode, "profiling %v", on)
+		srv.Close()
+		p.Wait()
+	}
+}
+
 func TestReceiverToken(t *testing.T) {
 	srv := newTestServer(t, ServerOptions{Token: "s3cret"})
 	tests := []struct {

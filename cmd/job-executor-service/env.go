@@ -63,6 +63,7 @@ type env struct {
 	Instance             string // INSTANCE_ID: who owns the events this process runs
 	KubeQPS              int    // KUBE_API_QPS: the Kubernetes client's request rate
 	KubeBurst            int    // KUBE_API_BURST: requests it may send at once above that rate
+	Profiling            bool   // PPROF_ENABLED: /debug/pprof on the monitoring router
 	InstanceLease        time.Duration
 	// RecordSigningKey (RECORD_SIGNING_KEY) signs event records; recovery resumes only
 	// records signed with it. Empty: records are unsigned and recovery trusts the namespace.
@@ -110,6 +111,7 @@ func readEnv(get func(string) string) (*env, error) {
 		InstanceLease:        r.seconds("INSTANCE_LEASE_SECONDS", records.DefaultLeaseDuration),
 		KubeQPS:              r.int("KUBE_API_QPS", DefaultKubeQPS),
 		KubeBurst:            r.int("KUBE_API_BURST", DefaultKubeBurst),
+		Profiling:            r.bool("PPROF_ENABLED", false),
 	}
 	// In a pod HOSTNAME is the pod name: a container restarted in the same pod is the same
 	// instance and resumes its events at once.

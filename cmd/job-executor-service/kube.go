@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,13 +35,15 @@ const throttleLogEvery = time.Minute
 // kubeClients use KUBECONFIG (or ~/.kube/config) when present, the in-cluster config
 // otherwise: the typed client, and the metadata client that lists event records without their
 // data. Both are limited to KUBE_API_QPS/KUBE_API_BURST; time spent waiting for the limiter is
-// in jes_kube_client_throttled_seconds.
+// in jes_kube_client_throttled_seconds, and every request they send is counted in
+// jes_kube_api_requests_total.
 func kubeClients(e *env, log *zap.Logger, reg prometheus.Registerer) (kubernetes.Interface, metadata.Interface, error) {
 	cfg, err := restConfig(e)
 	if err != nil {
 		return nil, nil, err
 	}
 	registerThrottleMetric(newThrottleObserver(log, reg))
+	cfg.Wrap(newRequestCounter(reg).wrap)
 	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, nil, err
@@ -106,4 +110,77 @@ func (o *throttleObserver) Observe(_ context.Context, verb string, u url.URL, la
 	o.mu.Unlock()
 	o.log.Warn("Kubernetes API requests waited for the client rate limiter; raise KUBE_API_QPS/KUBE_API_BURST if this persists",
 		zap.Duration("wait", latency), zap.String("verb", verb), zap.String("path", u.Path), zap.Int("throttledSinceLastWarning", n))
+}
+
+// requestCounter counts the requests the clients send by verb and resource, the figure that
+// tells what a task costs the API server (make bench reads it).
+type requestCounter struct{ total *prometheus.CounterVec }
+
+func newRequestCounter(reg prometheus.Registerer) *requestCounter {
+	c := &requestCounter{total: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "jes_kube_api_requests_total",
+		Help: "Requests sent to the Kubernetes API server, by verb (get, list, watch, create, update, patch, delete) and resource (with subresource, e.g. pods/log).",
+	}, []string{"verb", "resource"})}
+	reg.MustRegister(c.total)
+	return c
+}
+
+func (c *requestCounter) wrap(next http.RoundTripper) http.RoundTripper {
+	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		c.total.WithLabelValues(requestKind(req)).Inc()
+		return next.RoundTrip(req)
+	})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// requestKind names a request to the API server the way its audit log does: verb and
+// resource[/subresource], from the REST path (/api/v1/namespaces/ns/pods/name/log,
+// /apis/batch/v1/namespaces/ns/jobs?watch=true). Paths outside the resource API (discovery,
+// /version) are "other".
+func requestKind(req *http.Request) (verb, resource string) {
+	parts := strings.Split(strings.Trim(req.URL.Path, "/"), "/")
+	switch {
+	case len(parts) >= 3 && parts[0] == "api":
+		parts = parts[2:]
+	case len(parts) >= 4 && parts[0] == "apis":
+		parts = parts[3:]
+	default:
+		return strings.ToLower(req.Method), "other"
+	}
+	if len(parts) >= 3 && parts[0] == "namespaces" {
+		parts = parts[2:] // a namespaced resource; "namespaces/x" alone is the namespace itself
+	}
+	resource = parts[0]
+	named := len(parts) >= 2
+	if len(parts) >= 3 {
+		resource += "/" + parts[2]
+	}
+	switch req.Method {
+	case http.MethodGet:
+		switch {
+		case req.URL.Query().Get("watch") == "true" || req.URL.Query().Get("watch") == "1":
+			verb = "watch"
+		case named:
+			verb = "get"
+		default:
+			verb = "list"
+		}
+	case http.MethodPost:
+		verb = "create"
+	case http.MethodPut:
+		verb = "update"
+	case http.MethodPatch:
+		verb = "patch"
+	case http.MethodDelete:
+		verb = "delete"
+		if !named {
+			verb = "deletecollection"
+		}
+	default:
+		verb = strings.ToLower(req.Method)
+	}
+	return verb, resource
 }

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -69,4 +70,30 @@ func TestKubeClientThrottlingShows(t *testing.T) {
 	throttled := logs.FilterMessageSnippet("client rate limiter").All()
 	require.Len(t, throttled, 1, "logged once a minute at most")
 	assert.Equal(t, "/api/v1/namespaces/{namespace}/configmaps/{name}", throttled[0].ContextMap()["path"], "the request kind, not object names")
+	assert.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP jes_kube_api_requests_total Requests sent to the Kubernetes API server, by verb (get, list, watch, create, update, patch, delete) and resource (with subresource, e.g. pods/log).
+# TYPE jes_kube_api_requests_total counter
+jes_kube_api_requests_total{resource="configmaps",verb="get"} 4
+`), "jes_kube_api_requests_total"), "every request counted once")
+}
+
+func TestRequestKind(t *testing.T) {
+	for _, c := range []struct{ method, url, verb, resource string }{
+		{"POST", "/api/v1/namespaces/ns/configmaps", "create", "configmaps"},
+		{"PATCH", "/api/v1/namespaces/ns/configmaps/jes-rec-1", "patch", "configmaps"},
+		{"GET", "/api/v1/namespaces/ns/pods/p-1/log?container=job", "get", "pods/log"},
+		{"GET", "/api/v1/namespaces/ns/pods?labelSelector=a%3Db", "list", "pods"},
+		{"GET", "/apis/batch/v1/namespaces/ns/jobs?watch=true&resourceVersion=5", "watch", "jobs"},
+		{"POST", "/apis/batch/v1/namespaces/ns/jobs", "create", "jobs"},
+		{"PUT", "/apis/coordination.k8s.io/v1/namespaces/ns/leases/jes-a", "update", "leases"},
+		{"GET", "/api/v1/namespaces/ns", "get", "namespaces"},
+		{"DELETE", "/apis/batch/v1/namespaces/ns/jobs/j", "delete", "jobs"},
+		{"DELETE", "/api/v1/namespaces/ns/configmaps", "deletecollection", "configmaps"},
+		{"GET", "/version", "get", "other"},
+		{"GET", "/apis", "get", "other"},
+	} {
+		req := httptest.NewRequest(c.method, c.url, nil)
+		verb, resource := requestKind(req)
+		assert.Equal(t, c.verb+" "+c.resource, verb+" "+resource, c.method+" "+c.url)
+	}
 }

@@ -126,7 +126,7 @@ func serve() error {
 	maintained := make(chan struct{})
 	go func() { defer close(maintained); proc.Maintain(maintainCtx, e.InstanceLease/2) }()
 	srv := handler.NewServer(proc, log, handler.ServerOptions{
-		Path: e.Path, MaxBodyBytes: e.MaxBodyBytes, Gatherer: reg, Token: e.Token,
+		Path: e.Path, MaxBodyBytes: e.MaxBodyBytes, Gatherer: reg, Token: e.Token, Profiling: e.Profiling,
 		Ready: func(ctx context.Context) error {
 			_, err := kube.Discovery().ServerVersion()
 			return err
