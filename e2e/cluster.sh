@@ -271,8 +271,11 @@ EOF
 # ---- process control ------------------------------------------------------------------------------
 spawn() { local n=$1; shift
   if running "$n"; then return; fi
-  # setsid: survive the caller (make, a test run) being interrupted.
-  setsid nohup "$@" > "$LOG/$n.log" 2>&1 < /dev/null & echo $! > "$R/$n.pid"; }
+  # setsid: survive the caller (make, a test run) being interrupted. Descriptors above 2 are
+  # closed first: a daemon must not keep what its caller holds open, such as the lock of
+  # `flock /tmp/jes-e2e.lock make e2e` (held by the cluster until it stopped, otherwise).
+  ( closefds; exec setsid nohup "$@" > "$LOG/$n.log" 2>&1 < /dev/null ) & echo $! > "$R/$n.pid"; }
+closefds() { local f; for f in /proc/$BASHPID/fd/*; do f=${f##*/}; [ "$f" -gt 2 ] && eval "exec $f>&-"; done; return 0; }
 waitfor() { local what=$1; shift
   for _ in $(seq 1 240); do "$@" >/dev/null 2>&1 && return 0; sleep 0.5; done
   log "$what NOT ready; last log lines:"; tail -n 15 "$LOG/$what.log" >&2 2>/dev/null || true; return 1; }
