@@ -82,36 +82,49 @@ func podExec(t *testing.T, ns, pod, script string) (string, error) {
 	return kubectl(t, "exec", "-n", ns, pod, "--", "sh", "-c", script)
 }
 
-// fetch is one HTTP GET from inside a pod, bounded by probeTimeout; ok when it got the body.
-func fetch(t *testing.T, ns, pod, url string) (string, bool) {
+// The busybox image's wget crashes (static glibc build: "Segmentation fault", exit 139 even
+// for an IP address), so HTTP from a pod is one request through nc.
+func httpScript(hostPort, path string, timeout int) string {
+	host, port, _ := strings.Cut(hostPort, ":")
+	return fmt.Sprintf(`printf 'GET %s HTTP/1.0\r\n\r\n' | nc -w %d %s %s`, path, timeout, host, port)
+}
+
+// fetch is one HTTP GET from inside a pod, bounded by probeTimeout; ok when the answer is a 200.
+func fetch(t *testing.T, ns, pod, hostPort, path string) (string, bool) {
 	t.Helper()
-	out, err := podExec(t, ns, pod, fmt.Sprintf("wget -q -T %d -O - %s", probeTimeout, url))
-	return out, err == nil
+	out, err := podExec(t, ns, pod, httpScript(hostPort, path, probeTimeout))
+	first, _, _ := strings.Cut(out, "\n")
+	return out, err == nil && strings.HasPrefix(first, "HTTP/1.") && strings.Contains(first, " 200 ")
 }
 
 // fetchEventually retries fetch for up to d: a new pod's policy rules are programmed by
 // kube-router shortly after the pod starts, so an allowed source may be refused at first.
-func fetchEventually(t *testing.T, ns, pod, url string, d time.Duration) (string, time.Duration, bool) {
+func fetchEventually(t *testing.T, ns, pod, hostPort, path string, d time.Duration) (string, time.Duration, bool) {
 	t.Helper()
 	start := time.Now()
 	for {
-		out, ok := fetch(t, ns, pod, url)
+		out, ok := fetch(t, ns, pod, hostPort, path)
 		if ok || time.Since(start) > d {
 			return out, time.Since(start), ok
 		}
 	}
 }
 
-// dropped asserts that a GET from the pod gets no answer, twice (each attempt waits
-// probeTimeout, longer than any retry inside wget, which makes one try).
-func dropped(t *testing.T, ns, pod, url, why string) {
+// blocked asserts that a GET from the pod is stopped, twice. kube-router rejects what a policy
+// does not admit (the connection is refused at once); a policy that drops instead leaves nc
+// waiting probeTimeout (one try). Anything else — an HTTP answer, or a failure that is neither —
+// fails. Each target is shown to answer an admitted source in the same scenario, so a refusal
+// here is the policy, not a closed port.
+func blocked(t *testing.T, ns, pod, hostPort, path, why string) {
 	t.Helper()
 	for i := 0; i < 2; i++ {
 		start := time.Now()
-		out, ok := fetch(t, ns, pod, url)
-		assert.False(t, ok, "%s: %s/%s reached %s: %q", why, ns, pod, url, out)
-		assert.GreaterOrEqual(t, time.Since(start), time.Duration(probeTimeout-1)*time.Second,
-			"%s: %s failed at once (%q) instead of timing out: not a policy drop", why, url, out)
+		out, ok := fetch(t, ns, pod, hostPort, path)
+		took := time.Since(start)
+		assert.False(t, ok, "%s: %s/%s reached %s: %q", why, ns, pod, hostPort, out)
+		rejected := strings.Contains(out, "Connection refused")
+		timedOut := took >= time.Duration(probeTimeout-1)*time.Second && !strings.Contains(out, "HTTP/")
+		assert.True(t, rejected || timedOut, "%s: %s neither rejected nor timed out after %s: %q", why, hostPort, took, out)
 	}
 }
 
@@ -133,7 +146,21 @@ func lookup(t *testing.T, ns, pod, name string) ([]string, string) {
 	return addrs, out
 }
 
-// TestClusterDNS: a pod resolves a Service by its full and its short name to the Service's
+var pingAddr = regexp.MustCompile(`^PING \S+ \(([0-9.]+)\)`)
+
+// resolve resolves name the way programs in the pod do (getaddrinfo with resolv.conf's search
+// list; busybox nslookup ignores the list), through busybox ping, which prints the address
+// before it sends anything; the ping itself is not answered and does not matter.
+func resolve(t *testing.T, ns, pod, name string) (string, string) {
+	t.Helper()
+	out, _ := podExec(t, ns, pod, "ping -c 1 -W 1 "+name+" 2>&1 | head -n 1")
+	if m := pingAddr.FindStringSubmatch(strings.TrimSpace(out)); m != nil {
+		return m[1], out
+	}
+	return "", out
+}
+
+// TestClusterDNS: a pod resolves a Service by its full and its short names to the Service's
 // ClusterIP through CoreDNS at the kube-dns Service, and an unknown Service does not resolve.
 func TestClusterDNS(t *testing.T) {
 	t.Parallel()
@@ -150,20 +177,31 @@ func TestClusterDNS(t *testing.T) {
 	assert.Contains(t, resolv, "nameserver 10.96.0.10", "kubelet's clusterDNS")
 	assert.Contains(t, resolv, "search "+ns+".svc.cluster.local svc.cluster.local cluster.local")
 
-	for _, name := range []string{"dnsprobe." + ns + ".svc.cluster.local", "dnsprobe." + ns, "dnsprobe"} {
-		addrs, out := lookup(t, ns, "client", name)
-		assert.Equal(t, []string{ip}, addrs, "%s:\n%s", name, out)
-	}
-	addrs, out := lookup(t, ns, "client", "kubernetes.default.svc.cluster.local")
+	// The DNS answer itself, from the server named in resolv.conf.
+	addrs, out := lookup(t, ns, "client", "dnsprobe."+ns+".svc.cluster.local")
+	assert.Equal(t, []string{ip}, addrs, out)
+	assert.Contains(t, out, "Server:\t\t10.96.0.10")
+	addrs, out = lookup(t, ns, "client", "kubernetes.default.svc.cluster.local")
 	assert.Equal(t, []string{"10.96.0.1"}, addrs, out)
 	addrs, out = lookup(t, ns, "client", "nosuchservice."+ns+".svc.cluster.local")
 	assert.Empty(t, addrs, "an unknown Service must not resolve:\n%s", out)
 	assert.Contains(t, out, "NXDOMAIN")
+
+	// Short names through the search list, as a program in the pod resolves them.
+	for _, name := range []string{"dnsprobe", "dnsprobe." + ns, "dnsprobe." + ns + ".svc"} {
+		got, out := resolve(t, ns, "client", name)
+		assert.Equal(t, ip, got, "%s: %s", name, out)
+	}
+	got, out := resolve(t, ns, "client", "kubernetes.default")
+	assert.Equal(t, "10.96.0.1", got, out)
+	got, out = resolve(t, ns, "client", "nosuchservice")
+	assert.Empty(t, got, "an unknown short name must not resolve: %s", out)
 }
 
 // netpolConfig is the Job the service runs under the chart's job NetworkPolicy. Its script
-// first waits (bounded) until the blocked node address stops answering — kube-router programs
-// a new pod's rules shortly after it starts — then prints one line per check.
+// first polls (once a second, at most 60 times) until the blocked node address stops
+// answering: kube-router programs a new pod's rules at its next sync after the pod started,
+// and a short task can run before that. Then it prints one line per check.
 const netpolConfig = `apiVersion: v2
 actions:
   - name: "Confined"
@@ -176,11 +214,12 @@ actions:
         args:
           - -c
           - |
+            get() { printf 'GET / HTTP/1.0\r\n\r\n' | nc -w "$1" $2 $3 | head -n 1 | grep -q ' 200 '; }
             n=0
-            while wget -q -T 2 -O /dev/null http://@NODE@/ && [ $n -lt 20 ]; do n=$((n+1)); done
+            while get 2 @NODE@ && [ $n -lt 60 ]; do n=$((n+1)); sleep 1; done
             echo "open-before-blocked=$n"
-            if wget -q -T @T@ -O /dev/null http://@NODE@/; then echo "node=reached"; else echo "node=refused"; fi
-            if wget -q -T @T@ -O /dev/null http://@POD@/; then echo "pod=reached"; else echo "pod=refused"; fi
+            if get @T@ @NODE@; then echo "node=reached"; else echo "node=refused"; fi
+            if get @T@ @POD@; then echo "pod=reached"; else echo "pod=refused"; fi
             if out=$(nslookup -type=a @NAME@); then echo "dns=ok"; else echo "dns=failed"; fi
             echo "$out" | sed -n 's/^Address: *\([0-9.]*\)$/dns-answer=\1/p'
 `
@@ -219,9 +258,12 @@ func TestNetworkPolicyEnforced(t *testing.T) {
 	podProbe := podProbeIP + ":8080"
 	sleeperPod(t, other, "client", nil)
 	sleeperPod(t, allowed, "client", nil)
+	// A pod in the release namespace that no policy selects: the controls for the egress checks.
+	sleeperPod(t, ns, "unconfined", nil)
 	kubectlOK(t, "create", "service", "clusterip", "dnsprobe", "-n", other, "--tcp=80:8080")
 
-	cfg := strings.NewReplacer("@NODE@", hostByNode, "@POD@", podProbe, "@T@", fmt.Sprint(probeTimeout),
+	sp := func(hostPort string) string { return strings.Replace(hostPort, ":", " ", 1) }
+	cfg := strings.NewReplacer("@NODE@", sp(hostByNode), "@POD@", sp(podProbe), "@T@", fmt.Sprint(probeTimeout),
 		"@NAME@", "dnsprobe."+other+".svc.cluster.local").Replace(netpolConfig)
 	api := nodeKeptnAPI(t, nodeIP, cfg)
 
@@ -253,32 +295,41 @@ func TestNetworkPolicyEnforced(t *testing.T) {
 	}
 	svcIP, err := kubectl(t, "get", "service", deployFullname, "-n", ns, "-o", "jsonpath={.spec.clusterIP}")
 	require.NoError(t, err, svcIP)
-	receiver := fmt.Sprintf("http://%s:8080/healthz", svcIP)
+	receiver := svcIP + ":8080"
 
 	t.Run("ingress", func(t *testing.T) {
-		body, took, ok := fetchEventually(t, allowed, "client", receiver, 60*time.Second)
+		body, took, ok := fetchEventually(t, allowed, "client", receiver, "/healthz", 60*time.Second)
 		require.True(t, ok, "a pod of the allowed namespace must reach the receiver: %q", body)
 		t.Logf("FIGURE %s allowed-source-reached-after=%s", t.Name(), took.Round(time.Millisecond))
 		// The refused pod's network works: it reaches an unconfined pod ...
-		body, ok = fetch(t, other, "client", "http://"+podProbe+"/")
+		body, ok = fetch(t, other, "client", podProbe, "/")
 		require.True(t, ok, "control: the other namespace's pod must reach an unconfined pod: %q", body)
 		require.Contains(t, body, "probe-ok")
 		// ... but not the receiver, by Service or pod IP, on either port.
 		podIP, err := kubectl(t, "get", "pods", "-n", ns, "-l", "app.kubernetes.io/instance="+deployRelease, "-o", "jsonpath={.items[0].status.podIP}")
 		require.NoError(t, err, podIP)
-		dropped(t, other, "client", receiver, "ingress from a namespace not listed")
-		dropped(t, other, "client", "http://"+podIP+":8080/healthz", "ingress to the pod IP")
+		for _, target := range []string{podIP + ":8080", podIP + ":9090"} {
+			body, ok := fetch(t, allowed, "client", target, "/healthz")
+			require.True(t, ok, "control: the allowed namespace reaches %s: %q", target, body)
+		}
+		blocked(t, other, "client", receiver, "/healthz", "ingress from a namespace not listed")
+		blocked(t, other, "client", podIP+":8080", "/healthz", "ingress to the pod IP")
+		blocked(t, other, "client", podIP+":9090", "/healthz", "ingress to the monitoring port")
 	})
 
 	t.Run("service-egress", func(t *testing.T) {
 		pod := podNames(t, ns)
 		require.Len(t, pod, 1)
 		// Same listener: the listed node address answers, the pod network's gateway does not.
-		body, ok := fetch(t, ns, pod[0], "http://"+hostByNode+"/")
+		body, ok := fetch(t, ns, pod[0], hostByNode, "/")
 		require.True(t, ok, "control: the service pod must reach a listed CIDR: %q", body)
 		assert.Contains(t, body, "host-probe-ok")
-		dropped(t, ns, pod[0], "http://"+hostByGateway+"/", "service egress to an address not listed")
-		dropped(t, ns, pod[0], "http://"+podProbe+"/", "service egress to another pod")
+		for _, u := range []string{hostByGateway, podProbe} {
+			body, ok := fetch(t, ns, "unconfined", u, "/")
+			require.True(t, ok, "control: an unconfined pod in %s reaches %s: %q", ns, u, body)
+		}
+		blocked(t, ns, pod[0], hostByGateway, "/", "service egress to an address not listed")
+		blocked(t, ns, pod[0], podProbe, "/", "service egress to another pod")
 	})
 
 	t.Run("job-egress", func(t *testing.T) {
@@ -304,13 +355,12 @@ func TestNetworkPolicyEnforced(t *testing.T) {
 		require.NoError(t, err, svc)
 		assert.Contains(t, msg, "dns-answer="+svc)
 		if m := regexp.MustCompile(`open-before-blocked=(\d+)`).FindStringSubmatch(msg); m != nil {
-			t.Logf("FIGURE %s job-attempts-before-rules=%s", t.Name(), m[1])
-			assert.NotEqual(t, "20", m[1], "the blocked address never stopped answering")
+			t.Logf("FIGURE %s job-seconds-unconfined=%s", t.Name(), m[1])
+			assert.NotEqual(t, "60", m[1], "the blocked address never stopped answering")
 		}
 		// Control: the same addresses answer a pod of that namespace that no policy selects.
-		sleeperPod(t, ns, "unconfined", nil)
-		for _, u := range []string{"http://" + hostByNode + "/", "http://" + podProbe + "/"} {
-			body, ok := fetch(t, ns, "unconfined", u)
+		for _, u := range []string{hostByNode, podProbe} {
+			body, ok := fetch(t, ns, "unconfined", u, "/")
 			assert.True(t, ok, "control: an unconfined pod in %s must reach %s: %q", ns, u, body)
 		}
 	})
