@@ -398,7 +398,7 @@ hostclean() {
   for ns in /var/run/netns/cni-*; do [ -e "$ns" ] && { umount "$ns" 2>/dev/null || true; rm -f "$ns"; }; done
   ip link del cni0 2>/dev/null || true
   for t in nat filter mangle; do
-    iptables-save -t "$t" | grep -vE '(^:(CNI|KUBE)-|-j (CNI|KUBE)-|-A (CNI|KUBE)-)' | iptables-restore -T "$t" 2>/dev/null || true
+    iptables-save -t "$t" | grep -vE '(^:(CNI|KUBE)-|-j (CNI|KUBE)-|-A (CNI|KUBE)-|--comment "KUBE-ROUTER )' | iptables-restore -T "$t" 2>/dev/null || true
   done
   # kube-router's ipsets (its chains went with the KUBE- ones above)
   if command -v ipset >/dev/null; then
