@@ -119,10 +119,22 @@ build() {
     fi
     local ldf="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1"
     ldf+=" -X k8s.io/component-base/version.gitMinor=$(echo "$K8S_VERSION" | cut -d. -f2) -X k8s.io/component-base/version.gitTreeState=clean"
-    for c in "${todo[@]}"; do
-      t=$(ts); go build -ldflags "$ldf" -o "$B/$c" "k8s.io/kubernetes/cmd/$c"
-      log "build: $c $(dt "$t")"
+    # One `go build` for all of them: each shared package is compiled once and both cores stay
+    # busy (one build per binary left them idle while each link ran).
+    local pkgs=() total pid n
+    for c in "${todo[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+    mkdir -p "$LOG"
+    total=$(go list -deps "${pkgs[@]}" | grep -c .)
+    log "build: ${todo[*]}: compiling up to $total packages (first time 10-15 min on 2 cores; progress every 20 s)"
+    t=$(ts)
+    go build -v -ldflags "$ldf" -o "$B/" "${pkgs[@]}" 2> "$LOG/k8s-build.log" & pid=$!
+    n=0
+    while kill -0 "$pid" 2>/dev/null; do
+      sleep 1; n=$((n + 1))
+      if [ $((n % 20)) = 0 ]; then log "build: $(grep -c '^[a-z]' "$LOG/k8s-build.log" || true) of up to $total packages compiled, $(dt "$t")"; fi
     done
+    wait "$pid" || { tail -n 30 "$LOG/k8s-build.log" >&2; die "go build of ${todo[*]} failed (full log: $LOG/k8s-build.log)"; }
+    log "build: ${todo[*]} $(dt "$t")"
   fi
   if [ "$(binversion etcd)" != "$ETCD_VERSION" ]; then
     cd "$K/etcdbuild"
@@ -499,7 +511,7 @@ buildaddons() {
     { printf 'package main\n\nimport (\n\t"github.com/coredns/coredns/coremain"\n\n'
       for p in cache errors health kubernetes loadbalance log ready reload; do printf '\t_ "github.com/coredns/coredns/plugin/%s"\n' "$p"; done
       printf ')\n\nfunc main() { coremain.Run() }\n'; } > main.go
-    t=$(ts); log "addons: building coredns $COREDNS_VERSION (~3 min the first time)"
+    t=$(ts); log "addons: building coredns $COREDNS_VERSION (a few minutes the first time)"
     go mod tidy; go build -ldflags '-s -w' -o "$B/coredns" .
     log "addons: coredns $(dt "$t")"
   fi
@@ -515,7 +527,7 @@ buildaddons() {
     d=$(GONOSUMDB=github.com/k3s-io/kube-router GOFLAGS="$GOFLAGS -mod=mod" go list -m -f '{{.Replace.Dir}}' github.com/cloudnativelabs/kube-router/v2)
     [ -n "$d" ] && [ -f "$d/go.sum" ] || die "kube-router $KUBE_ROUTER_VERSION source not found"
     cat "$d/go.sum" >> go.sum
-    t=$(ts); log "addons: building kube-router $KUBE_ROUTER_VERSION (~4 min the first time)"
+    t=$(ts); log "addons: building kube-router $KUBE_ROUTER_VERSION (5-10 min the first time)"
     GONOSUMDB=github.com/k3s-io/kube-router go build -mod=mod -o "$B/kube-router" \
       -ldflags "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION" \
       github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
