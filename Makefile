@@ -69,8 +69,9 @@ fuzz:
 	  done; \
 	done
 
-# The README's demo: real cluster, one sample event, .started/.finished printed.
-demo: tools
+# The README's demo: real cluster, one sample event, .started/.finished printed. Only the tools
+# it uses (no helm; no cluster addons).
+demo: $(TOOLS)/ko $(TOOLS)/crane $(TOOLS)/registry
 	bash e2e/demo.sh
 
 # The README's test command: fast tests, bounded fuzzing, then the real-cluster suite.

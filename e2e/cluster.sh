@@ -11,6 +11,9 @@
 #   e2e/cluster.sh status   component states; exit 0 only when the cluster is healthy
 #   e2e/cluster.sh purge    down + delete cluster state (keeps binaries and Go caches)
 #   e2e/cluster.sh env      print the file the tests read ($DIR/e2e.env)
+#   e2e/cluster.sh addons   (make e2e, not the demo) cluster DNS (CoreDNS, Service kube-dns at
+#                           10.96.0.10) and NetworkPolicy enforcement (kube-router's firewall
+#                           controller as a host process); built once, like the Kubernetes binaries
 #
 # Env: JES_E2E_DIR (default ~/.cache/jes-e2e): binaries in $DIR/bin, Go caches in $DIR/gomod, $DIR/gocache.
 #
@@ -24,6 +27,16 @@ ETCD_VERSION=v3.6.8          # go.etcd.io/etcd/server/v3
 PAUSE_IMAGE=registry.k8s.io/pause:3.10
 REGISTRY_PORT=5001           # go-containerregistry cmd/registry (v0.22.1, installed by `make tools`)
 APT_PACKAGES="containerd runc containernetworking-plugins iptables conntrack socat busybox-static jq openssl bc iproute2 file curl"
+# addons (`cluster.sh addons`, run by `make e2e`; the demo needs neither)
+COREDNS_VERSION=v1.15.0      # github.com/coredns/coredns (newest; 1.14.3+ has the 2026 CVE fixes)
+DNS_IP=10.96.0.10            # kubelet clusterDNS and the kube-dns Service
+# kube-router's network policy controller. The proxy serves cloudnativelabs/kube-router/v2 only at
+# v2.1.0 (security flaws reported); k3s' maintained fork is served at v2.6.3-k3s1 but is not in
+# the checksum database (its go.mod names the upstream path), so its hashes are pinned here.
+KUBE_ROUTER_VERSION=v2.6.3-k3s1   # github.com/k3s-io/kube-router/v2, replacing cloudnativelabs/kube-router/v2
+KUBE_ROUTER_SUM="h1:RZjUBIuitXCuYoCzm1aM6p5EgQFC5k3N72j4pBIc2j4="
+KUBE_ROUTER_GOMOD_SUM="h1:RaxDc+SBKB33+fjao+LeDue4CaUajk02eCHXVK/V4YE="
+ADDON_APT_PACKAGES="ipset"
 # ---------------------------------------------------------------------------------------------------
 
 STAGING_VERSION=v0${K8S_VERSION#v1}
@@ -37,7 +50,8 @@ KUBECONFIG=$K/admin.kubeconfig
 export KUBECONFIG
 COMPONENTS="containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy"
 K8S_BINS="kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl"
-PORTS="2379 2380 2381 6443 10248 10249 10250 10256 10257 10259 $REGISTRY_PORT"
+PORTS="2379 2380 2381 6443 10248 10249 10250 10256 10257 10259 20244 $REGISTRY_PORT"
+ADDONS="kube-router"         # host processes of `addons`: stopped with the cluster, not needed for healthy
 
 log() { printf '[cluster %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -58,7 +72,7 @@ running() { local p; p=$(pidof_ "$1") && alive "$p" && ours "$p"; }
 # ---- deps -----------------------------------------------------------------------------------------
 deps() {
   local missing=() p
-  for p in $APT_PACKAGES; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
+  for p in $APT_PACKAGES ${1:-}; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     apt-get update -qq
@@ -105,10 +119,22 @@ build() {
     fi
     local ldf="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1"
     ldf+=" -X k8s.io/component-base/version.gitMinor=$(echo "$K8S_VERSION" | cut -d. -f2) -X k8s.io/component-base/version.gitTreeState=clean"
-    for c in "${todo[@]}"; do
-      t=$(ts); go build -ldflags "$ldf" -o "$B/$c" "k8s.io/kubernetes/cmd/$c"
-      log "build: $c $(dt "$t")"
+    # One `go build` for all of them: each shared package is compiled once and both cores stay
+    # busy (one build per binary left them idle while each link ran).
+    local pkgs=() total pid n
+    for c in "${todo[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+    mkdir -p "$LOG"
+    total=$(go list -deps "${pkgs[@]}" | grep -c .)
+    log "build: ${todo[*]}: compiling up to $total packages (first time 10-15 min on 2 cores; progress every 20 s)"
+    t=$(ts)
+    go build -v -ldflags "$ldf" -o "$B/" "${pkgs[@]}" 2> "$LOG/k8s-build.log" & pid=$!
+    n=0
+    while kill -0 "$pid" 2>/dev/null; do
+      sleep 1; n=$((n + 1))
+      if [ $((n % 20)) = 0 ]; then log "build: $(grep -c '^[a-z]' "$LOG/k8s-build.log" || true) of up to $total packages compiled, $(dt "$t")"; fi
     done
+    wait "$pid" || { tail -n 30 "$LOG/k8s-build.log" >&2; die "go build of ${todo[*]} failed (full log: $LOG/k8s-build.log)"; }
+    log "build: ${todo[*]} $(dt "$t")"
   fi
   if [ "$(binversion etcd)" != "$ETCD_VERSION" ]; then
     cd "$K/etcdbuild"
@@ -243,6 +269,7 @@ podLogsDir: $K/pod-logs
 volumePluginDir: $K/kubelet-plugins
 resolvConf: /etc/resolv.conf
 clusterDomain: cluster.local
+clusterDNS: [$DNS_IP]      # the kube-dns Service (CoreDNS) that cluster.sh addons runs
 serializeImagePulls: false
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
@@ -256,8 +283,11 @@ EOF
 # ---- process control ------------------------------------------------------------------------------
 spawn() { local n=$1; shift
   if running "$n"; then return; fi
-  # setsid: survive the caller (make, a test run) being interrupted.
-  setsid nohup "$@" > "$LOG/$n.log" 2>&1 < /dev/null & echo $! > "$R/$n.pid"; }
+  # setsid: survive the caller (make, a test run) being interrupted. Descriptors above 2 are
+  # closed first: a daemon must not keep what its caller holds open, such as the lock of
+  # `flock /tmp/jes-e2e.lock make e2e` (held by the cluster until it stopped, otherwise).
+  ( closefds; exec setsid nohup "$@" > "$LOG/$n.log" 2>&1 < /dev/null ) & echo $! > "$R/$n.pid"; }
+closefds() { local f; for f in /proc/$BASHPID/fd/*; do f=${f##*/}; [ "$f" -gt 2 ] && eval "exec $f>&-"; done; return 0; }
 waitfor() { local what=$1; shift
   for _ in $(seq 1 240); do "$@" >/dev/null 2>&1 && return 0; sleep 0.5; done
   log "$what NOT ready; last log lines:"; tail -n 15 "$LOG/$what.log" >&2 2>/dev/null || true; return 1; }
@@ -363,7 +393,7 @@ stopproc() { local n=$1 p; p=$(pidof_ "$n") || return 0
 adopt() { local p n
   for p in $(strays); do
     n=$(basename "$(readlink "/proc/$p/exe" 2>/dev/null)")
-    case " $COMPONENTS registry " in *" $n "*) running "$n" || { echo "$p" > "$R/$n.pid"; log "adopted leftover $n (pid $p)"; } ;; esac
+    case " $COMPONENTS $ADDONS registry " in *" $n "*) running "$n" || { echo "$p" > "$R/$n.pid"; log "adopted leftover $n (pid $p)"; } ;; esac
   done; }
 
 stop() {
@@ -373,7 +403,7 @@ stop() {
     kc delete jobs,pods --all --all-namespaces --grace-period=1 --timeout=60s >/dev/null 2>&1 || true
   fi
   local n p c
-  for n in kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd; do stopproc "$n"; done
+  for n in $ADDONS kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd; do stopproc "$n"; done
   # containerd owns the sandboxes: kill their tasks through it (start it briefly if a killed run
   # left shims behind), then stop it.
   if ! running containerd && [ -n "$(pgrep -f "containerd-shim.*$R/" || true)" ] && [ -f "$K/containerd/config.toml" ]; then
@@ -403,8 +433,12 @@ hostclean() {
   for ns in /var/run/netns/cni-*; do [ -e "$ns" ] && { umount "$ns" 2>/dev/null || true; rm -f "$ns"; }; done
   ip link del cni0 2>/dev/null || true
   for t in nat filter mangle; do
-    iptables-save -t "$t" | grep -vE '(^:(CNI|KUBE)-|-j (CNI|KUBE)-|-A (CNI|KUBE)-)' | iptables-restore -T "$t" 2>/dev/null || true
+    iptables-save -t "$t" | grep -vE '(^:(CNI|KUBE)-|-j (CNI|KUBE)-|-A (CNI|KUBE)-|--comment "KUBE-ROUTER )' | iptables-restore -T "$t" 2>/dev/null || true
   done
+  # kube-router's ipsets (its chains went with the KUBE- ones above)
+  if command -v ipset >/dev/null; then
+    for t in $(ipset list -n 2>/dev/null | grep -E '^(KUBE-|kube-router)' || true); do ipset destroy "$t" 2>/dev/null || true; done
+  fi
   for d in /sys/fs/cgroup/*/kubepods; do [ -d "$d" ] && { find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true; }; done
   return 0
 }
@@ -489,6 +523,199 @@ writeenv() {
   setenv E2E_NODE "$NODE"
 }
 
+# ---- addons: cluster DNS + NetworkPolicy enforcement (make e2e; the demo needs neither) ----------
+buildaddons() {
+  goenv; mkdir -p "$B" "$LOG"
+  local t
+  if [ "$("$B/coredns" -version 2>/dev/null | head -n 1)" != "CoreDNS-${COREDNS_VERSION#v}" ]; then
+    # Only the plugins the Corefile below uses: a third of the full build.
+    mkdir -p "$K/corednsbuild"; cd "$K/corednsbuild"
+    printf 'module k8slab/corednsbuild\n\ngo 1.26.0\n\nrequire github.com/coredns/coredns %s\n' "$COREDNS_VERSION" > go.mod
+    { printf 'package main\n\nimport (\n\t"github.com/coredns/coredns/coremain"\n\n'
+      for p in cache errors health kubernetes loadbalance log ready reload; do printf '\t_ "github.com/coredns/coredns/plugin/%s"\n' "$p"; done
+      printf ')\n\nfunc main() { coremain.Run() }\n'; } > main.go
+    t=$(ts); log "addons: building coredns $COREDNS_VERSION (a few minutes the first time)"
+    go mod tidy; go build -ldflags '-s -w' -o "$B/coredns" .
+    log "addons: coredns $(dt "$t")"
+  fi
+  if [ "$(cat "$B/kube-router.version" 2>/dev/null)" != "$KUBE_ROUTER_VERSION" ] || [ ! -x "$B/kube-router" ]; then
+    mkdir -p "$K/kuberouterbuild"; cd "$K/kuberouterbuild"
+    printf 'module k8slab/kuberouterbuild\n\ngo 1.24.0\n\nrequire github.com/cloudnativelabs/kube-router/v2 v2.6.3\n\nreplace github.com/cloudnativelabs/kube-router/v2 => github.com/k3s-io/kube-router/v2 %s\n' "$KUBE_ROUTER_VERSION" > go.mod
+    printf '//go:build tools\n\npackage build\n\nimport _ "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router"\n' > tools.go
+    # The fork's own hashes (pinned above; not in the checksum database), then its go.sum for
+    # its dependencies (those are checked against the checksum database as usual).
+    local d
+    printf 'github.com/k3s-io/kube-router/v2 %s %s\ngithub.com/k3s-io/kube-router/v2 %s/go.mod %s\n' \
+      "$KUBE_ROUTER_VERSION" "$KUBE_ROUTER_SUM" "$KUBE_ROUTER_VERSION" "$KUBE_ROUTER_GOMOD_SUM" > go.sum
+    d=$(GONOSUMDB=github.com/k3s-io/kube-router GOFLAGS="$GOFLAGS -mod=mod" go list -m -f '{{.Replace.Dir}}' github.com/cloudnativelabs/kube-router/v2)
+    [ -n "$d" ] && [ -f "$d/go.sum" ] || die "kube-router $KUBE_ROUTER_VERSION source not found"
+    cat "$d/go.sum" >> go.sum
+    t=$(ts); log "addons: building kube-router $KUBE_ROUTER_VERSION (5-10 min the first time)"
+    GONOSUMDB=github.com/k3s-io/kube-router go build -mod=mod -o "$B/kube-router" \
+      -ldflags "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION" \
+      github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
+    echo "$KUBE_ROUTER_VERSION" > "$B/kube-router.version"
+    log "addons: kube-router $(dt "$t")"
+  fi
+}
+
+corednsimage() { # push the CoreDNS image unless the (in-memory) registry has it
+  local ref="$REG/coredns:$COREDNS_VERSION" w cr="$TOOLS/crane"
+  "$cr" digest --insecure "$ref" >/dev/null 2>&1 && return 0
+  w=$(mktemp -d "$K/images/coredns.XXXX"); mkdir -p "$w/root/etc"
+  cp "$B/coredns" "$w/root/coredns"
+  printf 'root:x:0:0:root:/:/coredns\n' > "$w/root/etc/passwd"
+  tar --numeric-owner --owner=0 --group=0 --sort=name --mtime=@0 -C "$w/root" -cf "$w/layer.tar" .
+  "$cr" append --insecure -f "$w/layer.tar" -t "$ref-layer" >>"$LOG/crane.log" 2>&1 || die "crane append coredns failed (see $LOG/crane.log)"
+  "$cr" mutate --insecure "$ref-layer" --set-platform linux/amd64 --entrypoint /coredns -t "$ref" >>"$LOG/crane.log" 2>&1 || die "crane mutate coredns failed (see $LOG/crane.log)"
+  rm -rf "$w"
+}
+
+clusterdns() {
+  # kubelet points pods at $DNS_IP (configs writes it); a cluster started before that restarts kubelet.
+  if ! grep -q "^clusterDNS: \[$DNS_IP\]" "$K/kubelet-config.yaml"; then
+    log "addons: kubelet clusterDNS → $DNS_IP: restarting kubelet"
+    local nip since; nip=$(nodeip)
+    configs; stopproc kubelet; since=$(date -u +%s)
+    spawn kubelet "$B/kubelet" --config="$K/kubelet-config.yaml" --kubeconfig="$K/kubelet.kubeconfig" \
+      --root-dir="$K/kubelet" --hostname-override="$NODE" --node-ip="$nip"
+    waitfor kubelet freshready "$since"
+  fi
+  corednsimage
+  kc apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: coredns, namespace: kube-system}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "system:coredns"}
+rules:
+  - {apiGroups: [""], resources: [endpoints, services, pods, namespaces], verbs: [list, watch]}
+  - {apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "system:coredns"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:coredns"}
+subjects: [{kind: ServiceAccount, name: coredns, namespace: kube-system}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: coredns, namespace: kube-system}
+data:
+  # Cluster names only: there is no upstream resolver to forward to here.
+  Corefile: |
+    .:53 {
+        errors
+        health {
+            lameduck 5s
+        }
+        ready
+        kubernetes cluster.local in-addr.arpa ip6.arpa {
+            pods insecure
+            fallthrough in-addr.arpa ip6.arpa
+            ttl 30
+        }
+        cache 30
+        loadbalance
+        reload
+    }
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: coredns, namespace: kube-system, labels: {k8s-app: kube-dns}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {k8s-app: kube-dns}}
+  template:
+    metadata: {labels: {k8s-app: kube-dns}}
+    spec:
+      serviceAccountName: coredns
+      dnsPolicy: Default
+      containers:
+        - name: coredns
+          image: $REG/coredns:$COREDNS_VERSION
+          imagePullPolicy: IfNotPresent
+          args: ["-conf", "/etc/coredns/Corefile"]
+          ports:
+            - {name: dns, containerPort: 53, protocol: UDP}
+            - {name: dns-tcp, containerPort: 53, protocol: TCP}
+          readinessProbe: {httpGet: {path: /ready, port: 8181}, periodSeconds: 2}
+          livenessProbe: {httpGet: {path: /health, port: 8080}, periodSeconds: 10}
+          resources: {requests: {cpu: 50m, memory: 40Mi}, limits: {memory: 170Mi}}
+          securityContext:
+            allowPrivilegeEscalation: false
+            readOnlyRootFilesystem: true
+            capabilities: {add: [NET_BIND_SERVICE], drop: [ALL]}
+          volumeMounts: [{name: config, mountPath: /etc/coredns, readOnly: true}]
+      volumes: [{name: config, configMap: {name: coredns}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: kube-dns, namespace: kube-system, labels: {k8s-app: kube-dns}}
+spec:
+  clusterIP: $DNS_IP
+  selector: {k8s-app: kube-dns}
+  ports:
+    - {name: dns, port: 53, protocol: UDP}
+    - {name: dns-tcp, port: 53, protocol: TCP}
+EOF
+  kc -n kube-system rollout status deployment/coredns --timeout=180s >/dev/null || die "CoreDNS not ready (kubectl -n kube-system describe pods -l k8s-app=kube-dns)"
+  setenv E2E_CLUSTER_DNS "$DNS_IP"
+}
+
+netpol() {
+  # kube-router's firewall controller as a host process, with its own identity and RBAC.
+  if [ ! -f "$K/kube-router.kubeconfig" ]; then
+    ( cd "$P"
+      openssl genrsa -out kube-router.key 2048 2>/dev/null
+      openssl req -new -key kube-router.key -subj /CN=system:kube-router -out kube-router.csr
+      printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' > kube-router.ext
+      openssl x509 -req -in kube-router.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -extfile kube-router.ext -out kube-router.crt 2>/dev/null
+      rm -f kube-router.csr kube-router.ext )
+    local f=$K/kube-router.kubeconfig
+    kc config --kubeconfig="$f" set-cluster jes-e2e --server=https://127.0.0.1:6443 --certificate-authority="$P/ca.crt" --embed-certs >/dev/null
+    kc config --kubeconfig="$f" set-credentials system:kube-router --client-certificate="$P/kube-router.crt" --client-key="$P/kube-router.key" --embed-certs >/dev/null
+    kc config --kubeconfig="$f" set-context default --cluster=jes-e2e --user=system:kube-router >/dev/null
+    kc config --kubeconfig="$f" use-context default >/dev/null
+  fi
+  kc apply -f - >/dev/null <<EOF
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "system:kube-router"}
+rules:
+  - {apiGroups: [""], resources: [namespaces, pods, services, nodes, endpoints], verbs: [get, list, watch]}
+  - {apiGroups: [networking.k8s.io], resources: [networkpolicies], verbs: [get, list, watch]}
+  - {apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [get, list, watch]}
+  - {apiGroups: [""], resources: [events], verbs: [create, patch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "system:kube-router"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:kube-router"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:kube-router"}]
+EOF
+  spawn kube-router "$B/kube-router" --kubeconfig="$K/kube-router.kubeconfig" --hostname-override="$NODE" \
+    --run-firewall=true --run-router=false --run-service-proxy=false \
+    --service-cluster-ip-range=10.96.0.0/16 --health-port=20244 --metrics-port=0
+  waitfor kube-router curl -sf http://127.0.0.1:20244/healthz
+  # Enforcing only once its chains hang off FORWARD.
+  waitfor kube-router sh -c 'iptables -S FORWARD | grep -q KUBE-ROUTER-FORWARD'
+  setenv E2E_NETPOL kube-router
+}
+
+addons() {
+  local t0; t0=$(ts)
+  healthy || die "addons: the cluster is not up (run: $0 up)"
+  deps "$ADDON_APT_PACKAGES"
+  ( buildaddons )
+  mkdir -p "$K/images"
+  clusterdns
+  netpol
+  log "addons: CoreDNS ($DNS_IP) and kube-router network policies ready in $(dt "$t0")"
+}
+
 # ---- top level ------------------------------------------------------------------------------------
 up() {
   local t0; t0=$(ts)
@@ -533,8 +760,8 @@ status() {
 env_() { cat "$K/e2e.env"; }
 
 case "${1:-}" in
-  up|down|status|purge|images|build|deps) "$1" ;;
+  up|down|status|purge|images|build|deps|addons|buildaddons) "$1" ;;
   jobcontroller) jobcontroller "${2:-}" ;;
   env) env_ ;;
-  *) echo "usage: $0 up|down|status|purge|images|env|build|deps|jobcontroller on|off" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|purge|images|env|build|deps|addons|buildaddons|jobcontroller on|off" >&2; exit 2 ;;
 esac
