@@ -30,10 +30,7 @@ flags:
 
 // lintSettings are the variables that decide whether the service refuses a task; lint takes
 // each as a flag of the same name (flagName).
-var lintSettings = []struct {
-	name   string
-	isBool bool
-}{
+var lintSettings = []setting{
 	{name: "ALLOWED_IMAGE_LIST"},
 	{name: "JOB_POD_SECURITY_LEVEL"},
 	{name: "ALLOW_PRIVILEGED_JOBS", isBool: true},
@@ -46,11 +43,6 @@ var lintSettings = []struct {
 	{name: "ALLOWED_JOB_SECRETS"},
 	{name: "JOB_NAMESPACE"},
 	{name: "ALLOWED_JOB_NAMESPACES"},
-}
-
-// flagName is the lint flag of a variable: ALLOWED_IMAGE_LIST is allowed-image-list.
-func flagName(variable string) string {
-	return strings.ToLower(strings.ReplaceAll(variable, "_", "-"))
 }
 
 // initImageStandIn is the init container image when none is given: installations always set
@@ -68,16 +60,7 @@ func lint(args []string, getenv func(string) string, out io.Writer) int {
 		fmt.Fprint(out, lintUsage)
 		fs.PrintDefaults()
 	}
-	given := map[string]string{}
-	for _, s := range lintSettings {
-		set := func(v string) error { given[s.name] = v; return nil }
-		usage := fmt.Sprintf("the service's %s", s.name)
-		if s.isBool {
-			fs.BoolFunc(flagName(s.name), usage, set)
-		} else {
-			fs.Func(flagName(s.name), usage, set)
-		}
-	}
+	given := settingFlags(fs, lintSettings)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -89,20 +72,7 @@ func lint(args []string, getenv func(string) string, out io.Writer) int {
 		return 2
 	}
 	// The service's own parsing and defaults (readEnv), flags first.
-	r := &reader{
-		get: func(name string) string {
-			if v, ok := given[name]; ok {
-				return v
-			}
-			return getenv(name)
-		},
-		from: func(name string) string {
-			if _, ok := given[name]; ok {
-				return "--" + flagName(name)
-			}
-			return name
-		},
-	}
+	r := flagReader(given, getenv)
 	s := r.settings()
 	if len(r.errs) > 0 {
 		for _, e := range r.errs {
