@@ -45,6 +45,10 @@ func main() {
 	if len(os.Args) >= 2 && os.Args[1] == "render" {
 		os.Exit(render(os.Args[2:], osGet, os.Stdout, os.Stderr))
 	}
+	// Post one CloudEvent to a receiver: job-executor-service send --to URL ...
+	if len(os.Args) >= 2 && os.Args[1] == "send" {
+		os.Exit(send(os.Args[2:], osGet, os.Stdout, os.Stderr))
+	}
 	if err := serve(); err != nil {
 		fmt.Fprintln(os.Stderr, "job-executor-service:", err)
 		os.Exit(1)
