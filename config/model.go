@@ -7,6 +7,12 @@ package config
 
 import "encoding/json"
 
+//go:generate go test -run ^TestJSONSchemaUpToDate$ . -args -update-schema
+
+// SchemaFile is the JSON Schema of job/config.yaml, generated from the types below and their
+// comments (schema_test.go; go generate rewrites it, a test fails when it is out of date).
+const SchemaFile = "job-config.schema.json"
+
 // APIVersion is the only job config version this service understands.
 const APIVersion = "v2"
 
