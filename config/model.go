@@ -1,8 +1,9 @@
-// Package config holds the job configuration model (job/config.yaml, apiVersion v2),
-// its JSON Schema (SchemaFile, generated from the model by its tests), its strict parser and validator, event matching, the sources configs and files are read
-// from (Keptn's resource-service, a local directory), their cache, and the one authenticated
-// transport to the Keptn API. It must not run Jobs, send events or decide what an event
-// comes to: it answers "which config, which actions".
+// Package config holds the job configuration model (job/config.yaml, apiVersion v2), its JSON
+// Schema (SchemaFile, generated from the model by its tests), its strict parser and validator,
+// event matching, the sources configs and files are read from (Keptn's resource-service, a
+// local directory), their cache, and the one authenticated transport to the Keptn API. It must
+// not run Jobs, send events or decide what an event comes to: it answers "which config, which
+// actions".
 package config
 
 import "encoding/json"
