@@ -9,7 +9,7 @@ HELM_VERSION ?= v3.19.0
 KO_VERSION ?= v0.19.1
 GGCR_VERSION ?= v0.22.1
 
-.PHONY: all build test race lint vet fmt run demo bench bench-smoke fuzz tools check
+.PHONY: all build test race lint vet fmt run demo bench bench-smoke fuzz tools check schema
 all: build
 
 build:
@@ -28,6 +28,10 @@ $(TOOLS)/crane:
 	GOBIN=$(TOOLS) go install github.com/google/go-containerregistry/cmd/crane@$(GGCR_VERSION)
 $(TOOLS)/registry:
 	GOBIN=$(TOOLS) go install github.com/google/go-containerregistry/cmd/registry@$(GGCR_VERSION)
+
+# Regenerate config/job-config.schema.json from the job config types (a test fails when it is stale).
+schema:
+	go generate ./config
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -39,6 +39,17 @@ func ParseLevel(s string) (Level, error) {
 // neither ".." nor symlinks can reach outside Root.
 type DirSource struct {
 	Root string
+	// Flat makes Root one level's directory: every ref and level reads from Root itself
+	// (render's --files DIR, the directory beside job/).
+	Flat bool
+}
+
+// dir is the slash-separated directory of a level below Root.
+func (d DirSource) dir(ref Ref, level Level) (string, error) {
+	if d.Flat {
+		return ".", nil
+	}
+	return levelDir(ref, level)
 }
 
 // levelDir is the slash-separated directory of a level below Root.
@@ -62,7 +73,7 @@ func levelDir(ref Ref, level Level) (string, error) {
 }
 
 func (d DirSource) open(ref Ref, level Level, p string) (*os.Root, string, error) {
-	dir, err := levelDir(ref, level)
+	dir, err := d.dir(ref, level)
 	if err != nil {
 		return nil, "", err
 	}
@@ -108,7 +119,7 @@ func (d DirSource) List(_ context.Context, ref Ref, level Level, dir string) ([]
 		return nil, err
 	}
 	defer root.Close()
-	prefix, _ := levelDir(ref, level)
+	prefix, _ := d.dir(ref, level)
 	var out []string
 	err = fs.WalkDir(root.FS(), base, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {

@@ -100,3 +100,25 @@ func TestDirSource(t *testing.T) {
 }
 
 func isNotFound(err error) bool { return err != nil && errors.Is(err, ErrNotFound) }
+
+// TestDirSourceFlat: a flat source reads one level's directory for every ref and level, and
+// stays inside it.
+func TestDirSourceFlat(t *testing.T) {
+	base := t.TempDir()
+	root := filepath.Join(base, "carts")
+	writeTree(t, root, map[string]string{"locust/basic.py": "print()", "locust/locust.conf": "users = 1"})
+	writeTree(t, base, map[string]string{"secret.txt": "outside"})
+	src := DirSource{Root: root, Flat: true}
+	ctx := context.Background()
+	for _, level := range []Level{LevelService, LevelStage, LevelProject} {
+		b, err := src.Get(ctx, Ref{Project: "p", Stage: "s", Service: "svc"}, level, "/locust/basic.py")
+		require.NoError(t, err, level)
+		assert.Equal(t, "print()", string(b))
+	}
+	names, err := src.List(ctx, Ref{}, LevelService, "locust")
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"locust/basic.py", "locust/locust.conf"}, names)
+	_, err = src.Get(ctx, Ref{}, LevelService, "../secret.txt")
+	require.Error(t, err)
+	assert.False(t, isNotFound(err))
+}

@@ -1,11 +1,18 @@
-// Package config holds the job configuration model (job/config.yaml, apiVersion v2),
-// its strict parser and validator, event matching, the sources configs and files are read
-// from (Keptn's resource-service, a local directory), their cache, and the one authenticated
-// transport to the Keptn API. It must not run Jobs, send events or decide what an event
-// comes to: it answers "which config, which actions".
+// Package config holds the job configuration model (job/config.yaml, apiVersion v2), its JSON
+// Schema (SchemaFile, generated from the model by its tests), its strict parser and validator,
+// event matching, the sources configs and files are read from (Keptn's resource-service, a
+// local directory), their cache, and the one authenticated transport to the Keptn API. It must
+// not run Jobs, send events or decide what an event comes to: it answers "which config, which
+// actions".
 package config
 
 import "encoding/json"
+
+//go:generate go test -run ^TestJSONSchemaUpToDate$ . -args -update-schema
+
+// SchemaFile is the JSON Schema of job/config.yaml, generated from the types below and their
+// comments (schema_test.go; go generate rewrites it, a test fails when it is out of date).
+const SchemaFile = "job-config.schema.json"
 
 // APIVersion is the only job config version this service understands.
 const APIVersion = "v2"

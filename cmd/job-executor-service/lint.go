@@ -1,12 +1,14 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"strings"
+	"regexp"
+	"strconv"
 
 	"github.com/keptn-contrib/job-executor-service/config"
 	"github.com/keptn-contrib/job-executor-service/jobs"
@@ -23,17 +25,16 @@ Not checked, since they need the event or the cluster: which actions an event ma
 valueFrom: event values, whether task files exist and fit, whether namespaces, service
 accounts and Secrets exist.
 
-Prints "FILE: ok" or "FILE: line N: problem" lines; exits 1 on any problem, 2 on bad usage.
+Prints "FILE: ok" or "FILE: line N: problem" lines, or with --format json one JSON array of
+findings ({"file", "line", "severity", "message"}; line 0: none); exits 1 on any problem, 2 on
+bad usage.
 
 flags:
 `
 
 // lintSettings are the variables that decide whether the service refuses a task; lint takes
 // each as a flag of the same name (flagName).
-var lintSettings = []struct {
-	name   string
-	isBool bool
-}{
+var lintSettings = []setting{
 	{name: "ALLOWED_IMAGE_LIST"},
 	{name: "JOB_POD_SECURITY_LEVEL"},
 	{name: "ALLOW_PRIVILEGED_JOBS", isBool: true},
@@ -46,11 +47,6 @@ var lintSettings = []struct {
 	{name: "ALLOWED_JOB_SECRETS"},
 	{name: "JOB_NAMESPACE"},
 	{name: "ALLOWED_JOB_NAMESPACES"},
-}
-
-// flagName is the lint flag of a variable: ALLOWED_IMAGE_LIST is allowed-image-list.
-func flagName(variable string) string {
-	return strings.ToLower(strings.ReplaceAll(variable, "_", "-"))
 }
 
 // initImageStandIn is the init container image when none is given: installations always set
@@ -68,41 +64,20 @@ func lint(args []string, getenv func(string) string, out io.Writer) int {
 		fmt.Fprint(out, lintUsage)
 		fs.PrintDefaults()
 	}
-	given := map[string]string{}
-	for _, s := range lintSettings {
-		set := func(v string) error { given[s.name] = v; return nil }
-		usage := fmt.Sprintf("the service's %s", s.name)
-		if s.isBool {
-			fs.BoolFunc(flagName(s.name), usage, set)
-		} else {
-			fs.Func(flagName(s.name), usage, set)
-		}
-	}
+	format := fs.String("format", "text", `output: text ("FILE: line N: problem" lines, "FILE: ok") or json (an array of {file, line, severity, message})`)
+	given := settingFlags(fs, lintSettings)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
 	}
-	if fs.NArg() == 0 {
+	if fs.NArg() == 0 || (*format != "text" && *format != "json") {
 		fs.Usage()
 		return 2
 	}
 	// The service's own parsing and defaults (readEnv), flags first.
-	r := &reader{
-		get: func(name string) string {
-			if v, ok := given[name]; ok {
-				return v
-			}
-			return getenv(name)
-		},
-		from: func(name string) string {
-			if _, ok := given[name]; ok {
-				return "--" + flagName(name)
-			}
-			return name
-		},
-	}
+	r := flagReader(given, getenv)
 	s := r.settings()
 	if len(r.errs) > 0 {
 		for _, e := range r.errs {
@@ -113,43 +88,98 @@ func lint(args []string, getenv func(string) string, out io.Writer) int {
 	if s.InitImage == "" {
 		s.InitImage = initImageStandIn
 	}
-	rc := 0
+	var all []finding
+	pal := paletteFor(out, getenv)
 	for _, f := range fs.Args() {
-		if !lintFile(f, s, out) {
-			rc = 1
+		findings := lintFile(f, s)
+		all = append(all, findings...)
+		if *format == "text" {
+			for _, fd := range findings {
+				fmt.Fprintf(out, "%s: %s\n", fd.File, pal.red(fd.text()))
+			}
+			if len(findings) == 0 {
+				fmt.Fprintf(out, "%s: %s\n", f, pal.green("ok"))
+			}
 		}
 	}
-	return rc
+	if *format == "json" {
+		if all == nil {
+			all = []finding{}
+		}
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(all); err != nil {
+			return 2
+		}
+	}
+	if len(all) > 0 {
+		return 1
+	}
+	return 0
 }
 
-// lintFile prints the problems of one file, or "<file>: ok"; it reports whether it was ok.
-func lintFile(f string, s jobs.Settings, out io.Writer) bool {
+// finding is one problem lint found, as --format json prints it.
+type finding struct {
+	File string `json:"file"`
+	// Line is where in the file, 0 when the problem has no line (an unreadable file).
+	Line     int    `json:"line"`
+	Severity string `json:"severity"`
+	Message  string `json:"message"`
+}
+
+// text is the finding as lint prints it after the file name.
+func (f finding) text() string {
+	if f.Line > 0 && !anyLine.MatchString(f.Message) {
+		return fmt.Sprintf("line %d: %s", f.Line, f.Message)
+	}
+	return f.Message
+}
+
+// leadingLine and anyLine find the line in a parser message: "line 8: ..." first, or later as
+// in "cannot parse config: yaml: line 3: ...".
+var (
+	leadingLine = regexp.MustCompile(`^line (\d+): (.*)$`)
+	anyLine     = regexp.MustCompile(`\bline (\d+):`)
+)
+
+// parseFinding is one message of the parser as a finding.
+func parseFinding(file, msg string) finding {
+	fd := finding{File: file, Severity: "error", Message: msg}
+	if m := leadingLine.FindStringSubmatch(msg); m != nil {
+		fd.Line, _ = strconv.Atoi(m[1])
+		fd.Message = m[2]
+	} else if m := anyLine.FindStringSubmatch(msg); m != nil {
+		fd.Line, _ = strconv.Atoi(m[1])
+	}
+	return fd
+}
+
+// lintFile is every problem of one file: the parser's, or the service's refusal of each task.
+func lintFile(f string, s jobs.Settings) []finding {
 	data, err := os.ReadFile(f)
 	var cfg *config.Config
 	var lines config.Lines
 	if err == nil {
 		cfg, lines, err = config.ParseWithLines(data)
 	}
-	if err != nil {
-		for _, line := range strings.Split(err.Error(), "\n") {
-			if line = strings.TrimSpace(line); line != "" {
-				fmt.Fprintf(out, "%s: %s\n", f, line)
-			}
+	var findings []finding
+	if verr := (*config.ValidationError)(nil); errors.As(err, &verr) {
+		for _, p := range verr.Problems {
+			findings = append(findings, parseFinding(f, p))
 		}
-		return false
+		return findings
 	}
-	ok := true
+	if err != nil {
+		return []finding{parseFinding(f, err.Error())}
+	}
 	for ai, a := range cfg.Actions {
 		for ti, t := range a.Tasks {
 			// The reason the service gives in its .finished when it refuses the action.
 			if err := jobs.CheckTask(s, t); err != nil {
-				ok = false
-				fmt.Fprintf(out, "%s: line %d: action %q task %q: %v\n", f, lines.Line(config.TaskPath(ai, ti)), a.Name, t.Name, err)
+				findings = append(findings, finding{File: f, Line: lines.Line(config.TaskPath(ai, ti)), Severity: "error",
+					Message: fmt.Sprintf("action %q task %q: %v", a.Name, t.Name, err)})
 			}
 		}
 	}
-	if ok {
-		fmt.Fprintf(out, "%s: ok\n", f)
-	}
-	return ok
+	return findings
 }

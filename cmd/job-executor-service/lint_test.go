@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -140,4 +141,67 @@ func TestLintFlagsAreServiceSettings(t *testing.T) {
 	for _, s := range lintSettings {
 		assert.True(t, slices.Contains(read, s.name), "%s is no variable of the service", s.name)
 	}
+}
+
+// TestLintJSON: --format json gives every finding with its file, line, severity and message,
+// the same findings the text lines show.
+func TestLintJSON(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
+		return p
+	}
+	head := "apiVersion: v2\nactions:\n  - name: a\n    events: [{name: sh.keptn.event.test.triggered}]\n    tasks:\n"
+	good := write("good.yaml", head+"      - {name: t, image: alpine}\n")
+	typo := write("typo.yaml", head+"      - name: t\n        image: alpine\n        workdir: /bin\n")
+	invalid := write("invalid.yaml", head+"      - name: t\n        image: ''\n        env: [{name: 1BAD, valueFrom: string, value: x}]\n")
+	broken := write("broken.yaml", "apiVersion: v2\nactions:\n  - name: [\n")
+	refused := write("refused.yaml", head+"      - {name: t, image: busybox}\n")
+	missing := filepath.Join(dir, "missing.yaml")
+
+	run := func(args ...string) (int, []finding) {
+		var out strings.Builder
+		rc := lint(append([]string{"--format", "json"}, args...), getter(nil), &out)
+		var got []finding
+		require.NoError(t, json.Unmarshal([]byte(out.String()), &got), out.String())
+		return rc, got
+	}
+	rc, got := run(good)
+	assert.Equal(t, 0, rc)
+	assert.Equal(t, []finding{}, got)
+
+	rc, got = run("--allowed-image-list", "alpine", good, typo, invalid, broken, refused, missing)
+	assert.Equal(t, 1, rc)
+	want := []finding{
+		{File: typo, Line: 8, Severity: "error", Message: `unknown field "workdir" in task actions[0].tasks[0]`},
+		{File: invalid, Line: 6, Severity: "error", Message: `action 0 "a" task 0 "t": image must not be empty`},
+		{File: invalid, Line: 8, Severity: "error", Message: `action 0 "a" task 0 "t" env[0]: name "1BAD" must be a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)`},
+		{File: refused, Line: 6, Severity: "error", Message: `action "a" task "t": image "busybox" is not in the allowed image list`},
+	}
+	for _, w := range want {
+		assert.Contains(t, got, w)
+	}
+	var brokenLine, missingLine = -1, -1
+	for _, f := range got {
+		switch f.File {
+		case broken:
+			brokenLine = f.Line
+		case missing:
+			missingLine = f.Line
+			assert.Contains(t, f.Message, "no such file")
+		}
+	}
+	assert.Equal(t, 3, brokenLine, "a YAML syntax error keeps its line")
+	assert.Equal(t, 0, missingLine, "an unreadable file has no line")
+	assert.Len(t, got, 6)
+
+	// The text format shows the same findings, one per line.
+	var out strings.Builder
+	assert.Equal(t, 1, lint([]string{"--allowed-image-list", "alpine", good, typo, invalid, broken, refused, missing}, getter(nil), &out))
+	assert.Equal(t, 7, strings.Count(out.String(), "\n"), out.String())
+	assert.Contains(t, out.String(), good+": ok\n")
+
+	var usage strings.Builder
+	assert.Equal(t, 2, lint([]string{"--format", "xml", good}, getter(nil), &usage))
 }

@@ -1,6 +1,6 @@
 // Command job-executor-service runs Keptn tasks as Kubernetes Jobs. main.go only wires the
-// packages together from the environment (env.go; README.md lists every variable); lint.go and
-// copyfiles.go are its two subcommands.
+// packages together from the environment (env.go; README.md lists every variable); lint.go,
+// render.go, send.go and copyfiles.go are its subcommands.
 package main
 
 import (
@@ -40,6 +40,14 @@ func main() {
 	// Check job configs before uploading them: job-executor-service lint job/config.yaml ...
 	if len(os.Args) >= 2 && os.Args[1] == "lint" {
 		os.Exit(lint(os.Args[2:], osGet, os.Stdout))
+	}
+	// Print the objects the service would create for an event: job-executor-service render ...
+	if len(os.Args) >= 2 && os.Args[1] == "render" {
+		os.Exit(render(os.Args[2:], osGet, os.Stdout, os.Stderr))
+	}
+	// Post one CloudEvent to a receiver: job-executor-service send --to URL ...
+	if len(os.Args) >= 2 && os.Args[1] == "send" {
+		os.Exit(send(os.Args[2:], osGet, os.Stdout, os.Stderr))
 	}
 	if err := serve(); err != nil {
 		fmt.Fprintln(os.Stderr, "job-executor-service:", err)

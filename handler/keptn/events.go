@@ -1,7 +1,7 @@
 // Package keptn owns the Keptn side of an event's life: decoding an incoming CloudEvent into
-// the fields Keptn events carry, and building the events this service answers with
-// (.started, .finished with its bounded message, sh.keptn.log.error). It is pure: it must not
-// send anything, talk to Kubernetes or read configs.
+// the fields Keptn events carry (and CheckEvent, what a sender checks before posting one), and
+// building the events this service answers with (.started, .finished with its bounded message,
+// sh.keptn.log.error). It is pure: it must not send anything, talk to Kubernetes or read configs.
 package keptn
 
 import (

@@ -30,14 +30,11 @@ func (p *Processor) runAction(ctx context.Context, pl *plan, a config.MatchedAct
 		return res
 	}
 	defer release()
-	if err := jobs.CheckTasks(p.opts.Settings, a.Action.Tasks); err != nil {
-		res.Refused = fmt.Sprintf("Action '%s' was not run: %v", a.Action.Name, err)
+	if res.Refused = p.refusal(a); res.Refused != "" {
 		return res
 	}
 	for i, task := range a.Action.Tasks {
-		r := p.runTask(ctx, pl, log, jobs.TaskInput{
-			Event: pl.in.JobEvent(), Action: a.Action.Name, ActionIdx: a.Index, Task: task, TaskIdx: i, ConfigHash: pl.configHash,
-		})
+		r := p.runTask(ctx, pl, log, pl.taskInput(a, i))
 		res.Tasks = append(res.Tasks, keptn.TaskResult{Name: task.Name, Result: r})
 		if !r.Succeeded {
 			return res
@@ -47,18 +44,44 @@ func (p *Processor) runAction(ctx context.Context, pl *plan, a config.MatchedAct
 	return res
 }
 
-// runTask collects the task's files, builds its Job and runs it to its end.
-func (p *Processor) runTask(ctx context.Context, pl *plan, log *zap.Logger, input jobs.TaskInput) jobs.Result {
+// refusal is why the service does not run action a at all, in the words of its .finished
+// ("" when it may run): every task is checked before the first Job of the action exists.
+func (p *Processor) refusal(a config.MatchedAction) string {
+	if err := jobs.CheckTasks(p.opts.Settings, a.Action.Tasks); err != nil {
+		return fmt.Sprintf("Action '%s' was not run: %v", a.Action.Name, err)
+	}
+	return ""
+}
+
+// taskInput is what the builder gets for task i of action a.
+func (pl *plan) taskInput(a config.MatchedAction, i int) jobs.TaskInput {
+	return jobs.TaskInput{
+		Event: pl.in.JobEvent(), Action: a.Action.Name, ActionIdx: a.Index, Task: a.Action.Tasks[i], TaskIdx: i, ConfigHash: pl.configHash,
+	}
+}
+
+// build collects the task's files and builds its objects; when it cannot, failed is the
+// task's result (Reason FilesUnavailable or InvalidTask) and nothing is created.
+func (p *Processor) build(ctx context.Context, pl *plan, input jobs.TaskInput) (built *jobs.Built, failed *jobs.Result) {
 	if len(input.Task.Files) > 0 {
 		files, err := p.deps.Files(ctx, pl.in.ConfigRef(), pl.loaded.Level, input.Task.Files)
 		if err != nil {
-			return jobs.Result{Reason: "FilesUnavailable", Message: err.Error()}
+			return nil, &jobs.Result{Reason: "FilesUnavailable", Message: err.Error()}
 		}
 		input.Files = files
 	}
 	built, err := jobs.Build(p.opts.Settings, input)
 	if err != nil {
-		return jobs.Result{Reason: "InvalidTask", Message: err.Error()}
+		return nil, &jobs.Result{Reason: "InvalidTask", Message: err.Error()}
+	}
+	return built, nil
+}
+
+// runTask builds the task's objects and runs its Job to its end.
+func (p *Processor) runTask(ctx context.Context, pl *plan, log *zap.Logger, input jobs.TaskInput) jobs.Result {
+	built, failed := p.build(ctx, pl, input)
+	if failed != nil {
+		return *failed
 	}
 	log = log.With(zap.String("task", input.Task.Name), zap.String("job", built.Job.Name), zap.String("namespace", built.Namespace))
 	log.Info("running task")

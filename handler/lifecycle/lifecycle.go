@@ -5,6 +5,7 @@
 //	execute.go    execute: run each action's tasks as Jobs, in order, on worker goroutines
 //	report.go     report: .started, .finished and sh.keptn.log.error, the one place events leave
 //	recovery.go   resume what a stopped instance left unfinished
+//	render.go     Render: plan and execute's checks and builder without side effects (the render command)
 //
 // It must not speak HTTP (handler does), build Jobs (jobs does), talk to Kubernetes directly
 // (jobs/run and jobs/records do) or encode Keptn events (handler/keptn does).
