@@ -14,6 +14,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
@@ -425,7 +426,7 @@ func machineFacts(kubectl string) []string {
 	mem := sh("sh", "-c", "awk '/MemTotal/ {printf \"%.0f GiB\", $2/1048576}' /proc/meminfo")
 	return []string{
 		fmt.Sprintf("%d CPUs (%s), %s RAM, Linux %s, %s", runtime.NumCPU(), strings.TrimSpace(cpu), mem, sh("uname", "-r"), runtime.Version()),
-		"Kubernetes " + sh(kubectl, "version", "-o", "json", "--output=jsonpath={.serverVersion.gitVersion}") + " (e2e harness: one node, etcd, API server on this machine)",
+		"Kubernetes " + serverVersion(sh(kubectl, "get", "--raw", "/version")) + " (e2e harness: one node, etcd, API server on this machine)",
 		"load average at start: " + loadavg(),
 	}
 }
@@ -471,6 +472,14 @@ func (r *report) markdown(machine []string, started time.Time, goBench string) s
 func readFile(p string) string {
 	b, _ := os.ReadFile(p)
 	return string(b)
+}
+
+func serverVersion(versionJSON string) string {
+	var v struct {
+		GitVersion string `json:"gitVersion"`
+	}
+	_ = json.Unmarshal([]byte(versionJSON), &v)
+	return v.GitVersion
 }
 
 func loadavg() string {
