@@ -42,5 +42,7 @@ e2e:
 	@rc=0; set -o pipefail; \
 	go test -tags e2e -count=1 -v -parallel $(E2E_PARALLEL) -timeout $(E2E_TIMEOUT) -run '$(E2E_RUN)' ./e2e/... 2>&1 | tee $(E2E_DIR)/e2e-test.log || rc=$$?; \
 	bash e2e/summary.sh $(E2E_DIR)/e2e-test.log; \
+	if [ '$(E2E_RUN)' = . ]; then echo "== make bench's driver, smoke (a few events per row)"; \
+	  mkdir -p $(E2E_DIR)/bench; go run ./e2e/bench -smoke -out $(E2E_DIR)/bench/smoke.md || rc=$$?; fi; \
 	if [ "$(E2E_KEEP)" = 1 ]; then echo "cluster kept running (E2E_KEEP=1): make e2e-cluster-down"; else $(E2E_SH) down; fi; \
 	exit $$rc

@@ -21,12 +21,13 @@ import (
 )
 
 // Defaults of KUBE_API_QPS and KUBE_API_BURST. client-go's own (5 and 10) made every task
-// wait behind the limiter — the original's weakness. A task takes a handful of requests, so
-// these let one replica start and finish hundreds of actions a minute; the API server's
-// priority and fairness still protects it from any one client.
+// wait behind the limiter — the original's weakness. An event costs about five requests
+// (BENCHMARKS.md); at 100/200 a burst of 300 events waited for the limiter (accepted at 0.1 x
+// the API server's own write rate), so these let one replica take hundreds of events at once.
+// The API server's priority and fairness still protects it from any one client.
 const (
-	DefaultKubeQPS   = 100
-	DefaultKubeBurst = 200
+	DefaultKubeQPS   = 500
+	DefaultKubeBurst = 1000
 )
 
 // throttleLogEvery is how often at most a throttled request is logged.

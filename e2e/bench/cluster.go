@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/util/flowcontrol"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/keptn-contrib/job-executor-service/jobs"
 )
@@ -55,17 +56,23 @@ func (c *cluster) setUp(ctx context.Context, ns string) error {
 		return fmt.Errorf("no node to borrow the kubelet address from: %v", err)
 	}
 	_ = c.kube.CoreV1().Nodes().Delete(ctx, virtualNode, metav1.DeleteOptions{})
-	n, err := c.kube.CoreV1().Nodes().Create(ctx, &corev1.Node{
+	if _, err := c.kube.CoreV1().Nodes().Create(ctx, &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: virtualNode},
 		Spec:       corev1.NodeSpec{Unschedulable: true},
-	}, metav1.CreateOptions{})
-	if err != nil {
+	}, metav1.CreateOptions{}); err != nil {
 		return err
 	}
-	n.Status.Addresses = real.Items[0].Status.Addresses
-	n.Status.DaemonEndpoints = real.Items[0].Status.DaemonEndpoints
-	_, err = c.kube.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
-	return err
+	// The node controllers write to a new node too (taints): retry on their conflicts.
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := c.kube.CoreV1().Nodes().Get(ctx, virtualNode, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		n.Status.Addresses = real.Items[0].Status.Addresses
+		n.Status.DaemonEndpoints = real.Items[0].Status.DaemonEndpoints
+		_, err = c.kube.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+		return err
+	})
 }
 
 func (c *cluster) tearDown() {

@@ -122,15 +122,25 @@ func (w *Watcher) subscribe(ctx context.Context, ns, name string) (*nsWatch, *su
 	return nw, sub, cancel, nil
 }
 
+// stripManagedFields drops an object's managedFields before it is cached: the runner never
+// reads them, and they were the largest part of the cache (make bench's heap profile with
+// 1,000 Jobs in flight: 30% of the live heap in FieldsV1 and ObjectMeta).
+func stripManagedFields(o any) (any, error) {
+	if m, ok := o.(v1.Object); ok {
+		m.SetManagedFields(nil)
+	}
+	return o, nil
+}
+
 // start creates and starts the informers of one namespace; w.mu is held.
 func (w *Watcher) start(ns string) *nsWatch {
 	selector := labels.Set{jobs.LabelManagedBy: jobs.ManagedByValue}.String()
 	f := informers.NewSharedInformerFactoryWithOptions(w.client, 0,
-		informers.WithNamespace(ns),
+		informers.WithNamespace(ns), informers.WithTransform(stripManagedFields),
 		informers.WithTweakListOptions(func(o *v1.ListOptions) { o.LabelSelector = selector }))
 	// Events carry no labels of ours; select the few that matter on the server.
 	ef := informers.NewSharedInformerFactoryWithOptions(w.client, 0,
-		informers.WithNamespace(ns),
+		informers.WithNamespace(ns), informers.WithTransform(stripManagedFields),
 		informers.WithTweakListOptions(func(o *v1.ListOptions) {
 			o.FieldSelector = fields.Set{"involvedObject.kind": "Job", "reason": "FailedCreate"}.String()
 		}))

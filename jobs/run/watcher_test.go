@@ -75,3 +75,16 @@ func TestWatcherSyncFailure(t *testing.T) {
 	assert.Equal(t, ReasonWatchFailed, res.Reason)
 	assert.Contains(t, res.Message, "watcher stopped")
 }
+
+func TestStripManagedFields(t *testing.T) {
+	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "j", Labels: map[string]string{"a": "b"},
+		ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kube-controller-manager", Operation: metav1.ManagedFieldsOperationUpdate}}}}
+	out, err := stripManagedFields(job)
+	require.NoError(t, err)
+	assert.Nil(t, out.(*batchv1.Job).ManagedFields)
+	assert.Equal(t, "b", out.(*batchv1.Job).Labels["a"], "the rest stays")
+	tombstone := "not an object"
+	out, err = stripManagedFields(tombstone)
+	require.NoError(t, err)
+	assert.Equal(t, tombstone, out)
+}
