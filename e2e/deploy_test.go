@@ -82,19 +82,11 @@ func TestDeployHelm(t *testing.T) {
 	nodeIP := nodeInternalIP(t)
 	api := nodeKeptnAPI(t, nodeIP, strings.ReplaceAll(deployConfig, "@NS2@", ns2))
 
-	repo, digest, ok := strings.Cut(env.Image, "@")
-	require.True(t, ok, "JES_IMAGE %q is not repository@digest", env.Image)
-	runHelm(t, helm, "install", deployRelease, "../chart", "-n", ns,
-		"--set", "image.repository="+repo, "--set", "image.digest="+digest,
-		"--set", "distributor.enabled=false",
-		"--set", "remoteControlPlane.api.protocol=http",
-		"--set", "remoteControlPlane.api.hostname="+api.Host,
-		"--set", "remoteControlPlane.api.token="+apiToken,
+	installDirect(t, helm, ns, api.Host,
 		"--set", "jobConfig.labels."+jobLabelKey+"=one",
 		"--set", "jobConfig.allowedServiceAccounts=no-such-sa", // the "Cannot start" action
 		"--set", "jobConfig.extraNamespaces={"+ns2+"}", // the "Elsewhere" action: RBAC there and allowed
-		"--set-json", `extraEnv=[{"name":"FAIL_FAST_SECONDS","value":"2"}]`,
-		"--wait", "--timeout", "120s")
+		"--set-json", `extraEnv=[{"name":"FAIL_FAST_SECONDS","value":"2"}]`)
 	t.Cleanup(func() {
 		if t.Failed() {
 			dumpRelease(t, ns)
@@ -438,6 +430,21 @@ func helmBinary(t *testing.T) string {
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
+}
+
+// installDirect installs the chart in direct API mode (no distributor) with the ko-built image,
+// talking to the Keptn API stand-in at apiHost, plus the extra helm arguments; it waits for it.
+func installDirect(t *testing.T, helm, ns, apiHost string, extra ...string) {
+	t.Helper()
+	repo, digest, ok := strings.Cut(env.Image, "@")
+	require.True(t, ok, "JES_IMAGE %q is not repository@digest", env.Image)
+	args := []string{"install", deployRelease, "../chart", "-n", ns,
+		"--set", "image.repository=" + repo, "--set", "image.digest=" + digest,
+		"--set", "distributor.enabled=false",
+		"--set", "remoteControlPlane.api.protocol=http",
+		"--set", "remoteControlPlane.api.hostname=" + apiHost,
+		"--set", "remoteControlPlane.api.token=" + apiToken}
+	runHelm(t, helm, append(append(args, extra...), "--wait", "--timeout", "120s")...)
 }
 
 func runHelm(t *testing.T, helm string, args ...string) {

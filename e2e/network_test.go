@@ -267,22 +267,14 @@ func TestNetworkPolicyEnforced(t *testing.T) {
 		"@NAME@", "dnsprobe."+other+".svc.cluster.local").Replace(netpolConfig)
 	api := nodeKeptnAPI(t, nodeIP, cfg)
 
-	repo, digest, ok := strings.Cut(env.Image, "@")
-	require.True(t, ok, "JES_IMAGE %q is not repository@digest", env.Image)
-	runHelm(t, helm, "install", deployRelease, "../chart", "-n", ns,
-		"--set", "image.repository="+repo, "--set", "image.digest="+digest,
-		"--set", "distributor.enabled=false",
-		"--set", "remoteControlPlane.api.protocol=http",
-		"--set", "remoteControlPlane.api.hostname="+api.Host,
-		"--set", "remoteControlPlane.api.token="+apiToken,
+	installDirect(t, helm, ns, api.Host,
 		"--set-json", `networkPolicy.ingress.from=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"`+allowed+`"}}}]`,
 		"--set", "networkPolicy.egress.enabled=true",
 		"--set", "networkPolicy.egress.k8sMasterCIDR="+nodeIP+"/32",
 		"--set", "networkPolicy.egress.k8sMasterPort=6443",
 		"--set-json", `networkPolicy.egress.keptnApiCIDRs=["`+nodeIP+`/32"]`,
 		"--set", "jobConfig.networkPolicy.enabled=true",
-		"--set-json", `jobConfig.networkPolicy.blockCIDRs=["10.244.0.0/16","`+nodeIP+`/32"]`,
-		"--wait", "--timeout", "120s")
+		"--set-json", `jobConfig.networkPolicy.blockCIDRs=["10.244.0.0/16","`+nodeIP+`/32"]`)
 	t.Cleanup(func() {
 		if t.Failed() {
 			dumpRelease(t, ns)

@@ -43,7 +43,7 @@ func kubeClients(e *env, log *zap.Logger, reg prometheus.Registerer) (kubernetes
 	if err != nil {
 		return nil, nil, err
 	}
-	registerThrottleMetric(newThrottleObserver(log, reg))
+	registerClientMetrics(newThrottleObserver(log, reg), newRequestLatency(reg))
 	cfg.Wrap(newRequestCounter(reg).wrap)
 	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
@@ -67,9 +67,29 @@ func restConfig(e *env) (*rest.Config, error) {
 	return cfg, nil
 }
 
-// registerThrottleMetric hands o to client-go, which accepts one registration per process.
-func registerThrottleMetric(o *throttleObserver) {
-	metrics.Register(metrics.RegisterOpts{RateLimiterLatency: o})
+// registerClientMetrics hands the observers to client-go, which accepts one registration per
+// process.
+func registerClientMetrics(o *throttleObserver, l *requestLatency) {
+	metrics.Register(metrics.RegisterOpts{RateLimiterLatency: o, RequestLatency: l})
+}
+
+// requestLatency is how long requests took, by verb: with the request counts,
+// what tells a slow API server from a slow service (make bench reports it next to its baseline).
+type requestLatency struct{ seconds *prometheus.HistogramVec }
+
+func newRequestLatency(reg prometheus.Registerer) *requestLatency {
+	l := &requestLatency{seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "jes_kube_api_request_duration_seconds",
+		Help:    "Time the service's Kubernetes API requests took, by HTTP method (including any wait for the client's rate limiter, which jes_kube_client_throttled_seconds shows apart).",
+		Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30},
+	}, []string{"verb"})}
+	reg.MustRegister(l.seconds)
+	return l
+}
+
+// Observe implements metrics.LatencyMetric.
+func (l *requestLatency) Observe(_ context.Context, verb string, _ url.URL, latency time.Duration) {
+	l.seconds.WithLabelValues(verb).Observe(latency.Seconds())
 }
 
 // throttleObserver receives client-go's rate limiter waits: a histogram of them, and a

@@ -75,6 +75,7 @@ func TestKubeClientThrottlingShows(t *testing.T) {
 # TYPE jes_kube_api_requests_total counter
 jes_kube_api_requests_total{resource="configmaps",verb="get"} 4
 `), "jes_kube_api_requests_total"), "every request counted once")
+	assert.Equal(t, 1, testutil.CollectAndCount(reg, "jes_kube_api_request_duration_seconds"), "the API server's time, one verb")
 }
 
 func TestRequestKind(t *testing.T) {

@@ -57,13 +57,19 @@ const initImageStandIn = "job-executor-service"
 // lint parses and validates each job config file as the service would and runs the service's
 // checks on each task, printing "<file>: <problem>" lines; the exit code is 1 when any file
 // has a problem, 2 for bad flags or settings.
-func lint(args []string, getenv func(string) string, out io.Writer) int {
-	fs := flag.NewFlagSet("lint", flag.ContinueOnError)
+// subcommandFlags is a subcommand's flag set: errors and -h (usage, then the flags) go to out.
+func subcommandFlags(name, usage string, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() {
-		fmt.Fprint(out, lintUsage)
+		fmt.Fprint(out, usage)
 		fs.PrintDefaults()
 	}
+	return fs
+}
+
+func lint(args []string, getenv func(string) string, out io.Writer) int {
+	fs := subcommandFlags("lint", lintUsage, out)
 	format := fs.String("format", "text", `output: text ("FILE: line N: problem" lines, "FILE: ok") or json (an array of {file, line, severity, message})`)
 	given := settingFlags(fs, lintSettings)
 	if err := fs.Parse(args); err != nil {

@@ -60,12 +60,7 @@ func render(args []string, getenv func(string) string, stdout, stderr io.Writer)
 		fmt.Fprintf(stderr, "%s %s\n", pal.red("render:"), fmt.Sprintf(format, a...))
 		return 2
 	}
-	fs := flag.NewFlagSet("render", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, renderUsage)
-		fs.PrintDefaults()
-	}
+	fs := subcommandFlags("render", renderUsage, stderr)
 	configFile := fs.String("config", "", "the job config (job/config.yaml)")
 	eventFile := fs.String("event", "", "the CloudEvent, structured JSON")
 	filesDir := fs.String("files", "", "the directory task files are read from (the one holding job/)")

@@ -48,12 +48,7 @@ func send(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 	problem := func(format string, a ...any) {
 		fmt.Fprintf(stderr, "%s %s\n", pal.red("send:"), fmt.Sprintf(format, a...))
 	}
-	fs := flag.NewFlagSet("send", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, sendUsage)
-		fs.PrintDefaults()
-	}
+	fs := subcommandFlags("send", sendUsage, stderr)
 	to := fs.String("to", "", "the receiver's URL, e.g. http://localhost:8080/")
 	file := fs.String("file", "", "the event, a CloudEvent in structured JSON")
 	eventType := fs.String("type", "", "the event type, e.g. sh.keptn.event.test.triggered")

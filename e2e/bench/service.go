@@ -130,6 +130,23 @@ func (s *service) requests() (map[string]float64, error) {
 	return out, nil
 }
 
+// histogram is the sum and count of a histogram's series whose label has the given value.
+func (s *service) histogram(name, label, value string) (sum float64, count uint64) {
+	mf, err := s.metrics()
+	if err != nil || mf[name] == nil {
+		return 0, 0
+	}
+	for _, m := range mf[name].Metric {
+		for _, l := range m.Label {
+			if l.GetName() == label && l.GetValue() == value {
+				sum += m.GetHistogram().GetSampleSum()
+				count += m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	return sum, count
+}
+
 func (s *service) gauge(name string) float64 {
 	mf, err := s.metrics()
 	if err != nil || mf[name] == nil || len(mf[name].Metric) == 0 {
