@@ -36,6 +36,12 @@ type Acceptor interface {
 	Accept(ctx context.Context, e cloudevents.Event) (*cloudevents.Event, error)
 }
 
+// StatusReader answers the status of a Keptn context's events (lifecycle.Processor). Its errors:
+// lifecycle.ErrNoStatus (404), lifecycle.ErrUnavailable (503), anything else 500.
+type StatusReader interface {
+	Status(ctx context.Context, keptnContext, eventID string) (*lifecycle.Status, error)
+}
+
 // Defaults of the ServerOptions (and of RCV_PATH and MAX_REQUEST_BYTES). The largest body
 // taken in is the largest event an event record can hold: a larger one could never be stored.
 const (
@@ -57,6 +63,10 @@ type ServerOptions struct {
 	// "Authorization: Bearer <token>" (RCV_TOKEN): for receivers reachable from outside a
 	// pod or cluster. Health and metrics stay open.
 	Token string
+	// Status, when set, serves GET /v1/status/{shkeptncontext} on the receiver (never on the
+	// monitoring listener: it shows task data), behind Token. cmd sets it only when Token is set
+	// and event records are signed.
+	Status StatusReader
 	// Profiling serves Go's pprof profiles under /debug/pprof next to the metrics
 	// (PPROF_ENABLED); off by default, as they show the service's internals to whoever can
 	// reach the monitoring port.
@@ -89,6 +99,9 @@ func (s *Server) Drain() { s.draining.Store(true) }
 func (s *Server) Router() http.Handler {
 	r := s.monitoring()
 	r.With(s.authorize).Post(s.opts.Path, s.receive)
+	if s.opts.Status != nil {
+		r.With(s.authorize).Get(StatusRoute, s.status)
+	}
 	return r
 }
 

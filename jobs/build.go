@@ -86,7 +86,7 @@ func Build(s Settings, in TaskInput) (*Built, error) {
 		return nil, &TaskError{Task: t.Name, Reason: fmt.Sprintf(format, args...)}
 	}
 	name := JobName(in.Event.Source, in.Event.ID, in.ActionIdx, in.TaskIdx)
-	ns := firstNonEmpty(t.Namespace, s.Namespace, DefaultNamespace)
+	ns := TaskNamespace(s, t)
 	// An installation that sets no security context gets the hardened defaults, never none.
 	if s.PodSecurityContext == nil {
 		s.PodSecurityContext = DefaultPodSecurityContext()
@@ -226,6 +226,11 @@ func Build(s Settings, in TaskInput) (*Built, error) {
 		job.Spec.ActiveDeadlineSeconds = ptr(s.TaskDeadlineSeconds)
 	}
 	return &Built{Job: job, Files: cm, Namespace: ns, MaxPollDuration: maxPoll}, nil
+}
+
+// TaskNamespace is the namespace the Job of task t runs in: the task's own, else JOB_NAMESPACE.
+func TaskNamespace(s Settings, t config.Task) string {
+	return firstNonEmpty(t.Namespace, s.Namespace, DefaultNamespace)
 }
 
 func buildLabels(s Settings, in TaskInput, name string) (map[string]string, error) {

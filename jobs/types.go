@@ -111,3 +111,31 @@ type Result struct {
 	// it never started, RanTo when it had not finished when the runner stopped watching.
 	RanFrom, RanTo time.Time
 }
+
+// Phases of a TaskState: what the cluster shows of one task's Job.
+const (
+	// PhaseWaiting: no Job yet; the event is unfinished, so the task may still run.
+	PhaseWaiting = "Waiting"
+	// PhasePending: the Job exists but its task container is not running yet.
+	PhasePending = "Pending"
+	// PhaseRunning: the task container runs.
+	PhaseRunning   = "Running"
+	PhaseSucceeded = "Succeeded"
+	PhaseFailed    = "Failed"
+	// PhaseSkipped: an earlier task of the action failed, so this one never runs.
+	PhaseSkipped = "Skipped"
+	// PhaseGone: no Job and the event is finished: the task was never run (its action was
+	// refused) or its Job was removed (ttlSecondsAfterFinished, or deleted when it overran
+	// maxPollDuration).
+	PhaseGone = "Gone"
+)
+
+// TaskState is what the cluster shows of one task's Job (GET /v1/status).
+type TaskState struct {
+	Phase string
+	// Start is the Job's start, End its completion or failure (zero while unknown).
+	Start, End time.Time
+	// Reason and Message explain a Failed or a stuck Pending Job (e.g. BackoffLimitExceeded,
+	// DeadlineExceeded, ImagePullBackOff).
+	Reason, Message string
+}

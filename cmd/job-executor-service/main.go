@@ -95,7 +95,7 @@ func serve() error {
 			"so whoever can create ConfigMaps there can make this service run containers; the Helm chart and the Knative manifests set a key",
 			zap.String("jobNamespace", e.Settings.Namespace))
 	}
-	proc := lifecycle.New(ctx, lifecycle.Deps{
+	deps := lifecycle.Deps{
 		Loader: config.NewLoader(src, config.WithCommitlessTTL(e.ConfigCacheTTL)),
 		Files: func(ctx context.Context, ref config.Ref, level config.Level, paths []string) (map[string][]byte, error) {
 			return config.CollectFiles(ctx, src, ref, level, paths, e.MaxFileBytes)
@@ -105,7 +105,18 @@ func serve() error {
 		Records: store,
 		Log:     log,
 		Metrics: lifecycle.NewMetrics(reg),
-	}, lifecycle.Options{
+	}
+	// The status shows task data: only behind the receiver's token, and only from records
+	// whose signature tells this service's from planted ones.
+	statusOn := e.Token != "" && store.Signed()
+	if statusOn {
+		index := store.NewIndex()
+		if err := index.Run(ctx); err != nil {
+			return err
+		}
+		deps.Index, deps.Tasks = index, runner.Watcher()
+	}
+	proc := lifecycle.New(ctx, deps, lifecycle.Options{
 		Instance:             e.Instance,
 		Settings:             e.Settings,
 		AlwaysSendFinished:   e.AlwaysSendFinished,
@@ -133,20 +144,24 @@ func serve() error {
 	defer stopMaintain()
 	maintained := make(chan struct{})
 	go func() { defer close(maintained); proc.Maintain(maintainCtx, e.InstanceLease/2) }()
-	srv := handler.NewServer(proc, log, handler.ServerOptions{
+	opts := handler.ServerOptions{
 		Path: e.Path, MaxBodyBytes: e.MaxBodyBytes, Gatherer: reg, Token: e.Token, Profiling: e.Profiling,
 		Ready: func(ctx context.Context) error {
 			_, err := kube.Discovery().ServerVersion()
 			return err
 		},
-	})
+	}
+	if statusOn {
+		opts.Status = proc
+	}
+	srv := handler.NewServer(proc, log, opts)
 	httpSrvs := httpServers(e, srv)
 	errc := make(chan error, len(httpSrvs))
 	for _, h := range httpSrvs {
 		go func() { errc <- h.ListenAndServe() }()
 	}
 	log.Info("listening", zap.String("receiver", httpSrvs[0].Addr), zap.Int("monitoringPort", e.MonitoringPort),
-		zap.String("path", e.Path), zap.String("jobNamespace", e.Settings.Namespace))
+		zap.String("path", e.Path), zap.String("jobNamespace", e.Settings.Namespace), zap.Bool("statusRoute", statusOn))
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)

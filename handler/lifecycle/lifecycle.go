@@ -6,6 +6,7 @@
 //	report.go     report: .started, .finished and sh.keptn.log.error, the one place events leave
 //	recovery.go   resume what a stopped instance left unfinished
 //	render.go     Render: plan and execute's checks and builder without side effects (the render command)
+//	status.go     Status: what the event records and Jobs of a Keptn context show (GET /v1/status)
 //
 // It must not speak HTTP (handler does), build Jobs (jobs does), talk to Kubernetes directly
 // (jobs/run and jobs/records do) or encode Keptn events (handler/keptn does).
@@ -70,6 +71,9 @@ type Deps struct {
 	Log     *zap.Logger
 	// Metrics may be nil: nothing is recorded.
 	Metrics *Metrics
+	// Index and Tasks, with Records, answer Status; without them Status is off.
+	Index RecordIndex
+	Tasks TaskStates
 }
 
 // Defaults of the Options (and of the environment variables that set them).

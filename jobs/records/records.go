@@ -87,8 +87,11 @@ type Record struct {
 	ActionIndex []int
 	ConfigHash  string
 	Level       string
-	Started     bool // .started was delivered
-	Finished    bool // .finished was delivered
+	// KeptnContext labels the record (jobs.LabelKeptnContext, sanitised) so that the status
+	// of a Keptn context finds its records; the label is a hint, the signed event is the truth.
+	KeptnContext string
+	Started      bool // .started was delivered
+	Finished     bool // .finished was delivered
 	// FinishedAt is when Finished was recorded (zero while unfinished).
 	FinishedAt time.Time
 	// Owner is the instance that runs the event.
@@ -188,6 +191,9 @@ func (s *Store) Create(ctx context.Context, r Record) (existing *Record, err err
 		Immutable:  &immutable, // data never changes; metadata (labels, annotations) still may
 		BinaryData: map[string][]byte{recordEvent: r.Event, recordConfig: r.Config},
 		Data:       map[string]string{recordLevel: r.Level},
+	}
+	if r.KeptnContext != "" {
+		cm.Labels[jobs.LabelKeptnContext] = jobs.LabelValue(r.KeptnContext)
 	}
 	if r.ActionIndex != nil {
 		delete(cm.BinaryData, recordConfig)

@@ -343,3 +343,22 @@ func TestRecordsTooLarge(t *testing.T) {
 	assert.Contains(t, err.Error(), "at most 1048576 bytes")
 	assert.Empty(t, client.Actions(), "the API server is not asked")
 }
+
+// TestRecordContextLabel: a record carries its Keptn context as a label, sanitised (the
+// context is the event sender's), so that the status index finds it.
+func TestRecordContextLabel(t *testing.T) {
+	ctx := context.Background()
+	client := fake.NewClientset()
+	s := newStore(client, "keptn", "pod-a", nil)
+	for name, tc := range map[string]struct{ context, label string }{
+		"uuid":    {"138f7bf1-f027-42c4-b705-9033b5f5871e", "138f7bf1-f027-42c4-b705-9033b5f5871e"},
+		"hostile": {"a/b\"c", "a_b_c"},
+	} {
+		r := Record{Name: jobs.RecordName("src", name), Event: []byte(`{}`), Config: []byte("apiVersion: v2"), Level: "stage", KeptnContext: tc.context}
+		_, err := s.Create(ctx, r)
+		require.NoError(t, err)
+		cm, err := client.CoreV1().ConfigMaps("keptn").Get(ctx, r.Name, metav1.GetOptions{})
+		require.NoError(t, err)
+		assert.Equal(t, tc.label, cm.Labels[jobs.LabelKeptnContext], name)
+	}
+}

@@ -218,7 +218,7 @@ func (r *Runner) wait(ctx context.Context, b *jobs.Built, nw *nsWatch, sub *subs
 				return r.finished(ctx, cur, *end, pods, task)
 			}
 		}
-		reason, msg, next := st.check(time.Now(), r.jobPods(nw, job), r.failedCreate(nw, job))
+		reason, msg, next := st.check(time.Now(), jobPods(nw, job), failedCreate(nw, job))
 		if reason != "" {
 			log.Info("task is stuck", zap.String("reason", reason), zap.String("message", msg))
 			r.abort(job, log)
@@ -245,7 +245,7 @@ func (r *Runner) wait(ctx context.Context, b *jobs.Built, nw *nsWatch, sub *subs
 				End:     time.Now(),
 			}
 			// The watched pods are as recent as anything at an arbitrary moment.
-			pods := podValues(r.jobPods(nw, job))
+			pods := podValues(jobPods(nw, job))
 			res.Logs = r.logsOf(ctx, job, pods)
 			res.RanFrom, res.RanTo = taskRan(pods)
 			r.abort(job, log)
@@ -306,7 +306,7 @@ func endCondition(job *batchv1.Job) *batchv1.JobCondition {
 // failed only after it saw it terminate (or go away), so the cache must show at least
 // that many terminated pods, and its active ones.
 func (r *Runner) cachedPods(nw *nsWatch, job *batchv1.Job) ([]corev1.Pod, bool) {
-	pods := podValues(r.jobPods(nw, job))
+	pods := podValues(jobPods(nw, job))
 	var done int32
 	for _, p := range pods {
 		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed || p.DeletionTimestamp != nil {
@@ -458,7 +458,7 @@ func ownedBy(p *corev1.Pod, job *batchv1.Job) bool {
 	return true
 }
 
-func (r *Runner) jobPods(nw *nsWatch, job *batchv1.Job) []*corev1.Pod {
+func jobPods(nw *nsWatch, job *batchv1.Job) []*corev1.Pod {
 	pods, err := nw.pods.Pods(job.Namespace).List(labels.SelectorFromSet(labels.Set{jobs.LabelJob: job.Name}))
 	if err != nil {
 		return nil
@@ -472,7 +472,7 @@ func (r *Runner) jobPods(nw *nsWatch, job *batchv1.Job) []*corev1.Pod {
 	return out
 }
 
-func (r *Runner) failedCreate(nw *nsWatch, job *batchv1.Job) []*corev1.Event {
+func failedCreate(nw *nsWatch, job *batchv1.Job) []*corev1.Event {
 	events, err := nw.events.Events(job.Namespace).List(labels.Everything())
 	if err != nil {
 		return nil

@@ -15,15 +15,16 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/metadata"
 	metadatafake "k8s.io/client-go/metadata/fake"
 )
 
-// Metadata lists the ConfigMaps of a fake clientset as the API server lists metadata: label
-// selector applied, in name order, in pages of ListOptions.Limit joined by Continue tokens.
-// client-go's metadata fake keeps objects of its own and drops Limit and Continue, so List of
-// ConfigMaps is served here; everything else is the fake's.
+// Metadata lists and watches the ConfigMaps of a fake clientset as the API server serves
+// metadata: label selector applied; lists in name order, in pages of ListOptions.Limit joined
+// by Continue tokens. client-go's metadata fake keeps objects of its own and drops Limit and
+// Continue, so List and Watch of ConfigMaps are served here; everything else is the fake's.
 type Metadata struct {
 	*metadatafake.FakeMetadataClient
 	client *fake.Clientset
@@ -102,4 +103,23 @@ func (l lister) List(_ context.Context, opts metav1.ListOptions) (*metav1.Partia
 		out.Continue = strconv.Itoa(start + int(opts.Limit))
 	}
 	return out, nil
+}
+
+func (l lister) Watch(_ context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+	sel, err := labels.Parse(opts.LabelSelector)
+	if err != nil {
+		return nil, err
+	}
+	w, err := l.m.client.Tracker().Watch(configMaps, l.namespace)
+	if err != nil {
+		return nil, err
+	}
+	return watch.Filter(w, func(e watch.Event) (watch.Event, bool) {
+		cm, ok := e.Object.(*corev1.ConfigMap)
+		if !ok {
+			return e, true
+		}
+		e.Object = meta.AsPartialObjectMetadata(cm)
+		return e, sel.Matches(labels.Set(cm.Labels))
+	}), nil
 }
