@@ -142,16 +142,54 @@ func baseData(in *Incoming) keptnv2.EventData {
 	return keptnv2.EventData{Project: in.Data.Project, Stage: in.Data.Stage, Service: in.Data.Service, Labels: in.Data.Labels}
 }
 
+// PlannedTask is one task .started announces: its name and the Job that will run it.
+type PlannedTask struct {
+	Name      string `json:"name"`
+	Job       string `json:"job"`
+	Namespace string `json:"namespace"`
+}
+
+// PlannedAction is one action .started announces, its tasks in the order they run.
+type PlannedAction struct {
+	Name  string        `json:"name"`
+	Tasks []PlannedTask `json:"tasks"`
+}
+
+// StartedData is the .started payload: Keptn's EventData plus, in data.jobExecutor, the
+// actions and tasks that will run. Keptn keeps data fields it does not know (the
+// shipyard-controller stores the whole event; its models read only EventData's fields).
+type StartedData struct {
+	keptnv2.EventData
+	JobExecutor *StartedTasks `json:"jobExecutor,omitempty"`
+}
+
+// StartedTasks is data.jobExecutor of .started.
+type StartedTasks struct {
+	Actions []PlannedAction `json:"actions"`
+}
+
 // Started is the .started answer to a .triggered event, within maxBytes as encoded (0: no
-// bound): labels that do not fit are not echoed.
-func Started(in *Incoming, maxBytes int) cloudevents.Event {
+// bound), announcing the planned actions. Echoed labels come first: when the event with the
+// plan and every label would not fit, it goes without the plan, and labels that do not fit
+// are not echoed.
+func Started(in *Incoming, planned []PlannedAction, maxBytes int) cloudevents.Event {
 	t, _ := keptnv2.GetEventTypeForTriggeredEvent(in.Event.Type(), ".started")
 	h := header(in, t)
+	data := func(labels map[string]string, planned []PlannedAction) StartedData {
+		d := StartedData{EventData: baseData(in)}
+		d.Labels, d.Status = labels, keptnv2.StatusSucceeded
+		if len(planned) > 0 {
+			d.JobExecutor = &StartedTasks{Actions: planned}
+		}
+		return d
+	}
+	if len(planned) > 0 {
+		if e := withData(h, data(in.Data.Labels, planned)); maxBytes <= 0 || encodedSize(e) <= maxBytes {
+			return e
+		}
+	}
 	return fitted(maxBytes, in.Data.Labels, "", nil, func(labels map[string]string, _ string) cloudevents.Event {
-		d := baseData(in)
-		d.Labels = labels
-		d.Status = keptnv2.StatusSucceeded
-		return withData(h, d)
+		return withData(h, data(labels, nil))
 	})
 }
 

@@ -50,13 +50,13 @@ func TestDecodeAndAnswers(t *testing.T) {
 	assert.Equal(t, "ctx-1", in.JobEvent().KeptnContext)
 	assert.True(t, IsTriggered(e.Type()))
 
-	for _, out := range []cloudevents.Event{Started(in, 0), Finished(in, Summary{OK: true}, 0), ErrorLog(in, "boom", 0)} {
+	for _, out := range []cloudevents.Event{Started(in, nil, 0), Finished(in, Summary{OK: true}, 0), ErrorLog(in, "boom", 0)} {
 		assert.Equal(t, Source, out.Source())
 		assert.Equal(t, "id-1", out.Extensions()["triggeredid"])
 		assert.Equal(t, "ctx-1", out.Extensions()["shkeptncontext"])
 		assert.Equal(t, "c0ffee", out.Extensions()["gitcommitid"])
 	}
-	assert.Equal(t, "sh.keptn.event.test.started", Started(in, 0).Type())
+	assert.Equal(t, "sh.keptn.event.test.started", Started(in, nil, 0).Type())
 	assert.Equal(t, "sh.keptn.event.test.finished", Finished(in, Summary{}, 0).Type())
 	assert.Equal(t, "sh.keptn.log.error", ErrorLog(in, "boom", 0).Type())
 }

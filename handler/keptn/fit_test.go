@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
+	keptnv2 "github.com/keptn/go-utils/pkg/lib/v0_2_0"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -174,7 +175,7 @@ func TestStartedAndErrorLogFit(t *testing.T) {
 		labels[fmt.Sprintf("note-%02d", i)] = strings.Repeat("<&>", 400)
 	}
 	in := incoming(t, testTriggered, labels)
-	started := Started(in, DefaultMaxEventBytes)
+	started := Started(in, nil, DefaultMaxEventBytes)
 	assert.LessOrEqual(t, len(wire(t, started)), DefaultMaxEventBytes)
 	d := data(t, started)
 	assert.Equal(t, "17", d["labels"].(map[string]any)["buildId"])
@@ -182,7 +183,7 @@ func TestStartedAndErrorLogFit(t *testing.T) {
 	assert.NotContains(t, d, "message")
 
 	small := incoming(t, testTriggered, map[string]string{"a": "b"})
-	assert.Equal(t, map[string]any{"a": "b"}, data(t, Started(small, DefaultMaxEventBytes))["labels"], "untouched when it fits")
+	assert.Equal(t, map[string]any{"a": "b"}, data(t, Started(small, nil, DefaultMaxEventBytes))["labels"], "untouched when it fits")
 
 	e := ErrorLog(small, strings.Repeat("\x1b[31m<oops>", 60_000)+"LAST", DefaultMaxEventBytes)
 	assert.LessOrEqual(t, len(wire(t, e)), DefaultMaxEventBytes)
@@ -227,4 +228,36 @@ func abs(n int) int {
 		return -n
 	}
 	return n
+}
+
+// .started announces the planned tasks in data.jobExecutor, which Keptn's models read past:
+// the payload still decodes as keptnv2.EventData. When the plan and every echoed label would
+// not fit, the labels win and the plan is left out.
+func TestStartedAnnouncesTasks(t *testing.T) {
+	planned := []PlannedAction{{Name: "Deploy", Tasks: []PlannedTask{
+		{Name: "prepare", Job: "jes-0123456789abcdef-0-0", Namespace: "keptn"},
+		{Name: "apply", Job: "jes-0123456789abcdef-0-1", Namespace: "team-a"},
+	}}}
+	in := incoming(t, testTriggered, map[string]string{"buildId": "17"})
+	e := Started(in, planned, DefaultMaxEventBytes)
+	var d StartedData
+	require.NoError(t, json.Unmarshal(e.Data(), &d))
+	require.NotNil(t, d.JobExecutor)
+	assert.Equal(t, planned, d.JobExecutor.Actions)
+	var keptnData keptnv2.EventData
+	require.NoError(t, json.Unmarshal(e.Data(), &keptnData))
+	assert.Equal(t, keptnv2.StatusSucceeded, keptnData.Status)
+	assert.Equal(t, "17", keptnData.Labels["buildId"])
+	assert.Equal(t, in.Data.Project, keptnData.Project)
+
+	many := []PlannedAction{{Name: "Big"}}
+	for i := range 3000 {
+		many[0].Tasks = append(many[0].Tasks, PlannedTask{Name: fmt.Sprintf("task-%04d", i), Job: fmt.Sprintf("jes-0123456789abcdef-0-%d", i), Namespace: "keptn"})
+	}
+	big := Started(in, many, DefaultMaxEventBytes)
+	assert.LessOrEqual(t, len(wire(t, big)), DefaultMaxEventBytes)
+	bd := data(t, big)
+	assert.NotContains(t, bd, "jobExecutor")
+	assert.Equal(t, "17", bd["labels"].(map[string]any)["buildId"])
+	assert.NotContains(t, data(t, Started(in, nil, 0)), "jobExecutor", "no plan, no field")
 }

@@ -95,31 +95,39 @@ func (p *Processor) plan(ctx context.Context, in *keptn.Incoming, log *zap.Logge
 		return pl, nil
 	}
 	p.deps.Metrics.event("matched")
-	pl.run(loaded, actions, p.opts.MaxEventBytes)
+	pl.run(loaded, actions, p.opts)
 	return pl, nil
 }
 
 func (pl *plan) reportProblem(msg string, asFinished bool, maxEventBytes int) {
 	pl.outcome, pl.problem, pl.problemAsFinished = reportProblem, msg, asFinished
 	if asFinished {
-		s := keptn.Started(pl.in, maxEventBytes)
+		s := keptn.Started(pl.in, nil, maxEventBytes)
 		pl.started = &s
 	}
 }
 
-// run plans the matched actions. Only a .triggered event has a .started/.finished to answer with.
-func (pl *plan) run(loaded *config.Loaded, actions []config.MatchedAction, maxEventBytes int) {
+// run plans the matched actions. Only a .triggered event has a .started/.finished to answer
+// with; its .started names the tasks of the reporting actions and their Jobs.
+func (pl *plan) run(loaded *config.Loaded, actions []config.MatchedAction, opts Options) {
 	pl.outcome, pl.loaded, pl.configHash, pl.matched = runActions, loaded, jobs.ConfigHash(loaded.Raw), actions
 	triggered := keptn.IsTriggered(pl.in.Event.Type())
+	var planned []keptn.PlannedAction
 	for _, a := range actions {
 		if a.Action.Silent || !triggered {
 			pl.silent = append(pl.silent, a)
-		} else {
-			pl.reporting = append(pl.reporting, a)
+			continue
 		}
+		pl.reporting = append(pl.reporting, a)
+		pa := keptn.PlannedAction{Name: a.Action.Name, Tasks: make([]keptn.PlannedTask, len(a.Action.Tasks))}
+		for i, t := range a.Action.Tasks {
+			pa.Tasks[i] = keptn.PlannedTask{Name: t.Name, Namespace: jobs.TaskNamespace(opts.Settings, t),
+				Job: jobs.JobName(pl.in.Event.Source(), pl.in.Event.ID(), a.Index, i)}
+		}
+		planned = append(planned, pa)
 	}
 	if len(pl.reporting) > 0 {
-		s := keptn.Started(pl.in, maxEventBytes)
+		s := keptn.Started(pl.in, planned, opts.MaxEventBytes)
 		pl.started = &s
 	}
 }

@@ -74,7 +74,7 @@ func (p *Processor) resumeRecord(ctx context.Context, listed records.Record, atS
 		}
 		return false
 	}
-	pl, parseErr := planFromRecord(*r, log, p.opts.MaxEventBytes)
+	pl, parseErr := planFromRecord(*r, log, p.opts)
 	if parseErr == nil && p.admit.known(pl.in.Key()) {
 		return false
 	}
@@ -163,7 +163,7 @@ func rejectedKey(r records.Record) string { return r.Name + "/" + r.Version() }
 
 // planFromRecord plans what the first delivery planned: the stored event with the stored
 // actions, so that recovery runs what that delivery would have run.
-func planFromRecord(r records.Record, log *zap.Logger, maxEventBytes int) (*plan, error) {
+func planFromRecord(r records.Record, log *zap.Logger, opts Options) (*plan, error) {
 	var e cloudevents.Event
 	if err := json.Unmarshal(r.Event, &e); err != nil {
 		return nil, fmt.Errorf("event: %w", err)
@@ -186,7 +186,7 @@ func planFromRecord(r records.Record, log *zap.Logger, maxEventBytes int) (*plan
 	}
 	pl := &plan{in: in, startedSent: r.Started,
 		log: log.With(zap.String("keptnContext", in.KeptnContext), zap.String("eventID", in.Event.ID()), zap.String("type", in.Event.Type()))}
-	pl.run(loaded, actions, maxEventBytes)
+	pl.run(loaded, actions, opts)
 	if r.ActionIndex != nil {
 		pl.configHash = r.ConfigHash // of the whole config, as on the first delivery's Jobs
 	}

@@ -121,7 +121,7 @@ func (p *Processor) Status(ctx context.Context, keptnContext, eventID string) (*
 			st.Unverified++
 			continue
 		}
-		pl, err := planFromRecord(*r, p.deps.Log, p.opts.MaxEventBytes)
+		pl, err := planFromRecord(*r, p.deps.Log, p.opts)
 		if err != nil {
 			p.deps.Log.Warn("status: a verified event record cannot be read", zap.String("record", r.Name), zap.Error(err))
 			continue

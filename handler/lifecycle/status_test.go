@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/keptn-contrib/job-executor-service/handler"
+	"github.com/keptn-contrib/job-executor-service/handler/keptn"
 	"github.com/keptn-contrib/job-executor-service/handler/lifecycle"
 	"github.com/keptn-contrib/job-executor-service/jobs"
 	"github.com/keptn-contrib/job-executor-service/jobs/run"
@@ -93,6 +94,25 @@ func TestFlowStatus(t *testing.T) {
 		{"Audit", "audit", jobs.PhaseSucceeded, "Completed"},
 	}, got)
 	assert.True(t, ev.Actions[2].Silent)
+
+	// .started announced the reporting actions' tasks and the Jobs the status shows.
+	var started struct {
+		JobExecutor keptn.StartedTasks `json:"jobExecutor"`
+	}
+	require.NoError(t, json.Unmarshal(f.events(t)[0].Raw, &struct {
+		Data any `json:"data"`
+	}{&started}))
+	var announced []task
+	for _, a := range started.JobExecutor.Actions {
+		for i, pt := range a.Tasks {
+			announced = append(announced, task{a.Name, pt.Name, "", ""})
+			st := ev.Actions[map[string]int{"Deploy": 0, "Notify": 1}[a.Name]].Tasks[i]
+			assert.Equal(t, st.Job, pt.Job)
+			assert.Equal(t, st.Namespace, pt.Namespace)
+		}
+	}
+	assert.Equal(t, []task{{"Deploy", "prepare", "", ""}, {"Deploy", "apply", "", ""}, {"Deploy", "verify", "", ""}, {"Notify", "notify", "", ""}}, announced,
+		"the silent action is not announced")
 
 	// By event id: the one event, or none.
 	assert.Len(t, status(t, f, flowContext, in.ID(), 1).Events, 1)
