@@ -24,6 +24,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 )
@@ -190,6 +191,14 @@ nodeSelector:
 extraEnv:
   - name: DEFAULT_TTL_SECONDS_AFTER_FINISHED
     value: "600"
+`},
+	{"monitoring", `
+monitoring:
+  prometheusRule:
+    enabled: true
+    labels: {release: kube-prometheus-stack}
+  dashboard:
+    enabled: true
 `},
 }
 
@@ -468,6 +477,8 @@ func TestRenderedObjects(t *testing.T) {
 					obj = &corev1.Service{}
 				case "NetworkPolicy":
 					obj = &networkingv1.NetworkPolicy{}
+				case "PrometheusRule":
+					obj = &prometheusRule{}
 				default:
 					t.Fatalf("unexpected kind %s", key)
 				}
@@ -475,6 +486,64 @@ func TestRenderedObjects(t *testing.T) {
 			}
 		})
 	}
+}
+
+// prometheusRule is the Prometheus Operator's PrometheusRule (monitoring.coreos.com/v1), the
+// fields chart/monitoring/rules.yaml may use: strict decoding refuses any other.
+type prometheusRule struct {
+	APIVersion string            `json:"apiVersion"`
+	Kind       string            `json:"kind"`
+	Metadata   metav1.ObjectMeta `json:"metadata"`
+	Spec       struct {
+		Groups []struct {
+			Name     string `json:"name"`
+			Interval string `json:"interval,omitempty"`
+			Rules    []struct {
+				Alert       string            `json:"alert,omitempty"`
+				Record      string            `json:"record,omitempty"`
+				Expr        string            `json:"expr"`
+				For         string            `json:"for,omitempty"`
+				Labels      map[string]string `json:"labels,omitempty"`
+				Annotations map[string]string `json:"annotations,omitempty"`
+			} `json:"rules"`
+		} `json:"groups"`
+	} `json:"spec"`
+}
+
+// TestMonitoring: the PrometheusRule and the dashboard ConfigMap exist only on request, carry
+// chart/monitoring's files unchanged (their Prometheus and Grafana templates untouched by Helm)
+// and the labels the user's Prometheus and Grafana select. chart/monitoring's own test checks
+// the expressions against the service's metrics.
+func TestMonitoring(t *testing.T) {
+	all := renderAll(t)
+	for name, docs := range all {
+		if name == "monitoring" {
+			continue
+		}
+		for key := range docs {
+			assert.False(t, strings.HasPrefix(key, "PrometheusRule/") || strings.HasSuffix(key, "-dashboard"), "%s renders %s by default", name, key)
+		}
+	}
+	docs := all["monitoring"]
+	var rule prometheusRule
+	decode(t, docs["PrometheusRule/"+release], &rule)
+	assert.Equal(t, "monitoring.coreos.com/v1", rule.APIVersion)
+	assert.Equal(t, "kube-prometheus-stack", rule.Metadata.Labels["release"])
+	rules, err := os.ReadFile("monitoring/rules.yaml")
+	require.NoError(t, err)
+	var fromFile, rendered any
+	require.NoError(t, yaml.Unmarshal(rules, &fromFile))
+	require.NoError(t, yaml.Unmarshal(docs["PrometheusRule/"+release], &rendered))
+	assert.Equal(t, fromFile, rendered.(map[string]any)["spec"])
+	require.NotEmpty(t, rule.Spec.Groups)
+	assert.Contains(t, rule.Spec.Groups[0].Rules[1].Annotations["description"], "{{ $labels.namespace }}")
+
+	var dash corev1.ConfigMap
+	decode(t, docs["ConfigMap/"+release+"-dashboard"], &dash)
+	assert.Equal(t, "1", dash.Labels["grafana_dashboard"])
+	file, err := os.ReadFile("monitoring/dashboard.json")
+	require.NoError(t, err)
+	assert.Equal(t, strings.TrimSpace(string(file)), dash.Data["job-executor-service.json"])
 }
 
 // TestRBACLeastPrivilege guards the security promises of the README.

@@ -38,13 +38,13 @@ const throttleLogEvery = time.Minute
 // data. Both are limited to KUBE_API_QPS/KUBE_API_BURST; time spent waiting for the limiter is
 // in jes_kube_client_throttled_seconds, and every request they send is counted in
 // jes_kube_api_requests_total.
-func kubeClients(e *env, log *zap.Logger, reg prometheus.Registerer) (kubernetes.Interface, metadata.Interface, error) {
+func kubeClients(e *env, m *serviceMetrics) (kubernetes.Interface, metadata.Interface, error) {
 	cfg, err := restConfig(e)
 	if err != nil {
 		return nil, nil, err
 	}
-	registerClientMetrics(newThrottleObserver(log, reg), newRequestLatency(reg))
-	cfg.Wrap(newRequestCounter(reg).wrap)
+	registerClientMetrics(m.throttle, m.latency)
+	cfg.Wrap(m.requests.wrap)
 	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, nil, err

@@ -59,7 +59,7 @@ func TestKubeClientThrottlingShows(t *testing.T) {
 	require.NoError(t, err)
 	core, logs := observer.New(zap.WarnLevel)
 	reg := prometheus.NewRegistry()
-	kube, _, err := kubeClients(e, zap.New(core), reg)
+	kube, _, err := kubeClients(e, newServiceMetrics(reg, zap.New(core)))
 	require.NoError(t, err)
 
 	for range 4 { // burst 1 at 5/s: three of them wait about 200 ms each
