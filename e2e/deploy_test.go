@@ -135,6 +135,35 @@ func TestDeployHelm(t *testing.T) {
 		t.FailNow()
 	}
 
+	// The status route (direct API mode: token and signed records) works under the chart's RBAC.
+	t.Run("status", func(t *testing.T) {
+		ev := triggered(t, "sh.keptn.event.test.triggered", nil)
+		started, err := sendSDK(t, svcURL, ev, auth)
+		require.NoError(t, err)
+		require.NotNil(t, started, "no .started reply")
+		waitEvent(t, api.Server, ev, "sh.keptn.event.test.finished", 2*time.Minute)
+		get := func(h http.Header) reply {
+			req, err := http.NewRequest(http.MethodGet, strings.TrimSuffix(svcURL, "/")+"/v1/status/"+kctxOf(ev), nil)
+			require.NoError(t, err)
+			for k := range h {
+				req.Header.Set(k, h.Get(k))
+			}
+			return do(t, req)
+		}
+		assert.Equal(t, http.StatusUnauthorized, get(nil).Status)
+		deadline := time.Now().Add(time.Minute)
+		for {
+			r := get(auth)
+			if r.Status == http.StatusOK && strings.Contains(string(r.Body), `"state":"finished"`) {
+				assert.Contains(t, string(r.Body), `"phase":"Succeeded"`)
+				assert.Contains(t, string(r.Body), ev.ID())
+				break
+			}
+			require.True(t, time.Now().Before(deadline), "status: %d %s", r.Status, r.Body)
+			time.Sleep(200 * time.Millisecond) // polling interval; the answer decides
+		}
+	})
+
 	t.Run("failed-create", func(t *testing.T) {
 		ev := triggered(t, "sh.keptn.event.deployment.triggered", nil)
 		started, err := sendSDK(t, svcURL, ev, auth)
@@ -263,6 +292,7 @@ func checkRBAC(t *testing.T, ns, extra string) {
 		{svcSA, "list", "configmaps", ns, true},
 		{svcSA, "patch", "configmaps", ns, true},
 		{svcSA, "delete", "configmaps", ns, true},
+		{svcSA, "watch", "configmaps", ns, true}, // direct API mode: the status route's record index
 		{svcSA, "create", "leases.coordination.k8s.io", ns, true},
 		{svcSA, "update", "leases.coordination.k8s.io", ns, true},
 		// What it must not do.
