@@ -27,18 +27,11 @@ import (
 const statusConfig = `apiVersion: v2
 actions:
   - name: "Rollout"
-    events:
-      - name: "sh.keptn.event.deployment.triggered"
+    events: [{name: "sh.keptn.event.deployment.triggered"}]
     tasks:
-      - name: "wait for go"
-        image: "alpine"
-        cmd: [sh, -c, "until [ -f /keptn/go ]; do sleep 0.2; done; echo released"]
-      - name: "fail"
-        image: "alpine"
-        cmd: [sh, -c, "echo boom; exit 3"]
-      - name: "never"
-        image: "alpine"
-        cmd: ["true"]
+      - {name: "wait for go", image: "alpine", cmd: [sh, -c, "until [ -f /keptn/go ]; do sleep 0.2; done; echo released"]}
+      - {name: "fail", image: "alpine", cmd: [sh, -c, "echo boom; exit 3"]}
+      - {name: "never", image: "alpine", cmd: ["true"]}
 `
 
 const statusToken = "e2e-status-token"
