@@ -37,7 +37,7 @@ type Acceptor interface {
 }
 
 // StatusReader answers the status of a Keptn context's events (lifecycle.Processor). Its errors:
-// lifecycle.ErrNoStatus (404), lifecycle.ErrUnavailable (503), anything else 500.
+// lifecycle.ErrNoStatus (404), lifecycle.ErrStatusUnavailable (503), anything else 500.
 type StatusReader interface {
 	Status(ctx context.Context, keptnContext, eventID string) (*lifecycle.Status, error)
 }

@@ -70,7 +70,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 			msg = "no event " + eventID + " in Keptn context " + keptnContext
 		}
 		writeError(w, http.StatusNotFound, "not_found", msg+" is known here: not accepted by this service, or its event record was pruned (DEDUP_RETENTION_SECONDS after .finished)")
-	case errors.Is(err, lifecycle.ErrUnavailable):
+	case errors.Is(err, lifecycle.ErrStatusUnavailable):
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 	case err != nil:

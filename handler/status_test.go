@@ -31,7 +31,7 @@ const knownContext = "138f7bf1-f027-42c4-b705-9033b5f5871e"
 func fakeStatus(keptnContext, eventID string) (*lifecycle.Status, error) {
 	switch {
 	case keptnContext == "broken":
-		return nil, fmt.Errorf("%w: cache gone", lifecycle.ErrUnavailable)
+		return nil, fmt.Errorf("%w: cache gone", lifecycle.ErrStatusUnavailable)
 	case keptnContext != knownContext || eventID != "" && eventID != "e1":
 		return nil, lifecycle.ErrNoStatus
 	}

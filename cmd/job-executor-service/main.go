@@ -111,9 +111,7 @@ func serve() error {
 	statusOn := e.Token != "" && store.Signed()
 	if statusOn {
 		index := store.NewIndex()
-		if err := index.Run(ctx); err != nil {
-			return err
-		}
+		index.Start(ctx)
 		deps.Index, deps.Tasks = index, runner.Watcher()
 	}
 	proc := lifecycle.New(ctx, deps, lifecycle.Options{

@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"time"
 
@@ -26,6 +27,12 @@ type TaskStates interface {
 // ErrNoStatus means the service holds no event of that Keptn context (or no event of that id
 // in it): never accepted here, or its record was pruned.
 var ErrNoStatus = errors.New("no event of this Keptn context is known")
+
+// ErrStatusUnavailable means the cluster state could not be read (the index has not synced, a
+// record could not be read); asking again later may succeed (503).
+var ErrStatusUnavailable = errors.New("status unavailable")
+
+func statusUnavailable(err error) error { return fmt.Errorf("%w: %w", ErrStatusUnavailable, err) }
 
 // errStatusOff: Status needs the record index and the Job caches (Deps.Index, Deps.Tasks).
 var errStatusOff = errors.New("status is not configured")
@@ -99,7 +106,7 @@ func (p *Processor) Status(ctx context.Context, keptnContext, eventID string) (*
 	}
 	listed, err := p.deps.Index.ByContext(keptnContext)
 	if err != nil {
-		return nil, unavailable(err)
+		return nil, statusUnavailable(err)
 	}
 	st := &Status{KeptnContext: keptnContext, Events: []EventStatus{}}
 	if len(listed) > maxStatusRecords {
@@ -112,7 +119,7 @@ func (p *Processor) Status(ctx context.Context, keptnContext, eventID string) (*
 		}
 		r, err := p.deps.Records.Load(ctx, l.Name)
 		if err != nil {
-			return nil, unavailable(err)
+			return nil, statusUnavailable(err)
 		}
 		if r == nil {
 			continue // pruned meanwhile

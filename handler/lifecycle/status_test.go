@@ -20,21 +20,25 @@ import (
 	"github.com/keptn-contrib/job-executor-service/handler/keptn"
 	"github.com/keptn-contrib/job-executor-service/handler/lifecycle"
 	"github.com/keptn-contrib/job-executor-service/jobs"
+	"github.com/keptn-contrib/job-executor-service/jobs/records"
 	"github.com/keptn-contrib/job-executor-service/jobs/run"
 )
 
 const flowContext = "08735340-6f9e-4b32-97ff-3b6c292bc50i" // lct.Event's shkeptncontext
 
 // withStatus gives the flow's processor the record index and the runner's Job caches, as
-// cmd does when the status route is on.
+// cmd does when the status route is on. Until the index has synced, Status is unavailable.
 func withStatus(t *testing.T, f *flowEnv) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	index := f.store("test-instance", flowKey).NewIndex()
-	require.NoError(t, index.Run(ctx))
 	f.deps.Index, f.deps.Tasks = index, f.deps.Runner.(*run.Runner).Watcher()
 	f.restart(t)
+	_, err := f.proc.Status(ctx, flowContext, "")
+	require.ErrorIs(t, err, lifecycle.ErrStatusUnavailable, "index not started")
+	require.ErrorIs(t, err, records.ErrNotSynced)
+	index.Start(ctx)
 }
 
 // status asks until the index shows want events (it follows the records through a watch).

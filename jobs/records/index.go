@@ -2,9 +2,8 @@ package records
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"sort"
-	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/metadata/metadatainformer"
@@ -21,10 +20,6 @@ type Index struct {
 }
 
 const byContext = "keptn-context"
-
-// indexSyncTimeout bounds the first sync: a namespace this service may not watch fails Run
-// instead of hanging it.
-var indexSyncTimeout = 60 * time.Second
 
 // NewIndex returns an index over the store's namespace; Run starts it.
 func (s *Store) NewIndex() *Index {
@@ -50,21 +45,21 @@ func (s *Store) NewIndex() *Index {
 	return &Index{inf: inf}
 }
 
-// Run starts watching until ctx ends and returns once the cache has synced.
-func (i *Index) Run(ctx context.Context) error {
-	go i.inf.Run(ctx.Done())
-	syncCtx, cancel := context.WithTimeout(ctx, indexSyncTimeout)
-	defer cancel()
-	if !cache.WaitForCacheSync(syncCtx.Done(), i.inf.HasSynced) {
-		return fmt.Errorf("event record index did not sync within %s (missing RBAC permission to watch configmaps?)", indexSyncTimeout)
-	}
-	return nil
-}
+// Start watches until ctx ends, in the background: the service starts without waiting for it
+// (status is not what it is for), and ByContext says when the index is not ready.
+func (i *Index) Start(ctx context.Context) { go i.inf.Run(ctx.Done()) }
+
+// ErrNotSynced: the index has not listed the records yet (just started, or the service may
+// not watch ConfigMaps in the namespace).
+var ErrNotSynced = errors.New("the event record index has not synced yet (starting, or no permission to watch configmaps in the job namespace)")
 
 // ByContext returns the metadata of the records labelled with keptnContext, by name. The
 // label is sanitised (jobs.LabelValue), so different contexts may share one: callers compare
 // the context in the verified record.
 func (i *Index) ByContext(keptnContext string) ([]Record, error) {
+	if !i.inf.HasSynced() {
+		return nil, ErrNotSynced
+	}
 	objs, err := i.inf.GetIndexer().ByIndex(byContext, jobs.LabelValue(keptnContext))
 	if err != nil {
 		return nil, err
