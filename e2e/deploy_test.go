@@ -260,7 +260,7 @@ func TestDeployHelm(t *testing.T) {
 		// until their ttlSecondsAfterFinished.
 		out, err := kubectl(t, "get", "jobs", "-n", ns, "-l", "app.kubernetes.io/managed-by=job-executor-service", "-o", "name")
 		require.NoError(t, err, out)
-		assert.Len(t, strings.Fields(out), 2, "the two Jobs the service ran remain after uninstall")
+		assert.Len(t, strings.Fields(out), 3, "the three Jobs the service ran (install, status, upgrade) remain after uninstall")
 		out, err = kubectl(t, "get", "jobs", "-n", ns2, "-l", "app.kubernetes.io/managed-by=job-executor-service", "-o", "name")
 		require.NoError(t, err, out)
 		assert.Len(t, strings.Fields(out), 1, "and the one in the extra namespace")
