@@ -78,6 +78,11 @@ type TaskError struct{ Task, Reason string }
 
 func (e *TaskError) Error() string { return fmt.Sprintf("task '%s': %s", e.Task, e.Reason) }
 
+// JobRef is where the task's Job is, or will be: its namespace and name.
+func JobRef(s Settings, in TaskInput) (namespace, name string) {
+	return firstNonEmpty(in.Task.Namespace, s.Namespace, DefaultNamespace), JobName(in.Event.Source, in.Event.ID, in.ActionIdx, in.TaskIdx)
+}
+
 // Build turns one task into a Job (and its files ConfigMap). It is pure: the same input
 // always gives the same objects, and nothing is sent to Kubernetes.
 func Build(s Settings, in TaskInput) (*Built, error) {
@@ -85,8 +90,7 @@ func Build(s Settings, in TaskInput) (*Built, error) {
 	fail := func(format string, args ...any) (*Built, error) {
 		return nil, &TaskError{Task: t.Name, Reason: fmt.Sprintf(format, args...)}
 	}
-	name := JobName(in.Event.Source, in.Event.ID, in.ActionIdx, in.TaskIdx)
-	ns := firstNonEmpty(t.Namespace, s.Namespace, DefaultNamespace)
+	ns, name := JobRef(s, in)
 	// An installation that sets no security context gets the hardened defaults, never none.
 	if s.PodSecurityContext == nil {
 		s.PodSecurityContext = DefaultPodSecurityContext()

@@ -103,8 +103,11 @@ type Result struct {
 	Message string
 	// Logs of the task container, already bounded.
 	Logs string
+	// Job names the task's Job once it exists (created, or adopted after a redelivery); empty
+	// when the task ended before one was created.
+	Job string
 	// Start and End bound the Job: its creation, and its completion or failure (or when the
-	// runner gave up on it). Zero Start: no Job was created.
+	// runner gave up on it); when no Job was created, the attempt.
 	Start, End time.Time
 	// RanFrom and RanTo bound the task container's run over the Job's pods: its first start
 	// and its last finish, as the kubelet recorded them (to the second). RanFrom is zero when

@@ -64,6 +64,7 @@ func (pl *plan) taskInput(a config.MatchedAction, i int) jobs.TaskInput {
 // task's result (Reason FilesUnavailable or InvalidTask) and nothing is created.
 func (p *Processor) build(ctx context.Context, pl *plan, input jobs.TaskInput) (built *jobs.Built, failed *jobs.Result) {
 	if len(input.Task.Files) > 0 {
+		p.recordStarted(ctx, pl) // reading files may take long, and no Job exists yet
 		files, err := p.deps.Files(ctx, pl.in.ConfigRef(), pl.loaded.Level, input.Task.Files)
 		if err != nil {
 			return nil, &jobs.Result{Reason: "FilesUnavailable", Message: err.Error()}

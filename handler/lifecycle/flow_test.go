@@ -398,7 +398,7 @@ func TestFlowRecover(t *testing.T) {
 	store := f.store("test-instance", flowKey)
 	_, err = store.Create(context.Background(), records.Record{Name: decoded.RecordName(), Event: decoded.Raw, Config: []byte(flowConfig), Level: "service"})
 	require.NoError(t, err)
-	require.NoError(t, store.MarkStarted(context.Background(), decoded.RecordName()))
+	require.NoError(t, store.MarkStarted(context.Background(), decoded.RecordName(), true))
 	// One Job exists already (the "apply" task's); it completes while no service is up.
 	loaded, err := config.NewLoaded([]byte(flowConfig), config.LevelService)
 	require.NoError(t, err)

@@ -151,11 +151,21 @@ func (r *Runner) Run(ctx context.Context, b *jobs.Built) jobs.Result {
 		now = job.CreationTimestamp.Time
 	}
 	res := r.wait(ctx, b, nw, sub, job, log)
-	res.Start = now
+	res.Job, res.Start = job.Name, now
 	if res.End.IsZero() || res.End.Before(res.Start) {
 		res.End = time.Now()
 	}
 	return res
+}
+
+// JobExists asks the API server whether the named Job exists (recovery: a Job of an
+// action that answers Keptn implies its .started was delivered).
+func (r *Runner) JobExists(ctx context.Context, namespace, name string) (bool, error) {
+	_, err := r.client.BatchV1().Jobs(namespace).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // ownFiles makes the Job own its files ConfigMap so that deleting the Job (by hand or

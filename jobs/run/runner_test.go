@@ -216,6 +216,7 @@ func TestRunCompletes(t *testing.T) {
 	assert.True(t, res.Succeeded, res.Message)
 	assert.Equal(t, ReasonCompleted, res.Reason)
 	assert.Equal(t, "fake logs", res.Logs)
+	assert.Equal(t, b.Job.Name, res.Job, "the result names the Job")
 	assert.False(t, res.Start.IsZero())
 	assert.False(t, res.End.Before(res.Start))
 
@@ -225,6 +226,9 @@ func TestRunCompletes(t *testing.T) {
 	assert.Equal(t, "Job", cm.OwnerReferences[0].Kind)
 	assert.Equal(t, job.Name, cm.OwnerReferences[0].Name)
 	assert.Equal(t, b.Files.BinaryData, cm.BinaryData)
+	exists, err := e.runner.JobExists(e.ctx, b.Namespace, b.Job.Name)
+	require.NoError(t, err)
+	assert.True(t, exists)
 }
 
 func TestRunFailures(t *testing.T) {
@@ -356,6 +360,7 @@ func TestRunAdoptsExistingJob(t *testing.T) {
 	res := e.result(done)
 	assert.True(t, res.Succeeded, res.Message)
 	assert.Equal(t, 1, creates, "one create attempt, answered AlreadyExists")
+	assert.Equal(t, b.Job.Name, res.Job, "the adopted Job is the task's")
 	list, err := e.client.BatchV1().Jobs(b.Namespace).List(e.ctx, metav1.ListOptions{})
 	require.NoError(t, err)
 	assert.Len(t, list.Items, 1)
@@ -413,7 +418,11 @@ func TestRunCreateFails(t *testing.T) {
 	assert.Equal(t, ReasonCreateFailed, res.Reason)
 	assert.Contains(t, res.Message, "task 'x': creating job keptn/"+b.Job.Name)
 	assert.Contains(t, res.Message, "no RBAC")
-	_, err := e.client.CoreV1().ConfigMaps(b.Namespace).Get(e.ctx, b.Job.Name, metav1.GetOptions{})
+	assert.Empty(t, res.Job, "no Job exists")
+	exists, err := e.runner.JobExists(e.ctx, b.Namespace, b.Job.Name)
+	require.NoError(t, err)
+	assert.False(t, exists)
+	_, err = e.client.CoreV1().ConfigMaps(b.Namespace).Get(e.ctx, b.Job.Name, metav1.GetOptions{})
 	assert.True(t, apierrors.IsNotFound(err), "the files ConfigMap is removed again: %v", err)
 	assert.Equal(t, ReasonCreateFailed, e.runner.Run(e.ctx, nil).Reason)
 }
