@@ -148,9 +148,12 @@ var ErrBusy = errors.New("too many events in flight")
 // all; delivering it again cannot help (413).
 var ErrTooLarge = errors.New("event too large to accept")
 
-// ErrUnavailable means the config source or the cluster could not be reached; redelivery may
-// succeed (503).
-var ErrUnavailable = errors.New("config source unavailable")
+// ErrUnavailable means the config source could not be reached, and ErrClusterUnavailable
+// that the event record could not be stored; redelivery may succeed (503).
+var (
+	ErrUnavailable        = errors.New("config source unavailable")
+	ErrClusterUnavailable = errors.New("cluster unavailable")
+)
 
 // Processor runs the lifecycle of every accepted event.
 type Processor struct {
