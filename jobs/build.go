@@ -30,6 +30,9 @@ const (
 
 	DefaultMaxPollDuration = 300 * time.Second
 	DefaultTTL             = int32(21600)
+	// DefaultKeptnVolumeSize bounds the /keptn volume unless the installation or the task says
+	// otherwise: the original's fixed size.
+	DefaultKeptnVolumeSize = "20Mi"
 	DefaultNamespace       = "keptn"
 
 	volFiles    = "keptn-files"
@@ -140,6 +143,15 @@ func Build(s Settings, in TaskInput) (*Built, error) {
 		VolumeMounts:    []corev1.VolumeMount{{Name: volFiles, MountPath: FilesDir}},
 	}
 
+	backoffLimit := int32(0)
+	if t.BackoffLimit != nil {
+		// config validation refuses these too; a Task built in code must not either.
+		if *t.BackoffLimit < 0 || *t.BackoffLimit > config.MaxBackoffLimit {
+			return fail("backoffLimit must be between 0 and %d, got %d", config.MaxBackoffLimit, *t.BackoffLimit)
+		}
+		backoffLimit = *t.BackoffLimit
+	}
+
 	ttl := s.TTLSecondsAfterFinished
 	if ttl == 0 {
 		ttl = DefaultTTL
@@ -148,6 +160,10 @@ func Build(s Settings, in TaskInput) (*Built, error) {
 		ttl = *t.TTLSecondsAfterFinished
 	}
 
+	volumeSize, err := keptnVolumeSize(s, t)
+	if err != nil {
+		return fail("%v", err)
+	}
 	pod := corev1.PodSpec{
 		RestartPolicy:      corev1.RestartPolicyNever,
 		ServiceAccountName: s.ServiceAccount,
@@ -155,8 +171,11 @@ func Build(s Settings, in TaskInput) (*Built, error) {
 		Containers:         []corev1.Container{container},
 		Volumes: []corev1.Volume{{
 			Name:         volFiles,
-			VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}},
+			VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: &volumeSize}},
 		}},
+		ImagePullSecrets: imagePullSecrets(s.ImagePullSecrets, t.ImagePullSecrets),
+		NodeSelector:     copyMap(t.NodeSelector),
+		Tolerations:      tolerations(t.Tolerations),
 	}
 	if t.ServiceAccount != nil && *t.ServiceAccount != "" {
 		// The task asked for API access: let its service account decide about the token.
@@ -218,7 +237,7 @@ func Build(s Settings, in TaskInput) (*Built, error) {
 			Annotations: annotations,
 		},
 		Spec: batchv1.JobSpec{
-			BackoffLimit:            ptr(int32(0)),
+			BackoffLimit:            ptr(backoffLimit),
 			TTLSecondsAfterFinished: ptr(ttl),
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: copyMap(labels), Annotations: podAnnotations},
@@ -230,6 +249,46 @@ func Build(s Settings, in TaskInput) (*Built, error) {
 		job.Spec.ActiveDeadlineSeconds = ptr(s.TaskDeadlineSeconds)
 	}
 	return &Built{Job: job, Files: cm, Namespace: ns, MaxPollDuration: maxPoll}, nil
+}
+
+// keptnVolumeSize is the sizeLimit of the /keptn volume: the task's, the installation's, or
+// DefaultKeptnVolumeSize.
+func keptnVolumeSize(s Settings, t config.Task) (resource.Quantity, error) {
+	if t.KeptnVolumeSize != "" {
+		q, err := resource.ParseQuantity(string(t.KeptnVolumeSize))
+		if err != nil || q.Sign() <= 0 {
+			return q, fmt.Errorf("keptnVolumeSize %q is not a positive quantity", t.KeptnVolumeSize)
+		}
+		return q, nil
+	}
+	if !s.KeptnVolumeSize.IsZero() {
+		return s.KeptnVolumeSize.DeepCopy(), nil
+	}
+	return resource.MustParse(DefaultKeptnVolumeSize), nil
+}
+
+// imagePullSecrets are the installation's pull secrets, then the task's, each once.
+func imagePullSecrets(installation, task []string) []corev1.LocalObjectReference {
+	var out []corev1.LocalObjectReference
+	seen := map[string]bool{}
+	for _, name := range append(append([]string(nil), installation...), task...) {
+		if name = strings.TrimSpace(name); name != "" && !seen[name] {
+			seen[name] = true
+			out = append(out, corev1.LocalObjectReference{Name: name})
+		}
+	}
+	return out
+}
+
+func tolerations(ts []config.Toleration) []corev1.Toleration {
+	var out []corev1.Toleration
+	for _, t := range ts {
+		out = append(out, corev1.Toleration{
+			Key: t.Key, Operator: corev1.TolerationOperator(t.Operator), Value: t.Value,
+			Effect: corev1.TaintEffect(t.Effect), TolerationSeconds: t.TolerationSeconds,
+		})
+	}
+	return out
 }
 
 func buildLabels(s Settings, in TaskInput, name string) (map[string]string, error) {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/keptn-contrib/job-executor-service/config"
 )
@@ -44,6 +45,11 @@ type Settings struct {
 	InitImage string
 	// AllowedImages are globs (ALLOWED_IMAGE_LIST); empty allows every image.
 	AllowedImages []string
+	// KeptnVolumeSize bounds the /keptn volume of a task that sets no keptnVolumeSize
+	// (DEFAULT_KEPTN_VOLUME_SIZE; zero: DefaultKeptnVolumeSize).
+	KeptnVolumeSize resource.Quantity
+	// ImagePullSecrets are given to every Job (DEFAULT_IMAGE_PULL_SECRETS), before a task's own.
+	ImagePullSecrets []string
 
 	// Identities a job config may choose (see identities.go). The lists are globs ('*' matches
 	// any run of characters) matched against the whole name; empty means the default given.
@@ -62,6 +68,10 @@ type Settings struct {
 	// AllowedSecrets (ALLOWED_JOB_SECRETS) bound valueFrom: secret names. Empty:
 	// DefaultAllowedSecrets, every Secret except the ProtectedSecrets.
 	AllowedSecrets []string
+	// AllowedTolerations (ALLOWED_JOB_TOLERATIONS) bound the taint keys a task may tolerate:
+	// a toleration lets its pod onto nodes the cluster keeps for others. Empty: none. A
+	// toleration without key (every taint) needs the entry "*".
+	AllowedTolerations []string
 	// AllowedNamespaces (ALLOWED_JOB_NAMESPACES) bound a task's namespace. Empty: only the job
 	// namespace (Namespace, JOB_NAMESPACE), which is always allowed.
 	AllowedNamespaces []string
@@ -103,6 +113,8 @@ type Result struct {
 	Message string
 	// Logs of the task container, already bounded.
 	Logs string
+	// Attempts is how many pods the Job ran (more than one when backoffLimit allowed retries).
+	Attempts int32
 	// Job names the task's Job once it exists (created, or adopted after a redelivery); empty
 	// when the task ended before one was created.
 	Job string

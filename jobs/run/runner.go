@@ -38,6 +38,9 @@ const (
 	ReasonCanceled        = "Canceled"
 	ReasonFailedCreatePod = "FailedCreate"
 	ReasonJobDeleted      = "JobDeleted"
+	// ReasonEvicted: the kubelet evicted the task's pod, e.g. for writing more to /keptn than
+	// its keptnVolumeSize.
+	ReasonEvicted = "Evicted"
 )
 
 // Defaults for the zero values of Options.
@@ -346,15 +349,16 @@ func sortPods(pods []corev1.Pod) {
 // finished reports the result of a Job whose end condition is c, pods being the Job's pods
 // oldest first.
 func (r *Runner) finished(ctx context.Context, job *batchv1.Job, c batchv1.JobCondition, pods []corev1.Pod, task string) jobs.Result {
+	attempts := job.Status.Succeeded + job.Status.Failed
 	if c.Type == batchv1.JobComplete {
-		res := jobs.Result{Succeeded: true, Reason: ReasonCompleted, Logs: r.logsOf(ctx, job, pods)}
+		res := jobs.Result{Succeeded: true, Reason: ReasonCompleted, Logs: r.logsOf(ctx, job, pods), Attempts: attempts}
 		if job.Status.CompletionTime != nil {
 			res.End = job.Status.CompletionTime.Time
 		}
 		res.RanFrom, res.RanTo = taskRan(pods)
 		return res
 	}
-	res := jobs.Result{Reason: c.Reason, End: c.LastTransitionTime.Time}
+	res := jobs.Result{Reason: c.Reason, End: c.LastTransitionTime.Time, Attempts: attempts}
 	if res.Reason == "" {
 		res.Reason = "Failed"
 	}
@@ -376,6 +380,10 @@ func (r *Runner) finished(ctx context.Context, job *batchv1.Job, c batchv1.JobCo
 		if cs.Reason == ReasonOOMKilled {
 			res.Reason = ReasonOOMKilled
 		}
+	}
+	if n := len(pods); n > 0 && pods[n-1].Status.Reason == ReasonEvicted {
+		res.Reason = ReasonEvicted
+		res.Message = fmt.Sprintf("task '%s' failed: pod evicted: %s", task, pods[n-1].Status.Message)
 	}
 	res.Logs = r.logsOf(ctx, job, pods)
 	res.RanFrom, res.RanTo = taskRan(pods)

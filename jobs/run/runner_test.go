@@ -231,6 +231,33 @@ func TestRunCompletes(t *testing.T) {
 	assert.True(t, exists)
 }
 
+// TestRunRetries: a task with backoffLimit ran several pods; the result counts them and says
+// why the last one failed, an eviction (e.g. /keptn over its sizeLimit) by the kubelet's words.
+func TestRunRetries(t *testing.T) {
+	e := newRunEnv(t, Options{})
+	b := built(t, nil)
+	b.Job.Spec.BackoffLimit = ptrTo(int32(2))
+	job, done := e.start(b)
+	failed := corev1.PodStatus{Phase: corev1.PodFailed, ContainerStatuses: []corev1.ContainerStatus{terminated(jobs.TaskContainer, 1, "Error")}}
+	evicted := corev1.PodStatus{Phase: corev1.PodFailed, Reason: ReasonEvicted, Message: `Usage of EmptyDir volume "keptn-files" exceeds the limit "20Mi". `}
+	t0 := time.Now()
+	for i, st := range []corev1.PodStatus{failed, failed, evicted} {
+		p := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%d", job.Name, 3-i), Namespace: job.Namespace, Labels: job.Spec.Template.Labels,
+				CreationTimestamp: metav1.NewTime(t0.Add(time.Duration(i) * time.Second))},
+			Spec: job.Spec.Template.Spec, Status: st,
+		}
+		_, err := e.client.CoreV1().Pods(job.Namespace).Create(e.ctx, p, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+	e.setCondition(job, batchv1.JobFailed, "BackoffLimitExceeded", "Job has reached the specified backoff limit")
+	res := e.result(done)
+	assert.False(t, res.Succeeded)
+	assert.Equal(t, int32(3), res.Attempts)
+	assert.Equal(t, ReasonEvicted, res.Reason)
+	assert.Equal(t, `task 'x' failed: pod evicted: Usage of EmptyDir volume "keptn-files" exceeds the limit "20Mi". `, res.Message)
+}
+
 func TestRunFailures(t *testing.T) {
 	cases := []struct {
 		name       string
@@ -272,6 +299,7 @@ func TestRunFailures(t *testing.T) {
 			assert.Contains(t, res.Message, tc.wantMsg)
 			assert.Equal(t, tc.wantLogs, res.Logs)
 			assert.True(t, e.jobExists(b), "failed Jobs are kept for inspection")
+			assert.Equal(t, int32(1), res.Attempts)
 		})
 	}
 }
