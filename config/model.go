@@ -34,6 +34,9 @@ type Action struct {
 	Tasks  []Task  `json:"tasks"`
 	// Silent actions send no .started/.finished events.
 	Silent bool `json:"silent,omitempty"`
+	// Parallel runs the tasks at once instead of one after another; the action succeeds when
+	// every task does, and .finished reports each task.
+	Parallel bool `json:"parallel,omitempty"`
 }
 
 // Event selects incoming events by type glob and an optional JSON path condition.

@@ -91,6 +91,7 @@ func TestParseModelValues(t *testing.T) {
 
 	cfg, err = Parse(mustRead(t, "valid/extensions.yaml"))
 	require.NoError(t, err)
+	assert.True(t, cfg.Actions[0].Parallel)
 	task = cfg.Actions[0].Tasks[0]
 	assert.Equal(t, ptr(int32(2)), task.BackoffLimit)
 	assert.Equal(t, []string{"registry-credentials"}, task.ImagePullSecrets)
