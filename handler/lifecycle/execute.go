@@ -39,7 +39,9 @@ func (p *Processor) runAction(ctx context.Context, pl *plan, a config.MatchedAct
 		res.Tasks = make([]keptn.TaskResult, len(a.Action.Tasks))
 		var wg sync.WaitGroup
 		for i, task := range a.Action.Tasks {
-			wg.Go(func() { res.Tasks[i] = keptn.TaskResult{Name: task.Name, Result: p.runTask(ctx, pl, log, pl.taskInput(a, i))} })
+			wg.Go(func() {
+				res.Tasks[i] = keptn.TaskResult{Name: task.Name, Result: p.runTask(ctx, pl, log, pl.taskInput(a, i))}
+			})
 		}
 		wg.Wait()
 		res.OK = true
