@@ -159,6 +159,9 @@ jobConfig:
   allowedServiceAccounts: "deploy-*"
   allowedSecrets: "team-*,shared-creds"
   allowedNamespaces: "keptn-jobs-*"
+  allowedTolerations: "dedicated,example.com/*"
+  imagePullSecrets: [registry-creds, mirror-creds]
+  keptnVolumeSize: 100Mi
   labels:
     team: platform
     cost-center: "42"
@@ -618,6 +621,7 @@ var envContract = []string{
 	"ALLOW_PRIVILEGED_JOBS", "JOB_POD_SECURITY_LEVEL", "TASK_DEADLINE_SECONDS", "ALWAYS_SEND_FINISHED_EVENT", "MAX_CONCURRENT_ACTIONS",
 	"LOG_LEVEL", "RECORD_SIGNING_KEY", "RCV_HOST", "RCV_TOKEN", "MONITORING_PORT", "KUBE_API_QPS", "KUBE_API_BURST",
 	"SERVICE_ACCOUNT_NAME", "PROTECTED_SECRETS", "ALLOWED_JOB_SERVICE_ACCOUNTS", "ALLOWED_JOB_SECRETS", "ALLOWED_JOB_NAMESPACES",
+	"ALLOWED_JOB_TOLERATIONS", "DEFAULT_IMAGE_PULL_SECRETS", "DEFAULT_KEPTN_VOLUME_SIZE",
 	"DEFAULT_TTL_SECONDS_AFTER_FINISHED", // from extraEnv in the jobs-config case
 }
 
@@ -788,9 +792,14 @@ func TestDeployment(t *testing.T) {
 				assert.Equal(t, "true", env["ALLOW_PRIVILEGED_JOBS"])
 				assert.Equal(t, "600", env["TASK_DEADLINE_SECONDS"])
 				assert.Equal(t, "600", env["DEFAULT_TTL_SECONDS_AFTER_FINISHED"])
+				assert.Equal(t, "dedicated,example.com/*", env["ALLOWED_JOB_TOLERATIONS"])
+				assert.Equal(t, "registry-creds,mirror-creds", env["DEFAULT_IMAGE_PULL_SECRETS"])
+				assert.Equal(t, "100Mi", env["DEFAULT_KEPTN_VOLUME_SIZE"])
 			}
 			if name == "defaults" {
 				assert.Equal(t, "restricted", env["JOB_POD_SECURITY_LEVEL"])
+				assert.Equal(t, "", env["ALLOWED_JOB_TOLERATIONS"], "no toleration is allowed unless the installation says so")
+				assert.Equal(t, "20Mi", env["DEFAULT_KEPTN_VOLUME_SIZE"])
 			}
 			assert.Equal(t, wantNS, env["JOB_NAMESPACE"])
 			assert.Equal(t, wantImage, svc.Image)

@@ -34,6 +34,9 @@ type Action struct {
 	Tasks  []Task  `json:"tasks"`
 	// Silent actions send no .started/.finished events.
 	Silent bool `json:"silent,omitempty"`
+	// Parallel runs the tasks at once instead of one after another; the action succeeds when
+	// every task does, and .finished reports each task.
+	Parallel bool `json:"parallel,omitempty"`
 }
 
 // Event selects incoming events by type glob and an optional JSON path condition.
@@ -66,7 +69,46 @@ type Task struct {
 	ImagePullPolicy         string           `json:"imagePullPolicy,omitempty"`
 	ServiceAccount          *string          `json:"serviceAccount,omitempty"`
 	Annotations             Annotations      `json:"annotations,omitempty"`
+	// ImagePullSecrets name Secrets in the Job's namespace to pull the image with, after the
+	// installation's (DEFAULT_IMAGE_PULL_SECRETS); the same allow-list as valueFrom: secret
+	// applies (ALLOWED_JOB_SECRETS).
+	ImagePullSecrets []string `json:"imagePullSecrets,omitempty"`
+	// BackoffLimit is how often a failed task is tried again (the Job's backoffLimit; default
+	// 0, no retry); .finished reports the attempts.
+	BackoffLimit *int32 `json:"backoffLimit,omitempty"`
+	// KeptnVolumeSize bounds the /keptn volume (emptyDir sizeLimit, e.g. 100Mi); default the
+	// installation's DEFAULT_KEPTN_VOLUME_SIZE (20Mi, as the original). A task writing more is
+	// evicted and fails.
+	KeptnVolumeSize Quantity `json:"keptnVolumeSize,omitempty"`
+	// NodeSelector places the task on nodes with these labels (the pod's nodeSelector).
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+	// Tolerations let the task run on tainted nodes (Kubernetes' toleration shape); each key
+	// must be allowed by the installation (ALLOWED_JOB_TOLERATIONS).
+	Tolerations []Toleration `json:"tolerations,omitempty"`
 }
+
+// Toleration is a Kubernetes pod toleration (corev1.Toleration).
+type Toleration struct {
+	// Key is the taint key; empty with operator Exists tolerates every taint.
+	Key string `json:"key,omitempty"`
+	// Operator is Equal (default) or Exists.
+	Operator string `json:"operator,omitempty"`
+	Value    string `json:"value,omitempty"`
+	// Effect is NoSchedule, PreferNoSchedule or NoExecute; empty matches every effect.
+	Effect string `json:"effect,omitempty"`
+	// TolerationSeconds bounds how long a NoExecute taint is tolerated.
+	TolerationSeconds *int64 `json:"tolerationSeconds,omitempty"`
+}
+
+// Toleration operators and taint effects (Kubernetes' values).
+const (
+	TolerationEqual  = "Equal"
+	TolerationExists = "Exists"
+
+	EffectNoSchedule       = "NoSchedule"
+	EffectPreferNoSchedule = "PreferNoSchedule"
+	EffectNoExecute        = "NoExecute"
+)
 
 // Image pull policies: Kubernetes' corev1.PullPolicy values (empty: the Kubernetes default).
 const (

@@ -127,6 +127,7 @@ var typeNames = map[reflect.Type]string{
 	reflect.TypeFor[ResourceList]():    "resource list",
 	reflect.TypeFor[SecurityContext](): "securityContext",
 	reflect.TypeFor[Capabilities]():    "capabilities",
+	reflect.TypeFor[Toleration]():      "toleration",
 }
 
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, depth int) error {
@@ -188,6 +189,19 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, depth int) 
 			}
 		}
 		v.Set(s)
+		return nil
+	case reflect.Map:
+		if v.Type().Key().Kind() != reflect.String || v.Type().Elem().Kind() != reflect.String {
+			break
+		}
+		if n.Kind != yaml.MappingNode {
+			return fmt.Errorf("line %d: %s: expected key: value pairs, got %s", n.Line, label, describe(n))
+		}
+		out := map[string]string{}
+		if err := d.stringPairs(n, out, label); err != nil {
+			return err
+		}
+		v.Set(reflect.ValueOf(out).Convert(v.Type()))
 		return nil
 	case reflect.String:
 		// Like the original (yaml.v2), any scalar is accepted as a string: "match: 200".
@@ -302,28 +316,7 @@ func (d *decoder) decodeAnnotations(n *yaml.Node, v reflect.Value, label string,
 		if m.Kind != yaml.MappingNode {
 			return fmt.Errorf("line %d: %s: expected key: value pairs, got %s", m.Line, label, describe(m))
 		}
-		for i := 0; i+1 < len(m.Content); i += 2 {
-			k, val := m.Content[i], m.Content[i+1]
-			d.budget -= 2
-			if d.budget < 0 {
-				return fmt.Errorf("line %d: config is too large", k.Line)
-			}
-			for val.Kind == yaml.AliasNode && val.Alias != nil {
-				val = val.Alias
-			}
-			if k.Kind != yaml.ScalarNode || val.Kind != yaml.ScalarNode {
-				return fmt.Errorf("line %d: %s: annotation keys and values must be strings", k.Line, label)
-			}
-			if _, dup := out[k.Value]; dup {
-				return fmt.Errorf("line %d: %s: duplicate annotation %q", k.Line, label, k.Value)
-			}
-			if val.Tag == "!!null" {
-				out[k.Value] = ""
-			} else {
-				out[k.Value] = val.Value
-			}
-		}
-		return nil
+		return d.stringPairs(m, out, label)
 	}
 	switch n.Kind {
 	case yaml.MappingNode:
@@ -340,6 +333,33 @@ func (d *decoder) decodeAnnotations(n *yaml.Node, v reflect.Value, label string,
 		return fmt.Errorf("line %d: %s: expected a mapping or a list of mappings, got %s", n.Line, label, describe(n))
 	}
 	v.Set(reflect.ValueOf(out))
+	return nil
+}
+
+// stringPairs adds the key: value pairs of mapping m to out; keys and values are strings
+// (a null value is ""), and a key given twice is an error.
+func (d *decoder) stringPairs(m *yaml.Node, out map[string]string, label string) error {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, val := m.Content[i], m.Content[i+1]
+		d.budget -= 2
+		if d.budget < 0 {
+			return fmt.Errorf("line %d: config is too large", k.Line)
+		}
+		for val.Kind == yaml.AliasNode && val.Alias != nil {
+			val = val.Alias
+		}
+		if k.Kind != yaml.ScalarNode || val.Kind != yaml.ScalarNode {
+			return fmt.Errorf("line %d: %s: keys and values must be strings", k.Line, label)
+		}
+		if _, dup := out[k.Value]; dup {
+			return fmt.Errorf("line %d: %s: duplicate key %q", k.Line, label, k.Value)
+		}
+		if val.Tag == "!!null" {
+			out[k.Value] = ""
+		} else {
+			out[k.Value] = val.Value
+		}
+	}
 	return nil
 }
 

@@ -89,6 +89,19 @@ func TestParseModelValues(t *testing.T) {
 	assert.Equal(t, ptr("your-service-account-name"), cfg.Actions[0].Tasks[1].ServiceAccount)
 	assert.Nil(t, cfg.Actions[0].Tasks[0].ServiceAccount)
 
+	cfg, err = Parse(mustRead(t, "valid/extensions.yaml"))
+	require.NoError(t, err)
+	assert.True(t, cfg.Actions[0].Parallel)
+	task = cfg.Actions[0].Tasks[0]
+	assert.Equal(t, ptr(int32(2)), task.BackoffLimit)
+	assert.Equal(t, []string{"registry-credentials"}, task.ImagePullSecrets)
+	assert.Equal(t, Quantity("100Mi"), task.KeptnVolumeSize)
+	assert.Equal(t, map[string]string{"node-role.example.com/load-test": "true", "disk": "ssd"}, task.NodeSelector)
+	assert.Equal(t, []Toleration{
+		{Key: "dedicated", Operator: "Equal", Value: "load-test", Effect: "NoSchedule"},
+		{Key: "node.kubernetes.io/unreachable", Operator: "Exists", Effect: "NoExecute", TolerationSeconds: ptr(int64(60))},
+	}, task.Tolerations)
+
 	// Merge keys copy the anchored task; explicit keys win; numbers are accepted as strings.
 	cfg, err = Parse(mustRead(t, "valid/anchors.yaml"))
 	require.NoError(t, err)
@@ -136,7 +149,27 @@ func TestParseInvalid(t *testing.T) {
 		{"bad quantity type", validHead + "        resources:\n          limits:\n            cpu: [1]\n", []string{"line 11", "expected a quantity"}},
 		{"bad quantity", validHead + "        resources:\n          limits:\n            memory: lots\n", []string{"line 11", `resources.limits.memory "lots" is not a valid quantity`}},
 		{"annotations scalar", validHead + "        annotations: x\n", []string{"line 9", "expected a mapping or a list of mappings"}},
-		{"annotations duplicate", validHead + "        annotations:\n          - a: b\n          - a: c\n", []string{"line 11", `duplicate annotation "a"`}},
+		{"annotations duplicate", validHead + "        annotations:\n          - a: b\n          - a: c\n", []string{"line 11", `duplicate key "a"`}},
+		{"imagePullSecrets bad name", validHead + "        imagePullSecrets: [\"Not_A_Name\"]\n", []string{"line 9", `imagePullSecrets[0] "Not_A_Name"`}},
+		{"imagePullSecrets twice", validHead + "        imagePullSecrets: [a, a]\n", []string{"line 9", `imagePullSecrets[1] "a" is listed twice`}},
+		{"backoffLimit too high", validHead + "        backoffLimit: 11\n", []string{"line 9", "backoffLimit must be between 0 and 10, got 11"}},
+		{"backoffLimit negative", validHead + "        backoffLimit: -1\n", []string{"line 9", "backoffLimit must be between 0 and 10, got -1"}},
+		{"backoffLimit overflow", validHead + "        backoffLimit: 99999999999\n", []string{"line 9", "backoffLimit must be between 0 and 10"}},
+		{"keptnVolumeSize bad", validHead + "        keptnVolumeSize: huge\n", []string{"line 9", `keptnVolumeSize "huge" is not a positive quantity`}},
+		{"keptnVolumeSize zero", validHead + "        keptnVolumeSize: 0\n", []string{"line 9", `keptnVolumeSize "0" is not a positive quantity`}},
+		{"nodeSelector list", validHead + "        nodeSelector: [a]\n", []string{"line 9", "nodeSelector: expected key: value pairs, got a list"}},
+		{"nodeSelector nested", validHead + "        nodeSelector:\n          a: {b: c}\n", []string{"line 10", "keys and values must be strings"}},
+		{"nodeSelector duplicate", validHead + "        nodeSelector:\n          a: b\n          a: c\n", []string{"line 11", `duplicate key "a"`}},
+		{"nodeSelector bad key", validHead + "        nodeSelector:\n          \"bad key\": x\n", []string{"line 10", `nodeSelector key "bad key"`}},
+		{"nodeSelector bad value", validHead + "        nodeSelector:\n          disk: \"s s d\"\n", []string{"line 10", `nodeSelector value "s s d" of "disk"`}},
+		{"toleration unknown field", validHead + "        tolerations:\n          - key: a\n            operater: Exists\n", []string{"line 11", `unknown field "operater" in toleration`}},
+		{"toleration bad operator", validHead + "        tolerations:\n          - key: a\n            operator: Maybe\n", []string{"line 11", `operator must be "Equal" or "Exists", got "Maybe"`}},
+		{"toleration no key, Equal", validHead + "        tolerations:\n          - value: a\n", []string{"line 10", `a toleration without key must have operator "Exists"`}},
+		{"toleration Exists with value", validHead + "        tolerations:\n          - key: a\n            operator: Exists\n            value: b\n", []string{"line 12", `operator "Exists" takes no value`}},
+		{"toleration bad effect", validHead + "        tolerations:\n          - key: a\n            effect: NoWay\n", []string{"line 11", `effect must be empty`}},
+		{"toleration seconds without NoExecute", validHead + "        tolerations:\n          - key: a\n            tolerationSeconds: 5\n", []string{"line 11", `tolerationSeconds needs effect "NoExecute"`}},
+		{"toleration seconds negative", validHead + "        tolerations:\n          - key: a\n            effect: NoExecute\n            tolerationSeconds: -5\n", []string{"tolerationSeconds must be between 0"}},
+		{"toleration bad key", validHead + "        tolerations:\n          - key: \"a b\"\n", []string{"line 10", `key "a b"`}},
 		{"annotation bad key", validHead + "        annotations:\n          \"bad key!\": x\n", []string{"line 10", `annotation key "bad key!"`}},
 		{"empty names", "apiVersion: v2\nactions:\n  - name: \"\"\n    events:\n      - name: \"\"\n    tasks:\n      - name: \"\"\n",
 			[]string{"4 problems", `line 3: action 0 "": name must not be empty`, "line 5: ", "event name \"\"", `line 7: action 0 "" task 0 "": name must not be empty`, "image must not be empty"}},

@@ -75,10 +75,15 @@ func generateSchema() ([]byte, error) {
 	prop("Task", "imagePullPolicy")["enum"] = []string{PullAlways, PullIfNotPresent, PullNever}
 	prop("Env", "valueFrom")["enum"] = []string{FromEvent, FromSecret, FromString}
 	prop("Env", "as")["enum"] = []string{AsString, AsJSON, AsYAML}
+	prop("Toleration", "operator")["enum"] = []string{TolerationEqual, TolerationExists}
+	prop("Toleration", "effect")["enum"] = []string{"", EffectNoSchedule, EffectPreferNoSchedule, EffectNoExecute}
 	for field, b := range intBounds {
 		def := "Task"
-		if field == "runAsUser" || field == "runAsGroup" {
+		switch field {
+		case "runAsUser", "runAsGroup":
 			def = "SecurityContext"
+		case "tolerationSeconds":
+			def = "Toleration"
 		}
 		prop(def, field)["minimum"], prop(def, field)["maximum"] = b.min, b.max
 	}

@@ -155,6 +155,35 @@ func (v *validator) task(t *Task, tp, tl string) {
 			v.addf(tp+".serviceAccount", tl, "serviceAccount %q: %s", *t.ServiceAccount, msg)
 		}
 	}
+	seenPullSecrets := map[string]bool{}
+	for i, name := range t.ImagePullSecrets {
+		for _, msg := range validation.IsDNS1123Subdomain(name) {
+			v.addf(fmt.Sprintf("%s.imagePullSecrets[%d]", tp, i), tl, "imagePullSecrets[%d] %q: %s", i, name, msg)
+		}
+		if seenPullSecrets[name] {
+			v.addf(fmt.Sprintf("%s.imagePullSecrets[%d]", tp, i), tl, "imagePullSecrets[%d] %q is listed twice", i, name)
+		}
+		seenPullSecrets[name] = true
+	}
+	if t.BackoffLimit != nil {
+		v.intRange(tp, tl, "backoffLimit", int64(*t.BackoffLimit))
+	}
+	if t.KeptnVolumeSize != "" {
+		if q, err := resource.ParseQuantity(string(t.KeptnVolumeSize)); err != nil || q.Sign() <= 0 {
+			v.addf(tp+".keptnVolumeSize", tl, "keptnVolumeSize %q is not a positive quantity (e.g. 20Mi, 1Gi)", t.KeptnVolumeSize)
+		}
+	}
+	for k, val := range t.NodeSelector {
+		for _, msg := range validation.IsQualifiedName(k) {
+			v.addf(tp+".nodeSelector", tl, "nodeSelector key %q: %s", k, msg)
+		}
+		for _, msg := range validation.IsValidLabelValue(val) {
+			v.addf(tp+".nodeSelector", tl, "nodeSelector value %q of %q: %s", val, k, msg)
+		}
+	}
+	for i, tol := range t.Tolerations {
+		v.toleration(tol, fmt.Sprintf("%s.tolerations[%d]", tp, i), fmt.Sprintf("%s tolerations[%d]", tl, i))
+	}
 	if r := t.Resources; r != nil {
 		for _, q := range []struct {
 			name string
@@ -203,7 +232,15 @@ var intBounds = map[string]intBound{
 	// Kubernetes' valid user and group IDs (validation.IsValidUserID, IsValidGroupID).
 	"runAsUser":  {0, math.MaxInt32, ""},
 	"runAsGroup": {0, math.MaxInt32, ""},
+	// Each retry of a failing task is a new pod, after a growing back-off (10 s, 20 s, ...
+	// 6 min): 10 bounds what a config can make a broken task cost.
+	"backoffLimit": {0, MaxBackoffLimit, ""},
+	// Kubernetes takes any int64 (a negative one means evict at once); a year is plenty.
+	"tolerationSeconds": {0, 365 * 24 * 60 * 60, " seconds"},
 }
+
+// MaxBackoffLimit is the largest backoffLimit a task may ask for.
+const MaxBackoffLimit = 10
 
 func (b intBound) problem(field, got string) string {
 	return fmt.Sprintf("%s must be between %d and %d%s, got %s", field, b.min, b.max, b.unit, got)
@@ -213,6 +250,42 @@ func (v *validator) intRange(parent, label, field string, val int64) {
 	b := intBounds[field]
 	if val < b.min || val > b.max {
 		v.addf(parent+"."+field, label, "%s", b.problem(field, strconv.FormatInt(val, 10)))
+	}
+}
+
+// toleration checks what Kubernetes' validation checks of a toleration, so that a config
+// that passes lint does not fail at Job creation.
+func (v *validator) toleration(t Toleration, p, l string) {
+	if t.Key != "" {
+		for _, msg := range validation.IsQualifiedName(t.Key) {
+			v.addf(p+".key", l, "key %q: %s", t.Key, msg)
+		}
+	}
+	switch t.Operator {
+	case "", TolerationEqual:
+		if t.Key == "" {
+			v.addf(p, l, "a toleration without key must have operator %q", TolerationExists)
+		}
+		for _, msg := range validation.IsValidLabelValue(t.Value) {
+			v.addf(p+".value", l, "value %q: %s", t.Value, msg)
+		}
+	case TolerationExists:
+		if t.Value != "" {
+			v.addf(p+".value", l, "operator %q takes no value, got %q", TolerationExists, t.Value)
+		}
+	default:
+		v.addf(p+".operator", l, "operator must be %q or %q, got %q", TolerationEqual, TolerationExists, t.Operator)
+	}
+	switch t.Effect {
+	case "", EffectNoSchedule, EffectPreferNoSchedule, EffectNoExecute:
+	default:
+		v.addf(p+".effect", l, "effect must be empty, %q, %q or %q, got %q", EffectNoSchedule, EffectPreferNoSchedule, EffectNoExecute, t.Effect)
+	}
+	if t.TolerationSeconds != nil {
+		if t.Effect != EffectNoExecute {
+			v.addf(p+".tolerationSeconds", l, "tolerationSeconds needs effect %q", EffectNoExecute)
+		}
+		v.intRange(p, l, "tolerationSeconds", *t.TolerationSeconds)
 	}
 }
 

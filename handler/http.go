@@ -30,7 +30,8 @@ import (
 
 // Acceptor takes one decoded CloudEvent and returns the reply for the HTTP response (the
 // .started event, or nil). Its errors say how to answer: keptn.ErrBadEvent (400),
-// lifecycle.ErrTooLarge (413), lifecycle.ErrBusy (429), lifecycle.ErrUnavailable (503);
+// lifecycle.ErrTooLarge (413), lifecycle.ErrBusy (429), lifecycle.ErrUnavailable and
+// lifecycle.ErrClusterUnavailable (503);
 // anything else is a 500.
 type Acceptor interface {
 	Accept(ctx context.Context, e cloudevents.Event) (*cloudevents.Event, error)
@@ -190,6 +191,10 @@ func (s *Server) receive(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, lifecycle.ErrUnavailable):
 		w.Header().Set("Retry-After", "10")
 		writeError(w, http.StatusServiceUnavailable, "config_unavailable", err.Error())
+		return
+	case errors.Is(err, lifecycle.ErrClusterUnavailable):
+		w.Header().Set("Retry-After", "10")
+		writeError(w, http.StatusServiceUnavailable, "cluster_unavailable", err.Error())
 		return
 	case err != nil:
 		writeError(w, http.StatusInternalServerError, "internal", err.Error())

@@ -228,6 +228,7 @@ func TestErrorMapping(t *testing.T) {
 		{fmt.Errorf("%w: a ConfigMap holds at most 1048576 bytes", lifecycle.ErrTooLarge), 413, "too_large", false},
 		{lifecycle.ErrBusy, 429, "busy", true},
 		{fmt.Errorf("%w: HTTP 502", lifecycle.ErrUnavailable), 503, "config_unavailable", true},
+		{fmt.Errorf("%w: storing event record: connection refused", lifecycle.ErrClusterUnavailable), 503, "cluster_unavailable", true},
 		{errors.New("unexpected"), 500, "internal", false},
 	}
 	for _, tc := range tests {

@@ -30,6 +30,9 @@ const (
 
 	DefaultMaxPollDuration = 300 * time.Second
 	DefaultTTL             = int32(21600)
+	// DefaultKeptnVolumeSize bounds the /keptn volume unless the installation or the task says
+	// otherwise: the original's fixed size.
+	DefaultKeptnVolumeSize = "20Mi"
 	DefaultNamespace       = "keptn"
 
 	volFiles    = "keptn-files"
@@ -78,6 +81,11 @@ type TaskError struct{ Task, Reason string }
 
 func (e *TaskError) Error() string { return fmt.Sprintf("task '%s': %s", e.Task, e.Reason) }
 
+// JobRef is where the task's Job is, or will be: its namespace and name.
+func JobRef(s Settings, in TaskInput) (namespace, name string) {
+	return firstNonEmpty(in.Task.Namespace, s.Namespace, DefaultNamespace), JobName(in.Event.Source, in.Event.ID, in.ActionIdx, in.TaskIdx)
+}
+
 // Build turns one task into a Job (and its files ConfigMap). It is pure: the same input
 // always gives the same objects, and nothing is sent to Kubernetes.
 func Build(s Settings, in TaskInput) (*Built, error) {
@@ -85,8 +93,7 @@ func Build(s Settings, in TaskInput) (*Built, error) {
 	fail := func(format string, args ...any) (*Built, error) {
 		return nil, &TaskError{Task: t.Name, Reason: fmt.Sprintf(format, args...)}
 	}
-	name := JobName(in.Event.Source, in.Event.ID, in.ActionIdx, in.TaskIdx)
-	ns := TaskNamespace(s, t)
+	ns, name := JobRef(s, in)
 	// An installation that sets no security context gets the hardened defaults, never none.
 	if s.PodSecurityContext == nil {
 		s.PodSecurityContext = DefaultPodSecurityContext()
@@ -136,6 +143,15 @@ func Build(s Settings, in TaskInput) (*Built, error) {
 		VolumeMounts:    []corev1.VolumeMount{{Name: volFiles, MountPath: FilesDir}},
 	}
 
+	backoffLimit := int32(0)
+	if t.BackoffLimit != nil {
+		// config validation refuses these too; a Task built in code must not either.
+		if *t.BackoffLimit < 0 || *t.BackoffLimit > config.MaxBackoffLimit {
+			return fail("backoffLimit must be between 0 and %d, got %d", config.MaxBackoffLimit, *t.BackoffLimit)
+		}
+		backoffLimit = *t.BackoffLimit
+	}
+
 	ttl := s.TTLSecondsAfterFinished
 	if ttl == 0 {
 		ttl = DefaultTTL
@@ -144,6 +160,10 @@ func Build(s Settings, in TaskInput) (*Built, error) {
 		ttl = *t.TTLSecondsAfterFinished
 	}
 
+	volumeSize, err := keptnVolumeSize(s, t)
+	if err != nil {
+		return fail("%v", err)
+	}
 	pod := corev1.PodSpec{
 		RestartPolicy:      corev1.RestartPolicyNever,
 		ServiceAccountName: s.ServiceAccount,
@@ -151,8 +171,11 @@ func Build(s Settings, in TaskInput) (*Built, error) {
 		Containers:         []corev1.Container{container},
 		Volumes: []corev1.Volume{{
 			Name:         volFiles,
-			VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}},
+			VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: &volumeSize}},
 		}},
+		ImagePullSecrets: imagePullSecrets(s.ImagePullSecrets, t.ImagePullSecrets),
+		NodeSelector:     copyMap(t.NodeSelector),
+		Tolerations:      tolerations(t.Tolerations),
 	}
 	if t.ServiceAccount != nil && *t.ServiceAccount != "" {
 		// The task asked for API access: let its service account decide about the token.
@@ -214,7 +237,7 @@ func Build(s Settings, in TaskInput) (*Built, error) {
 			Annotations: annotations,
 		},
 		Spec: batchv1.JobSpec{
-			BackoffLimit:            ptr(int32(0)),
+			BackoffLimit:            ptr(backoffLimit),
 			TTLSecondsAfterFinished: ptr(ttl),
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: copyMap(labels), Annotations: podAnnotations},
@@ -228,9 +251,44 @@ func Build(s Settings, in TaskInput) (*Built, error) {
 	return &Built{Job: job, Files: cm, Namespace: ns, MaxPollDuration: maxPoll}, nil
 }
 
-// TaskNamespace is the namespace the Job of task t runs in: the task's own, else JOB_NAMESPACE.
-func TaskNamespace(s Settings, t config.Task) string {
-	return firstNonEmpty(t.Namespace, s.Namespace, DefaultNamespace)
+// keptnVolumeSize is the sizeLimit of the /keptn volume: the task's, the installation's, or
+// DefaultKeptnVolumeSize.
+func keptnVolumeSize(s Settings, t config.Task) (resource.Quantity, error) {
+	if t.KeptnVolumeSize != "" {
+		q, err := resource.ParseQuantity(string(t.KeptnVolumeSize))
+		if err != nil || q.Sign() <= 0 {
+			return q, fmt.Errorf("keptnVolumeSize %q is not a positive quantity", t.KeptnVolumeSize)
+		}
+		return q, nil
+	}
+	if !s.KeptnVolumeSize.IsZero() {
+		return s.KeptnVolumeSize.DeepCopy(), nil
+	}
+	return resource.MustParse(DefaultKeptnVolumeSize), nil
+}
+
+// imagePullSecrets are the installation's pull secrets, then the task's, each once.
+func imagePullSecrets(installation, task []string) []corev1.LocalObjectReference {
+	var out []corev1.LocalObjectReference
+	seen := map[string]bool{}
+	for _, name := range append(append([]string(nil), installation...), task...) {
+		if name = strings.TrimSpace(name); name != "" && !seen[name] {
+			seen[name] = true
+			out = append(out, corev1.LocalObjectReference{Name: name})
+		}
+	}
+	return out
+}
+
+func tolerations(ts []config.Toleration) []corev1.Toleration {
+	var out []corev1.Toleration
+	for _, t := range ts {
+		out = append(out, corev1.Toleration{
+			Key: t.Key, Operator: corev1.TolerationOperator(t.Operator), Value: t.Value,
+			Effect: corev1.TaintEffect(t.Effect), TolerationSeconds: t.TolerationSeconds,
+		})
+	}
+	return out
 }
 
 func buildLabels(s Settings, in TaskInput, name string) (map[string]string, error) {

@@ -156,6 +156,22 @@ func TestBuildGolden(t *testing.T) {
 			in.Task = with(func(t *config.Task) { t.ServiceAccount = ptr("kubectl-runner") })
 		}},
 		{name: "deadline", s: func(s *Settings) { s.TaskDeadlineSeconds = 3600 }},
+		{name: "placement-retries-volume", s: func(s *Settings) {
+			s.ImagePullSecrets = []string{"installation-pull", "shared-pull"}
+			s.KeptnVolumeSize = resource.MustParse("50Mi")
+		}, in: func(in *TaskInput) {
+			in.Task = with(func(t *config.Task) {
+				t.ImagePullSecrets = []string{"shared-pull", "team-pull"}
+				t.BackoffLimit = ptr(int32(2))
+				t.KeptnVolumeSize = "1Gi"
+				t.NodeSelector = map[string]string{"disk": "ssd"}
+				t.Tolerations = []config.Toleration{
+					{Key: "dedicated", Operator: config.TolerationEqual, Value: "load-test", Effect: config.EffectNoSchedule},
+					{Key: "node.kubernetes.io/unreachable", Operator: config.TolerationExists, Effect: config.EffectNoExecute, TolerationSeconds: ptr(int64(60))},
+				}
+			})
+		}},
+		{name: "keptn-volume-size-installation", s: func(s *Settings) { s.KeptnVolumeSize = resource.MustParse("50Mi") }},
 		{name: "labels-sanitized", in: func(in *TaskInput) {
 			in.Event.Project = "Sock Shop!"
 			in.Event.Stage = "-dev-"
@@ -230,7 +246,9 @@ func assertValidObjects(t *testing.T, b *Built) {
 	}
 	pod := b.Job.Spec.Template.Spec
 	assert.Equal(t, corev1.RestartPolicyNever, pod.RestartPolicy)
-	assert.Equal(t, int32(0), *b.Job.Spec.BackoffLimit)
+	assert.LessOrEqual(t, *b.Job.Spec.BackoffLimit, int32(config.MaxBackoffLimit))
+	require.Len(t, pod.Volumes, len(pod.InitContainers)+1)
+	assert.NotNil(t, pod.Volumes[0].EmptyDir.SizeLimit, "the /keptn volume is always bounded")
 	for _, c := range append(pod.InitContainers, pod.Containers...) {
 		for _, e := range c.Env {
 			assert.Empty(t, validation.IsEnvVarName(e.Name), e.Name)
@@ -289,6 +307,8 @@ func TestBuildErrors(t *testing.T) {
 		{"bad namespace", func(in *TaskInput) { in.Task.Namespace = "Not_Valid" }, nil, `task 'x': namespace "Not_Valid" is invalid`},
 		{"bad maxPollDuration", func(in *TaskInput) { in.Task.MaxPollDuration = ptr(0) }, nil, "task 'x': maxPollDuration must be between 1 and 2592000 seconds, got 0"},
 		{"overflowing maxPollDuration", func(in *TaskInput) { in.Task.MaxPollDuration = ptr(10000000000) }, nil, "task 'x': maxPollDuration must be between 1 and 2592000 seconds, got 10000000000"},
+		{"bad keptnVolumeSize", func(in *TaskInput) { in.Task.KeptnVolumeSize = "-1Mi" }, nil, `task 'x': keptnVolumeSize "-1Mi" is not a positive quantity`},
+		{"bad backoffLimit", func(in *TaskInput) { in.Task.BackoffLimit = ptr(int32(11)) }, nil, "task 'x': backoffLimit must be between 0 and 10, got 11"},
 		{"bad settings label", nil, func(s *Settings) { s.Labels = map[string]string{"bad key!": "v"} }, `task 'x': label key "bad key!" is invalid`},
 	}
 	for _, tc := range cases {

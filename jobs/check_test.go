@@ -218,6 +218,18 @@ func TestCheckIdentities(t *testing.T) {
 		})
 	}
 	ns := func(name string) []config.Task { return task(func(t *config.Task) { t.Namespace = name }) }
+	pull := func(names ...string) []config.Task { return task(func(t *config.Task) { t.ImagePullSecrets = names }) }
+	tolerate := func(keys ...string) []config.Task {
+		return task(func(t *config.Task) {
+			for _, k := range keys {
+				op := config.TolerationEqual
+				if k == "" {
+					op = config.TolerationExists
+				}
+				t.Tolerations = append(t.Tolerations, config.Toleration{Key: k, Operator: op})
+			}
+		})
+	}
 	cases := []struct {
 		name  string
 		s     Settings
@@ -255,6 +267,22 @@ func TestCheckIdentities(t *testing.T) {
 			`env[1].valueFrom: secret "other-team-a" is not in the allowed secret list`},
 		{"secret in the second task of two", base(nil), append(secret("my-creds"), secret("job-service-keptn-secrets")...),
 			`task 't': env[1].valueFrom: secret "job-service-keptn-secrets"`},
+
+		{"own pull secret", base(nil), pull("registry-creds"), ""},
+		{"protected secret as pull secret refused", base(nil), pull("registry-creds", "job-service-keptn-secrets"),
+			`task 't': imagePullSecrets[1]: secret "job-service-keptn-secrets" is a secret of the installation itself`},
+		{"pull secret glob refuses others", base(func(s *Settings) { s.AllowedSecrets = []string{"team-*"} }), pull("registry-creds"),
+			`imagePullSecrets[0]: secret "registry-creds" is not in the allowed secret list (ALLOWED_JOB_SECRETS)`},
+		{"installation pull secrets are not the task's", base(func(s *Settings) { s.ImagePullSecrets = []string{"job-service-keptn-secrets"} }), task(func(*config.Task) {}), ""},
+
+		{"no toleration allowed by default", base(nil), tolerate("dedicated"),
+			`task 't': tolerations[0]: taint key "dedicated" is not in the allowed toleration list (ALLOWED_JOB_TOLERATIONS)`},
+		{"toleration glob", base(func(s *Settings) { s.AllowedTolerations = []string{"dedicated", "example.com/*"} }), tolerate("dedicated", "example.com/gpu"), ""},
+		{"control-plane taint not listed", base(func(s *Settings) { s.AllowedTolerations = []string{"example.com/*"} }), tolerate("example.com/gpu", "node-role.kubernetes.io/control-plane"),
+			`tolerations[1]: taint key "node-role.kubernetes.io/control-plane" is not in the allowed toleration list`},
+		{"every taint needs *", base(func(s *Settings) { s.AllowedTolerations = []string{"example.com/*"} }), tolerate(""),
+			`tolerations[0]: every taint (no key; only "*" allows it) is not in the allowed toleration list`},
+		{"every taint with *", base(func(s *Settings) { s.AllowedTolerations = []string{"*"} }), tolerate(""), ""},
 
 		{"job namespace by name", base(nil), ns("keptn-jobs"), ""},
 		{"other namespace refused by default", base(nil), ns("kube-system"),

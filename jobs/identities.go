@@ -48,6 +48,23 @@ func checkIdentities(s Settings, t config.Task) error {
 			return fmt.Errorf("env[%d].valueFrom: secret %q is not in the allowed secret list (ALLOWED_JOB_SECRETS)", i, e.Name)
 		}
 	}
+	for i, name := range t.ImagePullSecrets {
+		switch {
+		case slices.Contains(s.ProtectedSecrets, name):
+			return fmt.Errorf("imagePullSecrets[%d]: secret %q is a secret of the installation itself and is never allowed for a job", i, name)
+		case !matchesAny(allowedSecrets, name):
+			return fmt.Errorf("imagePullSecrets[%d]: secret %q is not in the allowed secret list (ALLOWED_JOB_SECRETS)", i, name)
+		}
+	}
+	for i, tol := range t.Tolerations {
+		if !matchesAny(s.AllowedTolerations, tol.Key) {
+			what := fmt.Sprintf("taint key %q", tol.Key)
+			if tol.Key == "" {
+				what = `every taint (no key; only "*" allows it)`
+			}
+			return fmt.Errorf("tolerations[%d]: %s is not in the allowed toleration list (ALLOWED_JOB_TOLERATIONS)", i, what)
+		}
+	}
 	if t.Namespace != "" {
 		jobNS := firstNonEmpty(s.Namespace, DefaultNamespace)
 		if t.Namespace != jobNS && !matchesAny(s.AllowedNamespaces, t.Namespace) {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/keptn-contrib/job-executor-service/config"
 )
@@ -44,6 +45,11 @@ type Settings struct {
 	InitImage string
 	// AllowedImages are globs (ALLOWED_IMAGE_LIST); empty allows every image.
 	AllowedImages []string
+	// KeptnVolumeSize bounds the /keptn volume of a task that sets no keptnVolumeSize
+	// (DEFAULT_KEPTN_VOLUME_SIZE; zero: DefaultKeptnVolumeSize).
+	KeptnVolumeSize resource.Quantity
+	// ImagePullSecrets are given to every Job (DEFAULT_IMAGE_PULL_SECRETS), before a task's own.
+	ImagePullSecrets []string
 
 	// Identities a job config may choose (see identities.go). The lists are globs ('*' matches
 	// any run of characters) matched against the whole name; empty means the default given.
@@ -62,6 +68,10 @@ type Settings struct {
 	// AllowedSecrets (ALLOWED_JOB_SECRETS) bound valueFrom: secret names. Empty:
 	// DefaultAllowedSecrets, every Secret except the ProtectedSecrets.
 	AllowedSecrets []string
+	// AllowedTolerations (ALLOWED_JOB_TOLERATIONS) bound the taint keys a task may tolerate:
+	// a toleration lets its pod onto nodes the cluster keeps for others. Empty: none. A
+	// toleration without key (every taint) needs the entry "*".
+	AllowedTolerations []string
 	// AllowedNamespaces (ALLOWED_JOB_NAMESPACES) bound a task's namespace. Empty: only the job
 	// namespace (Namespace, JOB_NAMESPACE), which is always allowed.
 	AllowedNamespaces []string
@@ -103,8 +113,13 @@ type Result struct {
 	Message string
 	// Logs of the task container, already bounded.
 	Logs string
+	// Attempts is how many pods the Job ran (more than one when backoffLimit allowed retries).
+	Attempts int32
+	// Job names the task's Job once it exists (created, or adopted after a redelivery); empty
+	// when the task ended before one was created.
+	Job string
 	// Start and End bound the Job: its creation, and its completion or failure (or when the
-	// runner gave up on it). Zero Start: no Job was created.
+	// runner gave up on it); when no Job was created, the attempt.
 	Start, End time.Time
 	// RanFrom and RanTo bound the task container's run over the Job's pods: its first start
 	// and its last finish, as the kubelet recorded them (to the second). RanFrom is zero when
@@ -122,7 +137,8 @@ const (
 	PhaseRunning   = "Running"
 	PhaseSucceeded = "Succeeded"
 	PhaseFailed    = "Failed"
-	// PhaseSkipped: an earlier task of the action failed, so this one never runs.
+	// PhaseSkipped: an earlier task of the action failed, so this one never runs (tasks of a
+	// parallel action all start at once and are never skipped).
 	PhaseSkipped = "Skipped"
 	// PhaseGone: no Job and the event is finished: the task was never run (its action was
 	// refused) or its Job was removed (ttlSecondsAfterFinished, or deleted when it overran

@@ -175,6 +175,9 @@ func (r *reader) settings() jobs.Settings {
 	s.AllowedServiceAccounts = r.namePatterns("ALLOWED_JOB_SERVICE_ACCOUNTS", false)
 	s.AllowedSecrets = r.namePatterns("ALLOWED_JOB_SECRETS", false)
 	s.AllowedNamespaces = r.namePatterns("ALLOWED_JOB_NAMESPACES", true)
+	s.AllowedTolerations = r.list("ALLOWED_JOB_TOLERATIONS", ",")
+	s.ImagePullSecrets = r.namePatterns("DEFAULT_IMAGE_PULL_SECRETS", false)
+	s.KeptnVolumeSize = r.positiveQuantity("DEFAULT_KEPTN_VOLUME_SIZE", jobs.DefaultKeptnVolumeSize)
 	s.DefaultResources = corev1.ResourceRequirements{
 		Limits:   r.resources("DEFAULT_RESOURCE_LIMITS_CPU", "1", "DEFAULT_RESOURCE_LIMITS_MEMORY", "512Mi"),
 		Requests: r.resources("DEFAULT_RESOURCE_REQUESTS_CPU", "50m", "DEFAULT_RESOURCE_REQUESTS_MEMORY", "128Mi"),
@@ -293,6 +296,16 @@ func (r *reader) resources(cpuName, cpuDef, memName, memDef string) corev1.Resou
 		out[q.res] = qty
 	}
 	return out
+}
+
+func (r *reader) positiveQuantity(name, def string) resource.Quantity {
+	v := r.str(name, def)
+	q, err := resource.ParseQuantity(v)
+	if err != nil || q.Sign() <= 0 {
+		r.errs = append(r.errs, fmt.Sprintf("%s=%q: want a positive Kubernetes quantity (e.g. 20Mi)", r.source(name), v))
+		return resource.MustParse(def)
+	}
+	return q
 }
 
 func (r *reader) podSecurityLevel(name, def string) string {

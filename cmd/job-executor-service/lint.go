@@ -47,6 +47,7 @@ var lintSettings = []setting{
 	{name: "ALLOWED_JOB_SECRETS"},
 	{name: "JOB_NAMESPACE"},
 	{name: "ALLOWED_JOB_NAMESPACES"},
+	{name: "ALLOWED_JOB_TOLERATIONS"},
 }
 
 // initImageStandIn is the init container image when none is given: installations always set

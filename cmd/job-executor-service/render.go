@@ -50,6 +50,8 @@ var renderSettings = append(append([]setting(nil), lintSettings...),
 	setting{name: "DEFAULT_RESOURCE_REQUESTS_CPU"},
 	setting{name: "DEFAULT_RESOURCE_REQUESTS_MEMORY"},
 	setting{name: "JOB_LABELS"},
+	setting{name: "DEFAULT_IMAGE_PULL_SECRETS"},
+	setting{name: "DEFAULT_KEPTN_VOLUME_SIZE"},
 	setting{name: "MAX_TASK_FILES_BYTES"},
 )
 

@@ -135,6 +135,14 @@ func ran(r jobs.Result) (from, to time.Time, ok bool) {
 	return from, to, true
 }
 
+// attempts says how often a task was tried, when more than once (backoffLimit).
+func attempts(r jobs.Result) string {
+	if r.Attempts <= 1 {
+		return ""
+	}
+	return fmt.Sprintf(" (%d attempts)", r.Attempts)
+}
+
 func render(results []ActionResult, logBudget budget) string {
 	var b strings.Builder
 	for _, r := range results {
@@ -143,7 +151,7 @@ func render(results []ActionResult, logBudget budget) string {
 		}
 		for _, t := range r.Tasks {
 			if t.Result.Succeeded {
-				fmt.Fprintf(&b, "Task '%s' finished successfully!\n", t.Name)
+				fmt.Fprintf(&b, "Task '%s' finished successfully!%s\n", t.Name, attempts(t.Result))
 			} else {
 				fmt.Fprintf(&b, "Task '%s' failed: %s", t.Name, t.Result.Reason)
 				// Runner messages name the task themselves; don't say it twice.
@@ -153,7 +161,7 @@ func render(results []ActionResult, logBudget budget) string {
 				if m != "" && m != t.Result.Reason {
 					b.WriteString(": " + m)
 				}
-				b.WriteString("\n")
+				b.WriteString(attempts(t.Result) + "\n")
 			}
 			if logs := tail(t.Result.Logs, logBudget); logs != "" {
 				b.WriteString("\nLogs:\n" + logs)

@@ -74,3 +74,16 @@ func TestSummarizeWindow(t *testing.T) {
 		})
 	}
 }
+
+// A task tried more than once (backoffLimit) says how often; one attempt says nothing more,
+// so messages stay as they were for configs without retries.
+func TestSummarizeAttempts(t *testing.T) {
+	s := Summarize([]ActionResult{{Name: "a", Tasks: []TaskResult{
+		{"once", jobs.Result{Succeeded: true, Attempts: 1}},
+		{"flaky", jobs.Result{Succeeded: true, Attempts: 2}},
+		{"broken", jobs.Result{Reason: "BackoffLimitExceeded", Message: "task 'broken' failed: container exited with code 1", Attempts: 3}},
+	}}}, 1<<20)
+	assert.Contains(t, s.Message, "Task 'once' finished successfully!\n")
+	assert.Contains(t, s.Message, "Task 'flaky' finished successfully! (2 attempts)\n")
+	assert.Contains(t, s.Message, "Task 'broken' failed: BackoffLimitExceeded: container exited with code 1 (3 attempts)")
+}

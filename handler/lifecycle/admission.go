@@ -207,7 +207,7 @@ func (p *Processor) persist(ctx context.Context, pl *plan) error {
 	}
 	if err != nil {
 		pl.log.Error("cannot store the event record", zap.Error(err))
-		return unavailable(err)
+		return fmt.Errorf("%w: %v", ErrClusterUnavailable, err)
 	}
 	if existing != nil {
 		p.deps.Metrics.event("duplicate")

@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -12,7 +13,8 @@ import (
 	"github.com/keptn-contrib/job-executor-service/jobs"
 )
 
-// runAction runs the tasks of one action in order and stops at the first failure. Every task
+// runAction runs the tasks of one action in order and stops at the first failure, or, for a
+// parallel action, all at once until each has ended. Every task
 // is checked before the first Job exists: a forbidden image in task 3 must not let tasks 1
 // and 2 run. res is a named result so that the deferred end time reaches the caller (an
 // action refused before any task would otherwise report end 0001-01-01).
@@ -31,6 +33,21 @@ func (p *Processor) runAction(ctx context.Context, pl *plan, a config.MatchedAct
 	}
 	defer release()
 	if res.Refused = p.refusal(a); res.Refused != "" {
+		return res
+	}
+	if a.Action.Parallel {
+		res.Tasks = make([]keptn.TaskResult, len(a.Action.Tasks))
+		var wg sync.WaitGroup
+		for i, task := range a.Action.Tasks {
+			wg.Go(func() {
+				res.Tasks[i] = keptn.TaskResult{Name: task.Name, Result: p.runTask(ctx, pl, log, pl.taskInput(a, i))}
+			})
+		}
+		wg.Wait()
+		res.OK = true
+		for _, t := range res.Tasks {
+			res.OK = res.OK && t.Result.Succeeded
+		}
 		return res
 	}
 	for i, task := range a.Action.Tasks {
@@ -64,6 +81,7 @@ func (pl *plan) taskInput(a config.MatchedAction, i int) jobs.TaskInput {
 // task's result (Reason FilesUnavailable or InvalidTask) and nothing is created.
 func (p *Processor) build(ctx context.Context, pl *plan, input jobs.TaskInput) (built *jobs.Built, failed *jobs.Result) {
 	if len(input.Task.Files) > 0 {
+		p.recordStarted(ctx, pl) // reading files may take long, and no Job exists yet
 		files, err := p.deps.Files(ctx, pl.in.ConfigRef(), pl.loaded.Level, input.Task.Files)
 		if err != nil {
 			return nil, &jobs.Result{Reason: "FilesUnavailable", Message: err.Error()}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -21,6 +22,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
@@ -398,7 +400,7 @@ func TestFlowRecover(t *testing.T) {
 	store := f.store("test-instance", flowKey)
 	_, err = store.Create(context.Background(), records.Record{Name: decoded.RecordName(), Event: decoded.Raw, Config: []byte(flowConfig), Level: "service"})
 	require.NoError(t, err)
-	require.NoError(t, store.MarkStarted(context.Background(), decoded.RecordName()))
+	require.NoError(t, store.MarkStarted(context.Background(), decoded.RecordName(), true))
 	// One Job exists already (the "apply" task's); it completes while no service is up.
 	loaded, err := config.NewLoaded([]byte(flowConfig), config.LevelService)
 	require.NoError(t, err)
@@ -711,4 +713,22 @@ func TestFlowOrphans(t *testing.T) {
 		"sh.keptn.event.deployment.started " + in.ID(),
 		"sh.keptn.event.deployment.finished " + in.ID(),
 	}, triggered)
+}
+
+// TestFlowClusterUnreachableSaysSo: when the event record cannot be stored because the API
+// server cannot be reached, the answer is a 503 that names the cluster, not the config source
+// (which was read fine), and the event can be delivered again.
+func TestFlowClusterUnreachableSaysSo(t *testing.T) {
+	f := newFlow(t, nil, lifecycle.Options{})
+	f.client.PrependReactor("create", "configmaps", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, errors.New(`Post "https://10.96.0.1/api/v1/namespaces/keptn/configmaps": dial tcp 10.96.0.1:443: connect: connection refused`)
+	})
+	status, retryAfter, body := f.post(t, f.deployment(t))
+	assert.Equal(t, http.StatusServiceUnavailable, status)
+	assert.NotEmpty(t, retryAfter, "deliver again later")
+	assert.Equal(t, "cluster_unavailable", body["error"])
+	assert.Contains(t, body["message"], "storing event record")
+	assert.NotContains(t, body["message"], "config source")
+	assert.Zero(t, f.jobCount(t))
+	assert.Empty(t, f.types(), "nothing was sent")
 }

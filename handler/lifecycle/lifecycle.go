@@ -40,13 +40,15 @@ type FileCollector func(ctx context.Context, ref config.Ref, level config.Level,
 // TaskRunner runs one built Job to its end (run.Runner).
 type TaskRunner interface {
 	Run(ctx context.Context, b *jobs.Built) jobs.Result
+	// JobExists asks the cluster whether a Job exists (recovery).
+	JobExists(ctx context.Context, namespace, name string) (bool, error)
 }
 
 // Records keep accepted events in the cluster (records.Store), for redeliveries after a
 // restart and for recovery.
 type Records interface {
 	Create(ctx context.Context, r records.Record) (existing *records.Record, err error)
-	MarkStarted(ctx context.Context, name string) error
+	MarkStarted(ctx context.Context, name string, delivered bool) error
 	MarkFinished(ctx context.Context, name string, at time.Time) error
 	// Unfinished lists the metadata of unfinished records; Load reads a whole one.
 	Unfinished(ctx context.Context, fn func(records.Record) error) error
@@ -150,9 +152,12 @@ var ErrBusy = errors.New("too many events in flight")
 // all; delivering it again cannot help (413).
 var ErrTooLarge = errors.New("event too large to accept")
 
-// ErrUnavailable means the config source or the cluster could not be reached; redelivery may
-// succeed (503).
-var ErrUnavailable = errors.New("config source unavailable")
+// ErrUnavailable means the config source could not be reached, and ErrClusterUnavailable
+// that the event record could not be stored; redelivery may succeed (503).
+var (
+	ErrUnavailable        = errors.New("config source unavailable")
+	ErrClusterUnavailable = errors.New("cluster unavailable")
+)
 
 // Processor runs the lifecycle of every accepted event.
 type Processor struct {
@@ -265,6 +270,9 @@ func (p *Processor) carryOut(ctx context.Context, pl *plan) {
 			pl.log.Info("stopped before the actions ended; recovery will finish this event")
 			silent.Wait()
 			return
+		}
+		if !anyJob(results) {
+			p.recordStarted(ctx, pl) // .finished may take long to deliver; no Job tells recovery
 		}
 		delivered = p.reportFinished(ctx, pl, keptn.Summarize(results, p.opts.MaxMessageBytes))
 	}

@@ -313,6 +313,8 @@ func (r *windowRunner) Run(_ context.Context, b *jobs.Built) jobs.Result {
 		RanFrom: r.jobAt.Add(2 * time.Second), RanTo: r.jobAt.Add(7 * time.Second)}
 }
 
+func (r *windowRunner) JobExists(context.Context, string, string) (bool, error) { return false, nil }
+
 // A test action that waits for a concurrency slot reports the window its task ran in, not
 // the time it was accepted: Keptn's lighthouse queries metrics for exactly that window.
 func TestQueuedActionTestWindow(t *testing.T) {

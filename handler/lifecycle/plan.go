@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"go.uber.org/zap"
@@ -45,6 +46,13 @@ type plan struct {
 	started *cloudevents.Event
 	// startedSent: .started was delivered before a restart (recovery).
 	startedSent bool
+	// startedUndelivered: the record says .started was not delivered; a delivery must say otherwise.
+	startedUndelivered bool
+	// startedRecord guards writing .started's delivery to the record (recordStarted).
+	startedRecord struct {
+		sync.Mutex
+		pending bool // delivered in this run, not yet written
+	}
 
 	// problem is what Keptn is told about a missing or invalid config: in an errored
 	// .finished after .started when problemAsFinished, in a sh.keptn.log.error otherwise.
@@ -121,8 +129,8 @@ func (pl *plan) run(loaded *config.Loaded, actions []config.MatchedAction, opts 
 		pl.reporting = append(pl.reporting, a)
 		pa := keptn.PlannedAction{Name: a.Action.Name, Tasks: make([]keptn.PlannedTask, len(a.Action.Tasks))}
 		for i, t := range a.Action.Tasks {
-			pa.Tasks[i] = keptn.PlannedTask{Name: t.Name, Namespace: jobs.TaskNamespace(opts.Settings, t),
-				Job: jobs.JobName(pl.in.Event.Source(), pl.in.Event.ID(), a.Index, i)}
+			ns, name := jobs.JobRef(opts.Settings, pl.taskInput(a, i))
+			pa.Tasks[i] = keptn.PlannedTask{Name: t.Name, Namespace: ns, Job: name}
 		}
 		planned = append(planned, pa)
 	}

@@ -78,6 +78,12 @@ func (p *Processor) resumeRecord(ctx context.Context, listed records.Record, atS
 	if parseErr == nil && p.admit.known(pl.in.Key()) {
 		return false
 	}
+	if parseErr == nil && r.Started == records.StartedUnrecorded && p.opts.StartedViaSink {
+		if pl.startedSent, err = p.startedImplied(ctx, pl); err != nil {
+			log.Warn("cannot tell whether .started was delivered; trying again later", zap.Error(err))
+			return false
+		}
+	}
 	mine, err := p.deps.Records.Claim(ctx, *r)
 	if err != nil {
 		log.Warn("cannot claim event record", zap.Error(err))
@@ -184,7 +190,7 @@ func planFromRecord(r records.Record, log *zap.Logger, opts Options) (*plan, err
 	if err != nil {
 		return nil, err
 	}
-	pl := &plan{in: in, startedSent: r.Started,
+	pl := &plan{in: in, startedSent: r.Started == records.StartedDelivered, startedUndelivered: r.Started == records.StartedUndelivered,
 		log: log.With(zap.String("keptnContext", in.KeptnContext), zap.String("eventID", in.Event.ID()), zap.String("type", in.Event.Type()))}
 	pl.run(loaded, actions, opts)
 	if r.ActionIndex != nil {

@@ -29,6 +29,8 @@ func (r *builtRunner) Run(_ context.Context, b *jobs.Built) jobs.Result {
 	return jobs.Result{Succeeded: true}
 }
 
+func (r *builtRunner) JobExists(context.Context, string, string) (bool, error) { return false, nil }
+
 // TestRenderIsWhatAcceptCreates: for the same event, config, files and settings, Render gives
 // exactly the objects the service hands to its runner, silent actions included.
 func TestRenderIsWhatAcceptCreates(t *testing.T) {

@@ -61,7 +61,9 @@ type EventStatus struct {
 	Time   *time.Time `json:"time,omitempty"`
 	// State is "running" until .finished was delivered (or, for silent actions, they ended),
 	// "finished" afterwards.
-	State       string     `json:"state"`
+	State string `json:"state"`
+	// StartedSent: .started was delivered, as the record says or, where it does not, as a Job
+	// of a reporting action (created only after it) or the delivered .finished shows.
 	StartedSent bool       `json:"startedSent"`
 	FinishedAt  *time.Time `json:"finishedAt,omitempty"`
 	// Owner is the service instance (pod) that runs the event.
@@ -150,8 +152,9 @@ func (p *Processor) Status(ctx context.Context, keptnContext, eventID string) (*
 
 func (p *Processor) eventStatus(ctx context.Context, r records.Record, pl *plan) EventStatus {
 	e := pl.in.Event
-	es := EventStatus{ID: e.ID(), Source: e.Source(), Type: e.Type(), State: EventRunning, StartedSent: r.Started, Owner: r.Owner,
-		Actions: make([]ActionStatus, 0, len(pl.matched))}
+	es := EventStatus{ID: e.ID(), Source: e.Source(), Type: e.Type(), State: EventRunning, Owner: r.Owner,
+		StartedSent: r.Started == records.StartedDelivered || r.Started == records.StartedUnrecorded && r.Finished,
+		Actions:     make([]ActionStatus, 0, len(pl.matched))}
 	if t := e.Time(); !t.IsZero() {
 		es.Time = &t
 	}
@@ -166,21 +169,25 @@ func (p *Processor) eventStatus(ctx context.Context, r records.Record, pl *plan)
 		as := ActionStatus{Name: a.Action.Name, Index: a.Index, Silent: a.Action.Silent || !triggered, Tasks: make([]TaskStatus, 0, len(a.Action.Tasks))}
 		ended := false // an earlier task failed or is gone: later ones without a Job never run
 		for i, t := range a.Action.Tasks {
-			ts := TaskStatus{Name: t.Name, Namespace: jobs.TaskNamespace(p.opts.Settings, t), Job: jobs.JobName(e.Source(), e.ID(), a.Index, i)}
+			ts := TaskStatus{Name: t.Name}
+			ts.Namespace, ts.Job = jobs.JobRef(p.opts.Settings, pl.taskInput(a, i))
 			state, found, err := p.deps.Tasks.TaskState(ctx, ts.Namespace, ts.Job)
+			if found && !as.Silent && r.Started == records.StartedUnrecorded {
+				es.StartedSent = true
+			}
 			switch {
 			case err != nil:
 				ts.Phase, ts.Reason, ts.Message = "Unknown", "CacheUnavailable", err.Error()
 			case !found && ended:
 				ts.Phase = jobs.PhaseSkipped
 			case !found && r.Finished:
-				ts.Phase, ended = jobs.PhaseGone, true
+				ts.Phase, ended = jobs.PhaseGone, !a.Action.Parallel
 			case !found:
 				ts.Phase = jobs.PhaseWaiting
 			default:
 				ts.Phase, ts.Reason, ts.Message = state.Phase, state.Reason, state.Message
 				ts.Start, ts.End = timePtr(state.Start), timePtr(state.End)
-				ended = state.Phase == jobs.PhaseFailed
+				ended = state.Phase == jobs.PhaseFailed && !a.Action.Parallel // parallel tasks all start at once
 			}
 			as.Tasks = append(as.Tasks, ts)
 		}

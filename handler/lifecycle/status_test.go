@@ -17,7 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/keptn-contrib/job-executor-service/handler"
-	"github.com/keptn-contrib/job-executor-service/handler/keptn"
 	"github.com/keptn-contrib/job-executor-service/handler/lifecycle"
 	"github.com/keptn-contrib/job-executor-service/jobs"
 	"github.com/keptn-contrib/job-executor-service/jobs/records"
@@ -101,7 +100,12 @@ func TestFlowStatus(t *testing.T) {
 
 	// .started announced the reporting actions' tasks and the Jobs the status shows.
 	var started struct {
-		JobExecutor keptn.StartedTasks `json:"jobExecutor"`
+		JobExecutor struct {
+			Actions []struct {
+				Name  string `json:"name"`
+				Tasks []struct{ Name, Job, Namespace string }
+			} `json:"actions"`
+		} `json:"jobExecutor"`
 	}
 	require.NoError(t, json.Unmarshal(f.events(t)[0].Raw, &struct {
 		Data any `json:"data"`

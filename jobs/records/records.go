@@ -90,7 +90,7 @@ type Record struct {
 	// KeptnContext labels the record (jobs.LabelKeptnContext, sanitised) so that the status
 	// of a Keptn context finds its records; the label is a hint, the signed event is the truth.
 	KeptnContext string
-	Started      bool // .started was delivered
+	Started      StartedMark
 	Finished     bool // .finished was delivered
 	// FinishedAt is when Finished was recorded (zero while unfinished).
 	FinishedAt time.Time
@@ -100,6 +100,19 @@ type Record struct {
 	resourceVersion string // for claiming the record without racing another instance
 	signature       string // AnnotationSignature as stored
 }
+
+// StartedMark is what a record says about the delivery of the event's .started
+// (AnnotationStarted).
+type StartedMark string
+
+const (
+	// StartedUnrecorded: the record does not say. Recovery asks the cluster: a Job of an
+	// action that answers Keptn exists only once .started was delivered.
+	StartedUnrecorded StartedMark = ""
+	StartedDelivered  StartedMark = "true"
+	// StartedUndelivered: sending .started failed; recovery sends it again.
+	StartedUndelivered StartedMark = "false"
+)
 
 // Version is the stored record's resourceVersion: it changes with every update.
 func (r Record) Version() string { return r.resourceVersion }
@@ -222,9 +235,13 @@ func (s *Store) Create(ctx context.Context, r Record) (existing *Record, err err
 	return &rec, nil
 }
 
-// MarkStarted notes that .started was delivered, so recovery does not send it twice.
-func (s *Store) MarkStarted(ctx context.Context, name string) error {
-	return s.patch(ctx, name, map[string]any{"annotations": map[string]string{AnnotationStarted: "true"}})
+// MarkStarted records whether .started was delivered, where no Job can tell recovery.
+func (s *Store) MarkStarted(ctx context.Context, name string, delivered bool) error {
+	mark := StartedUndelivered
+	if delivered {
+		mark = StartedDelivered
+	}
+	return s.patch(ctx, name, map[string]any{"annotations": map[string]string{AnnotationStarted: string(mark)}})
 }
 
 // MarkFinished notes that .finished was delivered; the record then only serves to recognise
@@ -324,11 +341,19 @@ func (s *Store) each(ctx context.Context, selector string, fn func(Record) error
 	return nil
 }
 
+// startedMark reads AnnotationStarted; anything else than its two values says nothing.
+func startedMark(v string) StartedMark {
+	if m := StartedMark(v); m == StartedDelivered || m == StartedUndelivered {
+		return m
+	}
+	return StartedUnrecorded
+}
+
 // fromMeta is the part of a record its labels and annotations hold.
 func fromMeta(m *metav1.ObjectMeta) Record {
 	r := Record{
 		Name:     m.Name,
-		Started:  m.Annotations[AnnotationStarted] == "true",
+		Started:  startedMark(m.Annotations[AnnotationStarted]),
 		Finished: m.Labels[LabelFinished] == "true",
 		Owner:    m.Annotations[AnnotationOwner],
 

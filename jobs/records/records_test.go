@@ -55,7 +55,11 @@ func TestRecords(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, *cm.Immutable)
 
-	require.NoError(t, s.MarkStarted(ctx, a.Name))
+	for _, r := range unfinished(t, s) {
+		assert.Equal(t, StartedUnrecorded, r.Started, "a new record says nothing of .started")
+	}
+	require.NoError(t, s.MarkStarted(ctx, b.Name, false))
+	require.NoError(t, s.MarkStarted(ctx, a.Name, true))
 	open := unfinished(t, s)
 	require.Len(t, open, 2)
 
@@ -64,12 +68,12 @@ func TestRecords(t *testing.T) {
 	open = unfinished(t, s)
 	require.Len(t, open, 1)
 	assert.Equal(t, b.Name, open[0].Name)
-	assert.False(t, open[0].Started)
+	assert.Equal(t, StartedUndelivered, open[0].Started)
 
 	existing, err = s.Create(ctx, a)
 	require.NoError(t, err)
 	assert.True(t, existing.Finished)
-	assert.True(t, existing.Started)
+	assert.Equal(t, StartedDelivered, existing.Started)
 	assert.Equal(t, finishedAt, existing.FinishedAt)
 
 	n, err := s.Prune(ctx, finishedAt.Add(30*time.Minute), time.Hour, 10)
@@ -360,5 +364,14 @@ func TestRecordContextLabel(t *testing.T) {
 		cm, err := client.CoreV1().ConfigMaps("keptn").Get(ctx, r.Name, metav1.GetOptions{})
 		require.NoError(t, err)
 		assert.Equal(t, tc.label, cm.Labels[jobs.LabelKeptnContext], name)
+	}
+}
+
+// TestStartedMark: only the two values MarkStarted writes mean something; anything else
+// (a hand edit, a future value) leaves recovery to ask the cluster.
+func TestStartedMark(t *testing.T) {
+	for v, want := range map[string]StartedMark{"true": StartedDelivered, "false": StartedUndelivered, "": StartedUnrecorded, "yes": StartedUnrecorded, "TRUE": StartedUnrecorded} {
+		got := fromMeta(&metav1.ObjectMeta{Annotations: map[string]string{AnnotationStarted: v}}).Started
+		assert.Equal(t, want, got, "annotation %q", v)
 	}
 }

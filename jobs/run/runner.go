@@ -38,6 +38,9 @@ const (
 	ReasonCanceled        = "Canceled"
 	ReasonFailedCreatePod = "FailedCreate"
 	ReasonJobDeleted      = "JobDeleted"
+	// ReasonEvicted: the kubelet evicted the task's pod, e.g. for writing more to /keptn than
+	// its keptnVolumeSize.
+	ReasonEvicted = "Evicted"
 )
 
 // Defaults for the zero values of Options.
@@ -151,11 +154,21 @@ func (r *Runner) Run(ctx context.Context, b *jobs.Built) jobs.Result {
 		now = job.CreationTimestamp.Time
 	}
 	res := r.wait(ctx, b, nw, sub, job, log)
-	res.Start = now
+	res.Job, res.Start = job.Name, now
 	if res.End.IsZero() || res.End.Before(res.Start) {
 		res.End = time.Now()
 	}
 	return res
+}
+
+// JobExists asks the API server whether the named Job exists (recovery: a Job of an
+// action that answers Keptn implies its .started was delivered).
+func (r *Runner) JobExists(ctx context.Context, namespace, name string) (bool, error) {
+	_, err := r.client.BatchV1().Jobs(namespace).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // ownFiles makes the Job own its files ConfigMap so that deleting the Job (by hand or
@@ -336,15 +349,16 @@ func sortPods(pods []corev1.Pod) {
 // finished reports the result of a Job whose end condition is c, pods being the Job's pods
 // oldest first.
 func (r *Runner) finished(ctx context.Context, job *batchv1.Job, c batchv1.JobCondition, pods []corev1.Pod, task string) jobs.Result {
+	attempts := job.Status.Succeeded + job.Status.Failed
 	if c.Type == batchv1.JobComplete {
-		res := jobs.Result{Succeeded: true, Reason: ReasonCompleted, Logs: r.logsOf(ctx, job, pods)}
+		res := jobs.Result{Succeeded: true, Reason: ReasonCompleted, Logs: r.logsOf(ctx, job, pods), Attempts: attempts}
 		if job.Status.CompletionTime != nil {
 			res.End = job.Status.CompletionTime.Time
 		}
 		res.RanFrom, res.RanTo = taskRan(pods)
 		return res
 	}
-	res := jobs.Result{Reason: c.Reason, End: c.LastTransitionTime.Time}
+	res := jobs.Result{Reason: c.Reason, End: c.LastTransitionTime.Time, Attempts: attempts}
 	if res.Reason == "" {
 		res.Reason = "Failed"
 	}
@@ -366,6 +380,10 @@ func (r *Runner) finished(ctx context.Context, job *batchv1.Job, c batchv1.JobCo
 		if cs.Reason == ReasonOOMKilled {
 			res.Reason = ReasonOOMKilled
 		}
+	}
+	if n := len(pods); n > 0 && pods[n-1].Status.Reason == ReasonEvicted {
+		res.Reason = ReasonEvicted
+		res.Message = fmt.Sprintf("task '%s' failed: pod evicted: %s", task, pods[n-1].Status.Message)
 	}
 	res.Logs = r.logsOf(ctx, job, pods)
 	res.RanFrom, res.RanTo = taskRan(pods)

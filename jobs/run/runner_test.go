@@ -216,6 +216,7 @@ func TestRunCompletes(t *testing.T) {
 	assert.True(t, res.Succeeded, res.Message)
 	assert.Equal(t, ReasonCompleted, res.Reason)
 	assert.Equal(t, "fake logs", res.Logs)
+	assert.Equal(t, b.Job.Name, res.Job, "the result names the Job")
 	assert.False(t, res.Start.IsZero())
 	assert.False(t, res.End.Before(res.Start))
 
@@ -225,6 +226,36 @@ func TestRunCompletes(t *testing.T) {
 	assert.Equal(t, "Job", cm.OwnerReferences[0].Kind)
 	assert.Equal(t, job.Name, cm.OwnerReferences[0].Name)
 	assert.Equal(t, b.Files.BinaryData, cm.BinaryData)
+	exists, err := e.runner.JobExists(e.ctx, b.Namespace, b.Job.Name)
+	require.NoError(t, err)
+	assert.True(t, exists)
+}
+
+// TestRunRetries: a task with backoffLimit ran several pods; the result counts them and says
+// why the last one failed, an eviction (e.g. /keptn over its sizeLimit) by the kubelet's words.
+func TestRunRetries(t *testing.T) {
+	e := newRunEnv(t, Options{})
+	b := built(t, nil)
+	b.Job.Spec.BackoffLimit = ptrTo(int32(2))
+	job, done := e.start(b)
+	failed := corev1.PodStatus{Phase: corev1.PodFailed, ContainerStatuses: []corev1.ContainerStatus{terminated(jobs.TaskContainer, 1, "Error")}}
+	evicted := corev1.PodStatus{Phase: corev1.PodFailed, Reason: ReasonEvicted, Message: `Usage of EmptyDir volume "keptn-files" exceeds the limit "20Mi". `}
+	t0 := time.Now()
+	for i, st := range []corev1.PodStatus{failed, failed, evicted} {
+		p := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%d", job.Name, 3-i), Namespace: job.Namespace, Labels: job.Spec.Template.Labels,
+				CreationTimestamp: metav1.NewTime(t0.Add(time.Duration(i) * time.Second))},
+			Spec: job.Spec.Template.Spec, Status: st,
+		}
+		_, err := e.client.CoreV1().Pods(job.Namespace).Create(e.ctx, p, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+	e.setCondition(job, batchv1.JobFailed, "BackoffLimitExceeded", "Job has reached the specified backoff limit")
+	res := e.result(done)
+	assert.False(t, res.Succeeded)
+	assert.Equal(t, int32(3), res.Attempts)
+	assert.Equal(t, ReasonEvicted, res.Reason)
+	assert.Equal(t, `task 'x' failed: pod evicted: Usage of EmptyDir volume "keptn-files" exceeds the limit "20Mi". `, res.Message)
 }
 
 func TestRunFailures(t *testing.T) {
@@ -268,6 +299,7 @@ func TestRunFailures(t *testing.T) {
 			assert.Contains(t, res.Message, tc.wantMsg)
 			assert.Equal(t, tc.wantLogs, res.Logs)
 			assert.True(t, e.jobExists(b), "failed Jobs are kept for inspection")
+			assert.Equal(t, int32(1), res.Attempts)
 		})
 	}
 }
@@ -356,6 +388,7 @@ func TestRunAdoptsExistingJob(t *testing.T) {
 	res := e.result(done)
 	assert.True(t, res.Succeeded, res.Message)
 	assert.Equal(t, 1, creates, "one create attempt, answered AlreadyExists")
+	assert.Equal(t, b.Job.Name, res.Job, "the adopted Job is the task's")
 	list, err := e.client.BatchV1().Jobs(b.Namespace).List(e.ctx, metav1.ListOptions{})
 	require.NoError(t, err)
 	assert.Len(t, list.Items, 1)
@@ -413,7 +446,11 @@ func TestRunCreateFails(t *testing.T) {
 	assert.Equal(t, ReasonCreateFailed, res.Reason)
 	assert.Contains(t, res.Message, "task 'x': creating job keptn/"+b.Job.Name)
 	assert.Contains(t, res.Message, "no RBAC")
-	_, err := e.client.CoreV1().ConfigMaps(b.Namespace).Get(e.ctx, b.Job.Name, metav1.GetOptions{})
+	assert.Empty(t, res.Job, "no Job exists")
+	exists, err := e.runner.JobExists(e.ctx, b.Namespace, b.Job.Name)
+	require.NoError(t, err)
+	assert.False(t, exists)
+	_, err = e.client.CoreV1().ConfigMaps(b.Namespace).Get(e.ctx, b.Job.Name, metav1.GetOptions{})
 	assert.True(t, apierrors.IsNotFound(err), "the files ConfigMap is removed again: %v", err)
 	assert.Equal(t, ReasonCreateFailed, e.runner.Run(e.ctx, nil).Reason)
 }

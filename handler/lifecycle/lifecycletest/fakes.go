@@ -41,8 +41,9 @@ func (f Loader) Load(_ context.Context, _ config.Ref) (*config.Loaded, error) {
 type Runner struct {
 	Results map[string]jobs.Result
 
-	mu  sync.Mutex
-	ran []string
+	mu   sync.Mutex
+	ran  []string
+	jobs map[string]bool // namespace/name of the Jobs Run was given
 }
 
 // Run implements lifecycle.TaskRunner.
@@ -51,12 +52,24 @@ func (f *Runner) Run(_ context.Context, b *jobs.Built) jobs.Result {
 	defer f.mu.Unlock()
 	name := b.TaskName()
 	f.ran = append(f.ran, name)
+	if f.jobs == nil {
+		f.jobs = map[string]bool{}
+	}
+	f.jobs[b.Namespace+"/"+b.Job.Name] = true
 	r, ok := f.Results[name]
 	if !ok {
 		r = jobs.Result{Succeeded: true, Logs: "hello from " + name + "\n"}
 	}
+	r.Job = b.Job.Name
 	r.Start, r.End = time.Date(2021, 8, 24, 16, 10, 25, 0, time.UTC), time.Date(2021, 8, 24, 16, 10, 30, 0, time.UTC)
 	return r
+}
+
+// JobExists implements lifecycle.TaskRunner: the Jobs of the tasks that ran exist.
+func (f *Runner) JobExists(_ context.Context, namespace, name string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.jobs[namespace+"/"+name], nil
 }
 
 // Names are the tasks that ran.
@@ -74,6 +87,9 @@ func (b BlockingRunner) Run(context.Context, *jobs.Built) jobs.Result {
 	<-b.Block
 	return jobs.Result{Succeeded: true}
 }
+
+// JobExists implements lifecycle.TaskRunner: no Job exists.
+func (BlockingRunner) JobExists(context.Context, string, string) (bool, error) { return false, nil }
 
 // Recorder is a sink.Sender that keeps what it is given.
 type Recorder struct {
