@@ -16,8 +16,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/keptn-contrib/job-executor-service/e2e/keptnapi"
 	"github.com/keptn-contrib/job-executor-service/handler"
 	"github.com/keptn-contrib/job-executor-service/handler/lifecycle"
+	lct "github.com/keptn-contrib/job-executor-service/handler/lifecycle/lifecycletest"
 	"github.com/keptn-contrib/job-executor-service/jobs"
 	"github.com/keptn-contrib/job-executor-service/jobs/records"
 	"github.com/keptn-contrib/job-executor-service/jobs/run"
@@ -223,4 +225,30 @@ func TestStatusOffWithoutDeps(t *testing.T) {
 	_, err := f.proc.Status(context.Background(), flowContext, "")
 	require.Error(t, err)
 	assert.False(t, errors.Is(err, lifecycle.ErrNoStatus))
+}
+
+// TestFlowStatusParallel: the tasks of a parallel action all run; a failed one skips none.
+func TestFlowStatusParallel(t *testing.T) {
+	f := newFlow(t, map[string]bool{"b": true}, lifecycle.Options{})
+	withStatus(t, f)
+	svc := keptnapi.Scope{Project: "sockshop", Stage: "dev", Service: "carts"}
+	f.keptn.Put("c1", svc, "job/config.yaml", []byte(`apiVersion: v2
+actions:
+  - name: "Fan out"
+    parallel: true
+    events: [{name: "sh.keptn.event.deployment.triggered"}]
+    tasks: [{name: "a", image: "alpine"}, {name: "b", image: "alpine"}, {name: "c", image: "alpine"}]
+`))
+	in := lct.Event(t, "sh.keptn.event.deployment.triggered", nil)
+	in.SetExtension("gitcommitid", "c1")
+	f.send(t, in)
+	var st *lifecycle.Status
+	require.Eventually(t, func() bool {
+		var err error
+		st, err = f.proc.Status(context.Background(), flowContext, "")
+		return err == nil && len(st.Events) == 1 && st.Events[0].State == lifecycle.EventFinished
+	}, 10*time.Second, 20*time.Millisecond)
+	assert.Equal(t, []string{jobs.PhaseSucceeded, jobs.PhaseFailed, jobs.PhaseSucceeded},
+		[]string{st.Events[0].Actions[0].Tasks[0].Phase, st.Events[0].Actions[0].Tasks[1].Phase, st.Events[0].Actions[0].Tasks[2].Phase})
+	assert.True(t, st.Events[0].StartedSent)
 }
