@@ -144,6 +144,8 @@ const (
 	// refused) or its Job was removed (ttlSecondsAfterFinished, or deleted when it overran
 	// maxPollDuration).
 	PhaseGone = "Gone"
+	// PhaseUnknown: the Job's namespace cannot be read (its informers did not sync: RBAC).
+	PhaseUnknown = "Unknown"
 )
 
 // TaskState is what the cluster shows of one task's Job (GET /v1/status).

@@ -177,7 +177,7 @@ func (p *Processor) eventStatus(ctx context.Context, r records.Record, pl *plan)
 			}
 			switch {
 			case err != nil:
-				ts.Phase, ts.Reason, ts.Message = "Unknown", "CacheUnavailable", err.Error()
+				ts.Phase, ts.Reason, ts.Message = jobs.PhaseUnknown, "CacheUnavailable", err.Error()
 			case !found && ended:
 				ts.Phase = jobs.PhaseSkipped
 			case !found && r.Finished:
