@@ -9,11 +9,14 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -70,6 +73,26 @@ func waitStatus(t *testing.T, svc *service, path string, d time.Duration, cond f
 		}
 		time.Sleep(200 * time.Millisecond) // polling interval, not synchronisation: cond decides
 	}
+}
+
+// kubeRequests reads jes_kube_api_requests_total from the service's /metrics, by "verb resource".
+func kubeRequests(t *testing.T, svc *service) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get(svc.URL + "metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	require.NoError(t, err)
+	out := map[string]float64{}
+	for _, m := range families["jes_kube_api_requests_total"].GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		out[labels["verb"]+" "+labels["resource"]] = m.GetCounter().GetValue()
+	}
+	return out
 }
 
 func phases(st lifecycle.Status) []string {
@@ -162,6 +185,25 @@ func TestStatus(t *testing.T) {
 		assert.False(t, ts.End.Before(*ts.Start), ts.Name)
 	}
 	assert.NotNil(t, done.Events[0].FinishedAt)
+	// What a status request costs the API server: one GET of the context's one record, no list.
+	before := kubeRequests(t, svc)
+	const n = 20
+	took := make([]time.Duration, n)
+	for i := range n {
+		start := time.Now()
+		code, body := getStatus(t, svc, path, statusToken)
+		took[i] = time.Since(start)
+		require.Equal(t, http.StatusOK, code, string(body))
+	}
+	after := kubeRequests(t, svc)
+	for _, kind := range []string{"list jobs", "list pods", "list events", "watch jobs", "watch pods"} {
+		assert.Equal(t, before[kind], after[kind], "%s during %d status requests", kind, n)
+	}
+	assert.Equal(t, float64(n), after["get configmaps"]-before["get configmaps"], "one record read per request")
+	slices.Sort(took)
+	t.Logf("FIGURE TestStatus status_get_p50_ms=%.1f status_get_max_ms=%.1f configmap_gets_per_request=%.0f",
+		float64(took[n/2].Microseconds())/1000, float64(took[n-1].Microseconds())/1000, (after["get configmaps"]-before["get configmaps"])/n)
+
 	// The Jobs the status names are the ones in the cluster.
 	var names []string
 	for _, j := range jobsOf(t, ns, ev) {
