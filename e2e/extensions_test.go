@@ -223,14 +223,14 @@ actions:
 		}
 		untolerated, tolerated = nil, nil
 		for i, p := range list.Items {
-			switch p.Annotations["job-executor-service/task"] {
-			case "untolerated":
+			switch p.Labels["job-executor-service/action-index"] { // pods carry the Job's labels
+			case "0": // untolerated
 				for _, c := range p.Status.Conditions {
 					if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
 						untolerated = &list.Items[i]
 					}
 				}
-			case "tolerated":
+			case "1": // tolerated
 				if p.Spec.NodeName != "" {
 					tolerated = &list.Items[i]
 				}

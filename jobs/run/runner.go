@@ -349,7 +349,12 @@ func sortPods(pods []corev1.Pod) {
 // finished reports the result of a Job whose end condition is c, pods being the Job's pods
 // oldest first.
 func (r *Runner) finished(ctx context.Context, job *batchv1.Job, c batchv1.JobCondition, pods []corev1.Pod, task string) jobs.Result {
+	// Pods the Job controller has not yet moved into its counters are attempts too: it may
+	// declare the Job failed before it counts the last failed pod.
 	attempts := job.Status.Succeeded + job.Status.Failed
+	if u := job.Status.UncountedTerminatedPods; u != nil {
+		attempts += int32(len(u.Succeeded) + len(u.Failed))
+	}
 	if c.Type == batchv1.JobComplete {
 		res := jobs.Result{Succeeded: true, Reason: ReasonCompleted, Logs: r.logsOf(ctx, job, pods), Attempts: attempts}
 		if job.Status.CompletionTime != nil {

@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
@@ -111,7 +112,7 @@ func (e *runEnv) result(done <-chan jobs.Result) jobs.Result {
 	}
 }
 
-func (e *runEnv) setCondition(job *batchv1.Job, typ batchv1.JobConditionType, reason, msg string) {
+func (e *runEnv) setCondition(job *batchv1.Job, typ batchv1.JobConditionType, reason, msg string, edit ...func(*batchv1.JobStatus)) {
 	e.t.Helper()
 	job = job.DeepCopy()
 	now := metav1.Now()
@@ -134,6 +135,9 @@ func (e *runEnv) setCondition(job *batchv1.Job, typ batchv1.JobConditionType, re
 		default:
 			job.Status.Active++
 		}
+	}
+	for _, f := range edit {
+		f(&job.Status)
 	}
 	_, err = e.client.BatchV1().Jobs(job.Namespace).UpdateStatus(e.ctx, job, metav1.UpdateOptions{})
 	require.NoError(e.t, err)
@@ -250,7 +254,12 @@ func TestRunRetries(t *testing.T) {
 		_, err := e.client.CoreV1().Pods(job.Namespace).Create(e.ctx, p, metav1.CreateOptions{})
 		require.NoError(t, err)
 	}
-	e.setCondition(job, batchv1.JobFailed, "BackoffLimitExceeded", "Job has reached the specified backoff limit")
+	// The controller declares the Job failed before it counts the last pod: that pod is still
+	// in uncountedTerminatedPods.
+	e.setCondition(job, batchv1.JobFailureTarget, "BackoffLimitExceeded", "Job has reached the specified backoff limit", func(s *batchv1.JobStatus) {
+		s.Failed--
+		s.UncountedTerminatedPods = &batchv1.UncountedTerminatedPods{Failed: []types.UID{"last-pod"}}
+	})
 	res := e.result(done)
 	assert.False(t, res.Succeeded)
 	assert.Equal(t, int32(3), res.Attempts)
