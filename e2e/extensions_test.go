@@ -290,3 +290,40 @@ actions:
 	assert.True(t, a.StartTime.Before(b.CompletionTime) && b.StartTime.Before(a.CompletionTime),
 		"the Jobs overlap: %v-%v and %v-%v", a.StartTime, a.CompletionTime, b.StartTime, b.CompletionTime)
 }
+
+// TestExtensionResults: a task hands data back through its termination message; it arrives
+// in .finished under data.jobExecutor.results.<task>, and unreadable results are reported.
+func TestExtensionResults(t *testing.T) {
+	t.Parallel()
+	ns := namespace(t)
+	cfg := `apiVersion: v2
+actions:
+  - name: "Tests"
+    events: [{name: "sh.keptn.event.test.triggered"}]
+    tasks:
+      - {name: "unit", image: "busybox", cmd: [sh, -c, "echo running; printf '{\"passed\": 42, \"failed\": 0}' > /dev/termination-log"]}
+      - {name: "counts", image: "busybox", cmd: [sh, -c, "printf 'suite=smoke\\nduration=3s\\n' > /dev/termination-log"]}
+      - {name: "broken", image: "busybox", cmd: [sh, -c, "printf '{not json' > /dev/termination-log"]}
+`
+	api := keptnAPI(t, cfg)
+	svc := startService(t, api, ns, nil)
+	ev := triggered(t, "sh.keptn.event.test.triggered", nil)
+	r := sendBinary(t, svc.URL, ev)
+	require.Less(t, r.Status, 300, string(r.Body))
+	fin := waitEvent(t, api, ev, "sh.keptn.event.test.finished", finishTimeout)
+	msg := assertSucceeded(t, fin, ev)
+	assert.Contains(t, msg, "Task 'broken' finished successfully!\nResults not used: results are not a valid JSON object")
+	var d struct {
+		JobExecutor struct {
+			Results map[string]any `json:"results"`
+		} `json:"jobExecutor"`
+		Test map[string]string `json:"test"`
+	}
+	raw, err := json.Marshal(fin.Data)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(raw, &d), string(raw))
+	assert.Equal(t, map[string]any{"passed": float64(42), "failed": float64(0)}, d.JobExecutor.Results["unit"])
+	assert.Equal(t, map[string]any{"suite": "smoke", "duration": "3s"}, d.JobExecutor.Results["counts"])
+	assert.Contains(t, d.JobExecutor.Results["broken"], "error")
+	assert.NotEmpty(t, d.Test["start"], "lighthouse's window is still there")
+}

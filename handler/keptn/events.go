@@ -161,6 +161,7 @@ func Started(in *Incoming, maxBytes int) cloudevents.Event {
 func Finished(in *Incoming, s Summary, maxBytes int) cloudevents.Event {
 	t, _ := keptnv2.GetEventTypeForTriggeredEvent(in.Event.Type(), ".finished")
 	h := header(in, t)
+	results := finishedResults(s.results, resultsBytes(maxBytes))
 	return fitted(maxBytes, in.Data.Labels, s.Message, s.fit, func(labels map[string]string, message string) cloudevents.Event {
 		d := baseData(in)
 		d.Labels, d.Message = labels, message
@@ -169,13 +170,85 @@ func Finished(in *Incoming, s Summary, maxBytes int) cloudevents.Event {
 		} else {
 			d.Status, d.Result = keptnv2.StatusErrored, keptnv2.ResultFailed
 		}
+		fd := FinishedData{EventData: d, JobExecutor: results}
 		if in.Event.Type() == testTriggered {
-			return withData(h, keptnv2.TestFinishedEventData{EventData: d, Test: keptnv2.TestFinishedDetails{
-				Start: s.Start.UTC().Format(time.RFC3339), End: s.End.UTC().Format(time.RFC3339),
-			}})
+			fd.Test = &keptnv2.TestFinishedDetails{Start: s.Start.UTC().Format(time.RFC3339), End: s.End.UTC().Format(time.RFC3339)}
 		}
-		return withData(h, d)
+		return withData(h, fd)
 	})
+}
+
+// MaxResultsBytes bounds the task results in one .finished as JSON; a quarter of the event's
+// own bound when that is smaller, so that the message keeps room.
+const MaxResultsBytes = 32 << 10
+
+func resultsBytes(maxEventBytes int) int {
+	if maxEventBytes > 0 {
+		return min(MaxResultsBytes, maxEventBytes/4)
+	}
+	return MaxResultsBytes
+}
+
+// FinishedData is the .finished payload: Keptn's EventData, data.test for test.finished (what
+// lighthouse reads), and in data.jobExecutor what the tasks handed back. Keptn passes data
+// fields it does not know on to the next task of the sequence.
+type FinishedData struct {
+	keptnv2.EventData
+	Test        *keptnv2.TestFinishedDetails `json:"test,omitempty"`
+	JobExecutor *FinishedResults             `json:"jobExecutor,omitempty"`
+}
+
+// FinishedResults is data.jobExecutor of .finished.
+type FinishedResults struct {
+	// Results are, per task name ("<action>/<task>" where two actions share a task name),
+	// what the task wrote to its termination message, or {"error": why it cannot be used}.
+	Results map[string]any `json:"results,omitempty"`
+	// ResultsOmitted says which results did not fit in the event.
+	ResultsOmitted string `json:"resultsOmitted,omitempty"`
+}
+
+// finishedResults collects the tasks' results for .finished, at most maxBytes of them as JSON
+// (in task order; the rest are named in ResultsOmitted); nil when no task handed any back.
+func finishedResults(actions []ActionResult, maxBytes int) *FinishedResults {
+	names := map[string]int{}
+	for _, a := range actions {
+		for _, t := range a.Tasks {
+			names[t.Name]++
+		}
+	}
+	out := &FinishedResults{Results: map[string]any{}}
+	size, omitted := 0, 0
+	for _, a := range actions {
+		for _, t := range a.Tasks {
+			var v any
+			switch {
+			case t.Result.ResultsError != "":
+				v = map[string]string{"error": t.Result.ResultsError}
+			case t.Result.Results != nil:
+				v = t.Result.Results
+			default:
+				continue
+			}
+			key := t.Name
+			if names[t.Name] > 1 {
+				key = a.Name + "/" + t.Name
+			}
+			b, _ := json.Marshal(map[string]any{key: v})
+			if size+len(b) > maxBytes {
+				omitted++
+				continue
+			}
+			size += len(b)
+			out.Results[key] = v
+		}
+	}
+	if omitted > 0 {
+		out.ResultsOmitted = fmt.Sprintf("the results of %d tasks are left out: this event holds at most %d bytes of them", omitted, maxBytes)
+	}
+	if len(out.Results) == 0 && omitted == 0 {
+		return nil
+	}
+	return out
 }
 
 // ErrorLog reports a problem that has no .finished to carry it (e.g. a missing config), within

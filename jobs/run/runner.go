@@ -361,6 +361,7 @@ func (r *Runner) finished(ctx context.Context, job *batchv1.Job, c batchv1.JobCo
 			res.End = job.Status.CompletionTime.Time
 		}
 		res.RanFrom, res.RanTo = taskRan(pods)
+		readResults(&res, pods)
 		return res
 	}
 	res := jobs.Result{Reason: c.Reason, End: c.LastTransitionTime.Time, Attempts: attempts}
@@ -392,7 +393,20 @@ func (r *Runner) finished(ctx context.Context, job *batchv1.Job, c batchv1.JobCo
 	}
 	res.Logs = r.logsOf(ctx, job, pods)
 	res.RanFrom, res.RanTo = taskRan(pods)
+	readResults(&res, pods)
 	return res
+}
+
+// readResults takes the task's results from its last run's termination message.
+func readResults(res *jobs.Result, pods []corev1.Pod) {
+	cs := terminatedState(pods, jobs.TaskContainer)
+	if cs == nil {
+		return
+	}
+	var err error
+	if res.Results, err = jobs.ParseResults(cs.Message); err != nil {
+		res.ResultsError = err.Error()
+	}
 }
 
 // taskRan is when the task container ran over pods (retries included): its first start and

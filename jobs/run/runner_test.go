@@ -2,6 +2,7 @@ package run
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -712,4 +713,41 @@ func TestRunJobNeverCached(t *testing.T) {
 	})
 	res := e.runner.Run(e.ctx, built(t, nil))
 	assert.Equal(t, ReasonJobDeleted, res.Reason)
+}
+
+// TestRunResults: the task's termination message becomes its results, whether it succeeded
+// or failed; what cannot be read is reported, not dropped.
+func TestRunResults(t *testing.T) {
+	for _, tc := range []struct {
+		name, msg string
+		cond      batchv1.JobConditionType
+		want      map[string]any
+		wantErr   string
+	}{
+		{"json on success", `{"passed": 3}`, batchv1.JobComplete, map[string]any{"passed": json.Number("3")}, ""},
+		{"key=value on failure", "failed=2\n", batchv1.JobFailed, map[string]any{"failed": "2"}, ""},
+		{"unreadable", "{oops", batchv1.JobComplete, nil, "results are not a valid JSON object"},
+		{"nothing", "", batchv1.JobComplete, nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newRunEnv(t, Options{})
+			b := built(t, nil)
+			job, done := e.start(b)
+			st := terminated(jobs.TaskContainer, 0, "Completed")
+			phase := corev1.PodSucceeded
+			if tc.cond == batchv1.JobFailed {
+				st, phase = terminated(jobs.TaskContainer, 1, "Error"), corev1.PodFailed
+			}
+			st.State.Terminated.Message = tc.msg
+			e.pod(job, corev1.PodStatus{Phase: phase, ContainerStatuses: []corev1.ContainerStatus{st}})
+			e.setCondition(job, tc.cond, "", "")
+			res := e.result(done)
+			assert.Equal(t, tc.want, res.Results)
+			if tc.wantErr == "" {
+				assert.Empty(t, res.ResultsError)
+			} else {
+				assert.Contains(t, res.ResultsError, tc.wantErr)
+			}
+		})
+	}
 }
