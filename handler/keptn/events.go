@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
@@ -35,14 +36,62 @@ const (
 
 // Incoming is a decoded Keptn CloudEvent with the fields the lifecycle needs.
 type Incoming struct {
-	// Event has the attributes and extensions but no data: Raw and Data have it, and a queued
-	// event must not hold its data twice.
+	// Event has the attributes and extensions; its data only until Raw holds it, so that a
+	// queued event does not hold its data twice.
 	Event        cloudevents.Event
 	KeptnContext string
 	CommitID     string
 	Data         keptnv2.EventData
-	// Raw is the whole event in structured JSON form: the document env and match jsonpaths start at ("$").
-	Raw []byte
+
+	rawOnce sync.Once
+	raw     []byte
+}
+
+// Raw is the whole event in structured JSON form: the document env and match jsonpaths start
+// at ("$"), and what the event record keeps. It is encoded on first use, since an event that
+// matches no action needs none; call it once before sharing in between goroutines that read
+// Event (the lifecycle does, when it accepts an event).
+func (in *Incoming) Raw() []byte {
+	in.rawOnce.Do(func() {
+		if in.raw != nil {
+			return
+		}
+		// Decode checked the data is JSON: the event encodes.
+		in.raw, _ = json.Marshal(in.Event)
+		in.Event.DataEncoded = nil
+	})
+	return in.raw
+}
+
+// Size is the event's size as structured JSON, what the queue bound counts (MAX_QUEUED_BYTES):
+// exact once Raw was made, else estimated from the data and attributes without encoding.
+func (in *Incoming) Size() int {
+	if in.raw != nil {
+		return len(in.raw)
+	}
+	c := in.Event.Context
+	n := len(in.Event.DataEncoded) + len(`{"specversion":"1.0","id":"","source":"","type":"","datacontenttype":"","time":"2006-01-02T15:04:05.999999999Z","data":}`)
+	n += len(c.GetID()) + len(c.GetSource()) + len(c.GetType()) + len(c.GetDataContentType()) + len(c.GetSubject()) + len(c.GetDataSchema())
+	for k, v := range c.GetExtensions() {
+		n += len(k) + len(fmt.Sprint(v)) + len(`,"":""`)
+	}
+	return n
+}
+
+// FromRaw is the event decoded from its structured JSON (an event record), keeping raw as its
+// Raw.
+func FromRaw(raw []byte) (*Incoming, error) {
+	var e cloudevents.Event
+	if err := json.Unmarshal(raw, &e); err != nil {
+		return nil, fmt.Errorf("event: %w", err)
+	}
+	in, err := Decode(e)
+	if err != nil {
+		return nil, err
+	}
+	in.raw = raw
+	in.Event.DataEncoded = nil
+	return in, nil
 }
 
 // Key identifies an event for de-duplication: CloudEvents ids are unique per source.
@@ -57,7 +106,7 @@ func (in *Incoming) ConfigRef() config.Ref {
 func (in *Incoming) JobEvent() jobs.EventInfo {
 	return jobs.EventInfo{
 		ID: in.Event.ID(), Source: in.Event.Source(), Type: in.Event.Type(), KeptnContext: in.KeptnContext,
-		Project: in.Data.Project, Stage: in.Data.Stage, Service: in.Data.Service, Labels: in.Data.Labels, Raw: in.Raw,
+		Project: in.Data.Project, Stage: in.Data.Stage, Service: in.Data.Service, Labels: in.Data.Labels, Raw: in.Raw(),
 	}
 }
 
@@ -90,12 +139,6 @@ func Decode(e cloudevents.Event) (*Incoming, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("%w: %s missing or empty", ErrBadEvent, strings.Join(missing, ", "))
 	}
-	raw, err := json.Marshal(e)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadEvent, err)
-	}
-	in.Raw = raw
-	in.Event.DataEncoded = nil
 	return in, nil
 }
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/keptn-contrib/job-executor-service/config"
+
 	"github.com/keptn-contrib/job-executor-service/handler/lifecycle"
 	lct "github.com/keptn-contrib/job-executor-service/handler/lifecycle/lifecycletest"
 )
@@ -24,3 +26,28 @@ func BenchmarkAccept(b *testing.B) {
 	}
 	p.Wait()
 }
+
+// BenchmarkAcceptUnmatched is the receiver's cost for an event no action matches (the config
+// cached, as the service's loader keeps it): what a Broker or distributor subscribed to more than we run sends us most.
+func BenchmarkAcceptUnmatched(b *testing.B) {
+	loaded, err := config.NewLoaded([]byte(lct.HelloConfig), config.LevelService)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := newProcessor(cachedLoader{loaded}, &lct.Runner{}, &lct.Recorder{}, lifecycle.Options{MaxQueuedEvents: 1 << 30})
+	in := lct.Event(b, "sh.keptn.event.deployment.finished", map[string]any{"deployment": map[string]any{"deploymentURIsLocal": []string{"http://carts.sockshop-dev:80"}}})
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		e := in.Clone()
+		e.SetID(fmt.Sprint("bench-", i))
+		if _, err := p.Accept(context.Background(), e); err != nil {
+			b.Fatal(err)
+		}
+	}
+	p.Wait()
+}
+
+// cachedLoader serves one parsed config, as config.Loader does from its cache.
+type cachedLoader struct{ loaded *config.Loaded }
+
+func (l cachedLoader) Load(context.Context, config.Ref) (*config.Loaded, error) { return l.loaded, nil }
