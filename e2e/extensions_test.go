@@ -17,10 +17,46 @@ import (
 	"testing"
 	"time"
 
+	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/keptn-contrib/job-executor-service/e2e/keptnapi"
 )
+
+// extensionRun is one scenario: a service in namespace ns with the job config, and a
+// triggered event of eventType sent to it.
+type extensionRun struct {
+	ns  string
+	api *keptnapi.Server
+	svc *service
+	ev  cloudevents.Event
+}
+
+// runExtension starts a service with cfg (and extra settings) in a fresh namespace and sends
+// it a triggered event of eventType, which must be accepted.
+func runExtension(t *testing.T, ns, cfg, eventType string, extra map[string]string) extensionRun {
+	t.Helper()
+	api := keptnAPI(t, cfg)
+	svc := startService(t, api, ns, extra)
+	return extensionRun{ns: ns, api: api, svc: svc, ev: sendTriggered(t, svc, eventType)}
+}
+
+// sendTriggered sends svc a triggered event of eventType, which must be accepted.
+func sendTriggered(t *testing.T, svc *service, eventType string) cloudevents.Event {
+	t.Helper()
+	ev := triggered(t, eventType, nil)
+	r := sendBinary(t, svc.URL, ev)
+	require.Less(t, r.Status, 300, string(r.Body))
+	return ev
+}
+
+// finished waits for the .finished of the run's event.
+func (x extensionRun) finished(t *testing.T) keptnapi.Event {
+	t.Helper()
+	return waitEvent(t, x.api, x.ev, strings.Replace(x.ev.Type(), ".triggered", ".finished", 1), finishTimeout)
+}
 
 // attemptCounter answers GET /attempt/<name>: 500 the first time for a name, 200 after. A task
 // that fetches it fails on its first attempt only, whatever the timing.
@@ -82,12 +118,8 @@ actions:
     tasks:
       - {name: "broken", image: "busybox", backoffLimit: 1, cmd: [sh, -c, "echo broken; exit 4"]}
 `
-	api := keptnAPI(t, cfg)
-	svc := startService(t, api, ns, nil)
-	ev := triggered(t, "sh.keptn.event.test.triggered", nil)
-	r := sendBinary(t, svc.URL, ev)
-	require.Less(t, r.Status, 300, string(r.Body))
-	fin := waitEvent(t, api, ev, "sh.keptn.event.test.finished", finishTimeout)
+	x := runExtension(t, ns, cfg, "sh.keptn.event.test.triggered", nil)
+	fin, ev := x.finished(t), x.ev
 	msg := dataString(fin, "message")
 	assert.Equal(t, "errored", dataString(fin, "status"), msg)
 	assert.Contains(t, msg, "Task 'flaky' finished successfully! (2 attempts)")
@@ -125,12 +157,8 @@ actions:
         maxPollDuration: 180
         cmd: [sh, -c, "dd if=/dev/zero of=/keptn/data bs=1M count=20; echo wrote 20Mi; sleep 170"]
 `
-	api := keptnAPI(t, cfg)
-	svc := startService(t, api, ns, nil)
-	ev := triggered(t, "sh.keptn.event.test.triggered", nil)
-	r := sendBinary(t, svc.URL, ev)
-	require.Less(t, r.Status, 300, string(r.Body))
-	fin := waitEvent(t, api, ev, "sh.keptn.event.test.finished", finishTimeout)
+	x := runExtension(t, ns, cfg, "sh.keptn.event.test.triggered", nil)
+	fin, ev := x.finished(t), x.ev
 	msg := dataString(fin, "message")
 	assert.Equal(t, "errored", dataString(fin, "status"), msg)
 	assert.Contains(t, msg, "Task 'within' finished successfully!")
@@ -204,12 +232,8 @@ actions:
     tasks:
       - {name: "refused", image: "busybox", tolerations: [{key: node-role.kubernetes.io/control-plane, operator: Exists}]}
 `, label, taint)
-	api := keptnAPI(t, cfg)
-	svc := startService(t, api, ns, map[string]string{"ALLOWED_JOB_TOLERATIONS": "jes-e2e/*"})
-
-	ev := triggered(t, "sh.keptn.event.test.triggered", nil)
-	r := sendBinary(t, svc.URL, ev)
-	require.Less(t, r.Status, 300, string(r.Body))
+	x := runExtension(t, ns, cfg, "sh.keptn.event.test.triggered", map[string]string{"ALLOWED_JOB_TOLERATIONS": "jes-e2e/*"})
+	ev := x.ev
 	// Both Jobs' pods exist while the actions wait (maxPollDuration): read where they went.
 	var untolerated, tolerated *corev1.Pod
 	require.Eventually(t, func() bool {
@@ -241,16 +265,12 @@ actions:
 	assert.Empty(t, untolerated.Spec.NodeName, "not placed anywhere: the selected node is tainted, the others are not selected")
 	assert.Equal(t, node, tolerated.Spec.NodeName, "the toleration let it onto the selected node")
 
-	fin := waitEvent(t, api, ev, "sh.keptn.event.test.finished", finishTimeout)
-	msg := dataString(fin, "message")
-	assert.Equal(t, "errored", dataString(fin, "status"), msg)
+	msg := dataString(x.finished(t), "message")
 	assert.Contains(t, msg, "Task 'untolerated' failed: MaxPollDurationExceeded")
 	assert.Contains(t, msg, "Task 'tolerated' failed: MaxPollDurationExceeded")
 
-	refused := triggered(t, "sh.keptn.event.deployment.triggered", nil)
-	r = sendBinary(t, svc.URL, refused)
-	require.Less(t, r.Status, 300, string(r.Body))
-	fin = waitEvent(t, api, refused, "sh.keptn.event.deployment.finished", finishTimeout)
+	refused := sendTriggered(t, x.svc, "sh.keptn.event.deployment.triggered")
+	fin := waitEvent(t, x.api, refused, "sh.keptn.event.deployment.finished", finishTimeout)
 	msg = dataString(fin, "message")
 	assert.Equal(t, "errored", dataString(fin, "status"), msg)
 	assert.Contains(t, msg, `tolerations[0]: taint key "node-role.kubernetes.io/control-plane" is not in the allowed toleration list (ALLOWED_JOB_TOLERATIONS)`)
@@ -271,12 +291,8 @@ actions:
       - {name: "one", image: "busybox", cmd: [sh, -c, "echo one; sleep 8"]}
       - {name: "two", image: "busybox", cmd: [sh, -c, "echo two; sleep 8"]}
 `
-	api := keptnAPI(t, cfg)
-	svc := startService(t, api, ns, nil)
-	ev := triggered(t, "sh.keptn.event.test.triggered", nil)
-	r := sendBinary(t, svc.URL, ev)
-	require.Less(t, r.Status, 300, string(r.Body))
-	fin := waitEvent(t, api, ev, "sh.keptn.event.test.finished", finishTimeout)
+	x := runExtension(t, ns, cfg, "sh.keptn.event.test.triggered", nil)
+	fin, ev := x.finished(t), x.ev
 	msg := assertSucceeded(t, fin, ev)
 	assert.Contains(t, msg, "Task 'one' finished successfully!\n\nLogs:\none")
 	assert.Contains(t, msg, "Task 'two' finished successfully!\n\nLogs:\ntwo")
@@ -305,12 +321,8 @@ actions:
       - {name: "counts", image: "busybox", cmd: [sh, -c, "printf 'suite=smoke\\nduration=3s\\n' > /dev/termination-log"]}
       - {name: "broken", image: "busybox", cmd: [sh, -c, "printf '{not json' > /dev/termination-log"]}
 `
-	api := keptnAPI(t, cfg)
-	svc := startService(t, api, ns, nil)
-	ev := triggered(t, "sh.keptn.event.test.triggered", nil)
-	r := sendBinary(t, svc.URL, ev)
-	require.Less(t, r.Status, 300, string(r.Body))
-	fin := waitEvent(t, api, ev, "sh.keptn.event.test.finished", finishTimeout)
+	x := runExtension(t, ns, cfg, "sh.keptn.event.test.triggered", nil)
+	fin, ev := x.finished(t), x.ev
 	msg := assertSucceeded(t, fin, ev)
 	assert.Contains(t, msg, "Task 'broken' finished successfully!\nResults not used: results are not a valid JSON object")
 	var d struct {
