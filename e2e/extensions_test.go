@@ -10,8 +10,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -338,4 +341,97 @@ actions:
 	assert.Equal(t, map[string]any{"suite": "smoke", "duration": "3s"}, d.JobExecutor.Results["counts"])
 	assert.Contains(t, d.JobExecutor.Results["broken"], "error")
 	assert.NotEmpty(t, d.Test["start"], "lighthouse's window is still there")
+}
+
+// authRegistry is a registry that requires a login: a proxy in front of the harness's local
+// registry that answers 401 without Basic credentials, on 127.0.0.1 (containerd speaks plain
+// HTTP to localhost registries). /v2/<repo>/... serves the local registry's library/busybox
+// under any repository name, so that each scenario pulls a reference the node has not cached.
+type authRegistry struct {
+	Host       string // host:port
+	user, pass string
+	mu         sync.Mutex
+	refused    int // requests without valid credentials
+}
+
+func newAuthRegistry(t *testing.T, user, pass string) *authRegistry {
+	t.Helper()
+	upstream, err := url.Parse("http://" + env.Registry)
+	require.NoError(t, err)
+	proxy := httputil.NewSingleHostReverseProxy(upstream)
+	reg := &authRegistry{user: user, pass: pass}
+	repo := regexp.MustCompile(`^/v2/[^/]+/busybox/`)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != reg.user || p != reg.pass {
+			reg.mu.Lock()
+			reg.refused++
+			reg.mu.Unlock()
+			w.Header().Set("WWW-Authenticate", `Basic realm="e2e"`)
+			http.Error(w, "login first", http.StatusUnauthorized)
+			return
+		}
+		r.URL.Path = repo.ReplaceAllString(r.URL.Path, "/v2/library/busybox/")
+		proxy.ServeHTTP(w, r)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	reg.Host = ln.Addr().String()
+	return reg
+}
+
+// TestExtensionImagePullSecrets: a private image pulls with the task's imagePullSecrets, or
+// the installation's (DEFAULT_IMAGE_PULL_SECRETS); without credentials the pull is refused
+// and the task fails fast with Kubernetes' reason; a protected Secret is refused before any Job.
+func TestExtensionImagePullSecrets(t *testing.T) {
+	t.Parallel()
+	ns := namespace(t)
+	reg := newAuthRegistry(t, "e2e-user", "e2e-"+ns)
+	out, err := kubectl(t, "-n", ns, "create", "secret", "docker-registry", "registry-creds",
+		"--docker-server="+reg.Host, "--docker-username=e2e-user", "--docker-password=e2e-"+ns)
+	require.NoError(t, err, out)
+	cfg := fmt.Sprintf(`apiVersion: v2
+actions:
+  - name: "Without"
+    events: [{name: "sh.keptn.event.test.triggered"}]
+    tasks:
+      - {name: "no-creds", image: "%[1]s/without/busybox:1.35", imagePullPolicy: Always, cmd: [sh, -c, "echo pulled"]}
+  - name: "With"
+    events: [{name: "sh.keptn.event.deployment.triggered"}]
+    tasks:
+      - {name: "creds", image: "%[1]s/with/busybox:1.35", imagePullPolicy: Always, imagePullSecrets: [registry-creds], cmd: [sh, -c, "echo pulled with the task's secret"]}
+  - name: "Default"
+    events: [{name: "sh.keptn.event.release.triggered"}]
+    tasks:
+      - {name: "default-creds", image: "%[1]s/default/busybox:1.35", imagePullPolicy: Always, cmd: [sh, -c, "echo pulled with the installation's secret"]}
+  - name: "Protected"
+    events: [{name: "sh.keptn.event.approval.triggered"}]
+    tasks:
+      - {name: "protected", image: "%[1]s/with/busybox:1.35", imagePullSecrets: [keptn-api-token]}
+`, reg.Host)
+
+	// FAIL_FAST_SECONDS: a refused pull fails the task after 15 s instead of the default.
+	x := runExtension(t, ns, cfg, "sh.keptn.event.test.triggered", map[string]string{"FAIL_FAST_SECONDS": "15", "PROTECTED_SECRETS": "keptn-api-token"})
+	msg := dataString(x.finished(t), "message")
+	assert.Regexp(t, `Task 'no-creds' failed: (ErrImagePull|ImagePullBackOff)`, msg)
+	reg.mu.Lock()
+	assert.Positive(t, reg.refused, "the pull without credentials was refused by the registry")
+	reg.mu.Unlock()
+
+	with := sendTriggered(t, x.svc, "sh.keptn.event.deployment.triggered")
+	assertSucceeded(t, waitEvent(t, x.api, with, "sh.keptn.event.deployment.finished", finishTimeout), with)
+
+	protected := sendTriggered(t, x.svc, "sh.keptn.event.approval.triggered")
+	msg = dataString(waitEvent(t, x.api, protected, "sh.keptn.event.approval.finished", finishTimeout), "message")
+	assert.Contains(t, msg, `imagePullSecrets[0]: secret "keptn-api-token" is a secret of the installation itself`)
+	assert.Empty(t, jobsOf(t, ns, protected), "refused before any Job")
+
+	api := keptnAPI(t, cfg)
+	svc := startService(t, api, ns, map[string]string{"DEFAULT_IMAGE_PULL_SECRETS": "registry-creds", "INSTANCE_ID": "default-pull-secrets"})
+	def := sendTriggered(t, svc, "sh.keptn.event.release.triggered")
+	assertSucceeded(t, waitEvent(t, api, def, "sh.keptn.event.release.finished", finishTimeout), def)
+	for _, j := range jobsOf(t, ns, def) {
+		assert.Equal(t, "registry-creds", j.Spec.Template.Spec.ImagePullSecrets[0].Name)
+	}
 }
