@@ -400,11 +400,11 @@ actions:
   - name: "With"
     events: [{name: "sh.keptn.event.deployment.triggered"}]
     tasks:
-      - {name: "creds", image: "%[1]s/with/busybox:1.35", imagePullPolicy: Always, imagePullSecrets: [registry-creds], cmd: [sh, -c, "echo pulled with the task's secret"]}
+      - {name: "creds", image: "%[1]s/with/busybox:1.35", imagePullPolicy: Always, imagePullSecrets: [registry-creds], cmd: [sh, -c, "echo pulled with the task secret"]}
   - name: "Default"
     events: [{name: "sh.keptn.event.release.triggered"}]
     tasks:
-      - {name: "default-creds", image: "%[1]s/default/busybox:1.35", imagePullPolicy: Always, cmd: [sh, -c, "echo pulled with the installation's secret"]}
+      - {name: "default-creds", image: "%[1]s/default/busybox:1.35", imagePullPolicy: Always, cmd: [sh, -c, "echo pulled with the installation secret"]}
   - name: "Protected"
     events: [{name: "sh.keptn.event.approval.triggered"}]
     tasks:
