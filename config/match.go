@@ -15,6 +15,20 @@ type MatchedAction struct {
 	Action Action
 }
 
+// NeedsEvent reports whether matching eventType looks into the event: an action it would
+// match has a jsonpath condition. Otherwise Match needs no event (nil will do), and an event
+// no action matches need not be encoded.
+func (c *Config) NeedsEvent(eventType string) bool {
+	for _, a := range c.Actions {
+		for _, e := range a.Events {
+			if e.JSONPath != nil && GlobMatch(e.Name, eventType) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Match returns every action (in config order) with at least one event whose
 // name glob matches eventType and whose optional jsonpath condition holds for
 // event, the whole CloudEvent as JSON (so "$.data.x" addresses its data).

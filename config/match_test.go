@@ -185,3 +185,28 @@ func BenchmarkMatch(b *testing.B) {
 		}
 	}
 }
+
+// TestNeedsEvent: only a jsonpath condition of an action the type would match needs the
+// event; Match then works without one.
+func TestNeedsEvent(t *testing.T) {
+	cfg, err := Parse([]byte(`apiVersion: v2
+actions:
+  - name: a
+    events: [{name: "sh.keptn.event.test.triggered", jsonpath: {property: "$.data.test.teststrategy", match: locust}}]
+    tasks: [{name: t, image: alpine}]
+  - name: b
+    events: [{name: "sh.keptn.event.*.finished"}]
+    tasks: [{name: t, image: alpine}]
+`))
+	require.NoError(t, err)
+	assert.True(t, cfg.NeedsEvent("sh.keptn.event.test.triggered"))
+	assert.False(t, cfg.NeedsEvent("sh.keptn.event.deployment.finished"))
+	assert.False(t, cfg.NeedsEvent("sh.keptn.event.approval.triggered"))
+	got, err := cfg.Match("sh.keptn.event.deployment.finished", nil)
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	assert.Equal(t, "b", got[0].Action.Name)
+	got, err = cfg.Match("sh.keptn.event.approval.triggered", nil)
+	require.NoError(t, err)
+	assert.Empty(t, got)
+}

@@ -33,7 +33,7 @@ func TestRenderServerDryRun(t *testing.T) {
 		t.Run(filepath.Base(cfg), func(t *testing.T) {
 			args := []string{"render", "--config", cfg, "--event", event,
 				// Every spec example allowed, so that all of them render.
-				"--allowed-job-namespaces", "*", "--allowed-job-service-accounts", "*"}
+				"--allowed-job-namespaces", "*", "--allowed-job-service-accounts", "*", "--allowed-job-tolerations", "*"}
 			if !strings.HasPrefix(cfg, "demo/") {
 				args = append(args, "--files", files)
 			}

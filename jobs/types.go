@@ -113,6 +113,10 @@ type Result struct {
 	Message string
 	// Logs of the task container, already bounded.
 	Logs string
+	// Results are what the task handed back in its termination message (ParseResults), nil
+	// for none; ResultsError says why what it wrote cannot be used.
+	Results      map[string]any
+	ResultsError string
 	// Attempts is how many pods the Job ran (more than one when backoffLimit allowed retries).
 	Attempts int32
 	// Job names the task's Job once it exists (created, or adopted after a redelivery); empty

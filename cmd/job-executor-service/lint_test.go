@@ -65,6 +65,7 @@ func TestLintPolicy(t *testing.T) {
 	secret := write("secret.yaml", "{name: t, image: alpine, env: [{name: keptn-api-token, valueFrom: secret}]}")
 	ns := write("ns.yaml", "{name: t, image: alpine, namespace: other}")
 	files := write("files.yaml", "{name: t, image: alpine, files: [locust/basic.py]}")
+	tolerate := write("tolerate.yaml", "{name: t, image: alpine, tolerations: [{key: dedicated, operator: Exists}]}")
 	two := write("two.yaml", "{name: first, image: alpine}", "{name: second, image: docker.io/my-user/app}", "{name: third, image: busybox}")
 
 	tests := []struct {
@@ -75,6 +76,11 @@ func TestLintPolicy(t *testing.T) {
 		want []string // lines of the output, exactly
 	}{
 		{"clean config", []string{clean}, nil, 0, []string{clean + ": ok"}},
+		{"toleration refused by default", []string{tolerate}, nil, 1, []string{
+			tolerate + `: line 6: action "a" task "t": tolerations[0]: taint key "dedicated" is not in the allowed toleration list (ALLOWED_JOB_TOLERATIONS)`,
+		}},
+		{"toleration allowed by flag", []string{"--allowed-job-tolerations", "dedicated", tolerate}, nil, 0, []string{tolerate + ": ok"}},
+		{"toleration allowed by env", []string{tolerate}, map[string]string{"ALLOWED_JOB_TOLERATIONS": "*"}, 0, []string{tolerate + ": ok"}},
 		{"root refused at restricted", []string{root}, nil, 1, []string{
 			root + `: line 6: action "a" task "root": the pod would violate PodSecurity "restricted:latest": runAsNonRoot != true (container "task" must not set securityContext.runAsNonRoot=false), runAsUser=0 (container "task" must not set runAsUser=0)`,
 		}},

@@ -96,6 +96,7 @@ func TestRenderSpecExamples(t *testing.T) {
 	allowing := map[string][]string{
 		"poll-namespace-ttl": {"--allowed-job-namespaces", "carts"},
 		"pull-policy-sa":     {"--allowed-job-service-accounts", "your-service-account-name"},
+		"extensions":         {"--allowed-job-tolerations", "dedicated,node.kubernetes.io/*"},
 	}
 	type example struct {
 		name, cfg string

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
@@ -35,14 +36,62 @@ const (
 
 // Incoming is a decoded Keptn CloudEvent with the fields the lifecycle needs.
 type Incoming struct {
-	// Event has the attributes and extensions but no data: Raw and Data have it, and a queued
-	// event must not hold its data twice.
+	// Event has the attributes and extensions; its data only until Raw holds it, so that a
+	// queued event does not hold its data twice.
 	Event        cloudevents.Event
 	KeptnContext string
 	CommitID     string
 	Data         keptnv2.EventData
-	// Raw is the whole event in structured JSON form: the document env and match jsonpaths start at ("$").
-	Raw []byte
+
+	rawOnce sync.Once
+	raw     []byte
+}
+
+// Raw is the whole event in structured JSON form: the document env and match jsonpaths start
+// at ("$"), and what the event record keeps. It is encoded on first use, since an event that
+// matches no action needs none; call it once before sharing in between goroutines that read
+// Event (the lifecycle does, when it accepts an event).
+func (in *Incoming) Raw() []byte {
+	in.rawOnce.Do(func() {
+		if in.raw != nil {
+			return
+		}
+		// Decode checked the data is JSON: the event encodes.
+		in.raw, _ = json.Marshal(in.Event)
+		in.Event.DataEncoded = nil
+	})
+	return in.raw
+}
+
+// Size is the event's size as structured JSON, what the queue bound counts (MAX_QUEUED_BYTES):
+// exact once Raw was made, else estimated from the data and attributes without encoding.
+func (in *Incoming) Size() int {
+	if in.raw != nil {
+		return len(in.raw)
+	}
+	c := in.Event.Context
+	n := len(in.Event.DataEncoded) + len(`{"specversion":"1.0","id":"","source":"","type":"","datacontenttype":"","time":"2006-01-02T15:04:05.999999999Z","data":}`)
+	n += len(c.GetID()) + len(c.GetSource()) + len(c.GetType()) + len(c.GetDataContentType()) + len(c.GetSubject()) + len(c.GetDataSchema())
+	for k, v := range c.GetExtensions() {
+		n += len(k) + len(fmt.Sprint(v)) + len(`,"":""`)
+	}
+	return n
+}
+
+// FromRaw is the event decoded from its structured JSON (an event record), keeping raw as its
+// Raw.
+func FromRaw(raw []byte) (*Incoming, error) {
+	var e cloudevents.Event
+	if err := json.Unmarshal(raw, &e); err != nil {
+		return nil, fmt.Errorf("event: %w", err)
+	}
+	in, err := Decode(e)
+	if err != nil {
+		return nil, err
+	}
+	in.raw = raw
+	in.Event.DataEncoded = nil
+	return in, nil
 }
 
 // Key identifies an event for de-duplication: CloudEvents ids are unique per source.
@@ -57,7 +106,7 @@ func (in *Incoming) ConfigRef() config.Ref {
 func (in *Incoming) JobEvent() jobs.EventInfo {
 	return jobs.EventInfo{
 		ID: in.Event.ID(), Source: in.Event.Source(), Type: in.Event.Type(), KeptnContext: in.KeptnContext,
-		Project: in.Data.Project, Stage: in.Data.Stage, Service: in.Data.Service, Labels: in.Data.Labels, Raw: in.Raw,
+		Project: in.Data.Project, Stage: in.Data.Stage, Service: in.Data.Service, Labels: in.Data.Labels, Raw: in.Raw(),
 	}
 }
 
@@ -90,12 +139,6 @@ func Decode(e cloudevents.Event) (*Incoming, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("%w: %s missing or empty", ErrBadEvent, strings.Join(missing, ", "))
 	}
-	raw, err := json.Marshal(e)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadEvent, err)
-	}
-	in.Raw = raw
-	in.Event.DataEncoded = nil
 	return in, nil
 }
 
@@ -199,6 +242,7 @@ func Started(in *Incoming, planned []PlannedAction, maxBytes int) cloudevents.Ev
 func Finished(in *Incoming, s Summary, maxBytes int) cloudevents.Event {
 	t, _ := keptnv2.GetEventTypeForTriggeredEvent(in.Event.Type(), ".finished")
 	h := header(in, t)
+	results := finishedResults(s.results, resultsBytes(maxBytes))
 	return fitted(maxBytes, in.Data.Labels, s.Message, s.fit, func(labels map[string]string, message string) cloudevents.Event {
 		d := baseData(in)
 		d.Labels, d.Message = labels, message
@@ -207,13 +251,85 @@ func Finished(in *Incoming, s Summary, maxBytes int) cloudevents.Event {
 		} else {
 			d.Status, d.Result = keptnv2.StatusErrored, keptnv2.ResultFailed
 		}
+		fd := FinishedData{EventData: d, JobExecutor: results}
 		if in.Event.Type() == testTriggered {
-			return withData(h, keptnv2.TestFinishedEventData{EventData: d, Test: keptnv2.TestFinishedDetails{
-				Start: s.Start.UTC().Format(time.RFC3339), End: s.End.UTC().Format(time.RFC3339),
-			}})
+			fd.Test = &keptnv2.TestFinishedDetails{Start: s.Start.UTC().Format(time.RFC3339), End: s.End.UTC().Format(time.RFC3339)}
 		}
-		return withData(h, d)
+		return withData(h, fd)
 	})
+}
+
+// MaxResultsBytes bounds the task results in one .finished as JSON; a quarter of the event's
+// own bound when that is smaller, so that the message keeps room.
+const MaxResultsBytes = 32 << 10
+
+func resultsBytes(maxEventBytes int) int {
+	if maxEventBytes > 0 {
+		return min(MaxResultsBytes, maxEventBytes/4)
+	}
+	return MaxResultsBytes
+}
+
+// FinishedData is the .finished payload: Keptn's EventData, data.test for test.finished (what
+// lighthouse reads), and in data.jobExecutor what the tasks handed back. Keptn passes data
+// fields it does not know on to the next task of the sequence.
+type FinishedData struct {
+	keptnv2.EventData
+	Test        *keptnv2.TestFinishedDetails `json:"test,omitempty"`
+	JobExecutor *FinishedResults             `json:"jobExecutor,omitempty"`
+}
+
+// FinishedResults is data.jobExecutor of .finished.
+type FinishedResults struct {
+	// Results are, per task name ("<action>/<task>" where two actions share a task name),
+	// what the task wrote to its termination message, or {"error": why it cannot be used}.
+	Results map[string]any `json:"results,omitempty"`
+	// ResultsOmitted says which results did not fit in the event.
+	ResultsOmitted string `json:"resultsOmitted,omitempty"`
+}
+
+// finishedResults collects the tasks' results for .finished, at most maxBytes of them as JSON
+// (in task order; the rest are named in ResultsOmitted); nil when no task handed any back.
+func finishedResults(actions []ActionResult, maxBytes int) *FinishedResults {
+	names := map[string]int{}
+	for _, a := range actions {
+		for _, t := range a.Tasks {
+			names[t.Name]++
+		}
+	}
+	out := &FinishedResults{Results: map[string]any{}}
+	size, omitted := 0, 0
+	for _, a := range actions {
+		for _, t := range a.Tasks {
+			var v any
+			switch {
+			case t.Result.ResultsError != "":
+				v = map[string]string{"error": t.Result.ResultsError}
+			case t.Result.Results != nil:
+				v = t.Result.Results
+			default:
+				continue
+			}
+			key := t.Name
+			if names[t.Name] > 1 {
+				key = a.Name + "/" + t.Name
+			}
+			b, _ := json.Marshal(map[string]any{key: v})
+			if size+len(b) > maxBytes {
+				omitted++
+				continue
+			}
+			size += len(b)
+			out.Results[key] = v
+		}
+	}
+	if omitted > 0 {
+		out.ResultsOmitted = fmt.Sprintf("the results of %d tasks are left out: this event holds at most %d bytes of them", omitted, maxBytes)
+	}
+	if len(out.Results) == 0 && omitted == 0 {
+		return nil
+	}
+	return out
 }
 
 // ErrorLog reports a problem that has no .finished to carry it (e.g. a missing config), within

@@ -1,6 +1,10 @@
 package keptn
 
 import (
+	"encoding/json"
+	"strings"
+	"time"
+
 	"testing"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
@@ -59,4 +63,41 @@ func TestDecodeAndAnswers(t *testing.T) {
 	assert.Equal(t, "sh.keptn.event.test.started", Started(in, nil, 0).Type())
 	assert.Equal(t, "sh.keptn.event.test.finished", Finished(in, Summary{}, 0).Type())
 	assert.Equal(t, "sh.keptn.log.error", ErrorLog(in, "boom", 0).Type())
+}
+
+// TestRawIsMadeOnDemand: Decode does not encode the event; Raw is the event as structured
+// JSON (what a record keeps and jsonpaths start at), after which the event holds its data only
+// there; Size estimates it closely before, and is exact after.
+func TestRawIsMadeOnDemand(t *testing.T) {
+	for _, data := range []map[string]any{
+		{"project": "sockshop", "stage": "dev", "service": "carts"},
+		{"project": "sockshop", "stage": "dev", "service": "carts", "labels": map[string]string{"a": strings.Repeat("x", 5000)}, "deployment": map[string]any{"uris": []string{"http://a"}}},
+	} {
+		e := cloudevents.NewEvent()
+		e.SetID("id-1")
+		e.SetSource("test/source")
+		e.SetType("sh.keptn.event.test.triggered")
+		e.SetTime(time.Date(2026, 12, 3, 4, 0, 0, 123456789, time.UTC))
+		e.SetExtension("shkeptncontext", "9b7ecd3b-26b0-4e9a-b3c6-4fef3e4c5a1b")
+		e.SetExtension("gitcommitid", "c1")
+		require.NoError(t, e.SetData(cloudevents.ApplicationJSON, data))
+		want, err := json.Marshal(e)
+		require.NoError(t, err)
+
+		in, err := Decode(e)
+		require.NoError(t, err)
+		assert.NotNil(t, in.Event.Data(), "not encoded yet: the data is still the event's")
+		estimate := in.Size()
+		assert.InDelta(t, len(want), estimate, float64(len(want))*0.1+64, "estimate %d for %d bytes", estimate, len(want))
+
+		assert.JSONEq(t, string(want), string(in.Raw()))
+		assert.Nil(t, in.Event.Data(), "the data is held once, in Raw")
+		assert.Equal(t, len(in.Raw()), in.Size(), "exact once encoded")
+
+		again, err := FromRaw(in.Raw())
+		require.NoError(t, err)
+		assert.Equal(t, in.Raw(), again.Raw(), "a record's event is its Raw as stored")
+		assert.Equal(t, in.Key(), again.Key())
+		assert.Equal(t, in.Data, again.Data)
+	}
 }

@@ -163,6 +163,9 @@ func render(results []ActionResult, logBudget budget) string {
 				}
 				b.WriteString(attempts(t.Result) + "\n")
 			}
+			if t.Result.ResultsError != "" {
+				b.WriteString("Results not used: " + t.Result.ResultsError + "\n")
+			}
 			if logs := tail(t.Result.Logs, logBudget); logs != "" {
 				b.WriteString("\nLogs:\n" + logs)
 				if !strings.HasSuffix(logs, "\n") {

@@ -229,6 +229,6 @@ func (pl *plan) record() (records.Record, error) {
 	if err != nil {
 		return records.Record{}, fmt.Errorf("event record of %s: %w", pl.in.RecordName(), err)
 	}
-	return records.Record{Name: pl.in.RecordName(), Event: pl.in.Raw, Config: doc, ActionIndex: idx,
+	return records.Record{Name: pl.in.RecordName(), Event: pl.in.Raw(), Config: doc, ActionIndex: idx,
 		ConfigHash: pl.configHash, Level: pl.loaded.Level.String(), KeptnContext: pl.in.KeptnContext}, nil
 }

@@ -322,7 +322,7 @@ func (f *flowEnv) record(t *testing.T, instance string, e cloudevents.Event) str
 	t.Helper()
 	in, err := keptn.Decode(e)
 	require.NoError(t, err)
-	_, err = f.store(instance, flowKey).Create(context.Background(), records.Record{Name: in.RecordName(), Event: in.Raw, Config: []byte(flowConfig), Level: "service"})
+	_, err = f.store(instance, flowKey).Create(context.Background(), records.Record{Name: in.RecordName(), Event: in.Raw(), Config: []byte(flowConfig), Level: "service"})
 	require.NoError(t, err)
 	return in.RecordName()
 }
@@ -398,14 +398,14 @@ func TestFlowRecover(t *testing.T) {
 	decoded, err := keptn.Decode(in)
 	require.NoError(t, err)
 	store := f.store("test-instance", flowKey)
-	_, err = store.Create(context.Background(), records.Record{Name: decoded.RecordName(), Event: decoded.Raw, Config: []byte(flowConfig), Level: "service"})
+	_, err = store.Create(context.Background(), records.Record{Name: decoded.RecordName(), Event: decoded.Raw(), Config: []byte(flowConfig), Level: "service"})
 	require.NoError(t, err)
 	require.NoError(t, store.MarkStarted(context.Background(), decoded.RecordName(), true))
 	// One Job exists already (the "apply" task's); it completes while no service is up.
 	loaded, err := config.NewLoaded([]byte(flowConfig), config.LevelService)
 	require.NoError(t, err)
 	built, err := jobs.Build(f.opts.Settings, jobs.TaskInput{
-		Event:  jobs.EventInfo{ID: in.ID(), Source: in.Source(), Type: in.Type(), Project: "sockshop", Stage: "dev", Service: "carts", Raw: decoded.Raw},
+		Event:  jobs.EventInfo{ID: in.ID(), Source: in.Source(), Type: in.Type(), Project: "sockshop", Stage: "dev", Service: "carts", Raw: decoded.Raw()},
 		Action: "Deploy", ActionIdx: 0, Task: loaded.Config.Actions[0].Tasks[1], TaskIdx: 1, ConfigHash: jobs.ConfigHash(loaded.Raw),
 	})
 	require.NoError(t, err)
@@ -673,7 +673,7 @@ func TestFlowRecordKeepsWhatRecoveryNeeds(t *testing.T) {
 	for _, v := range cm.Data {
 		size += len(v)
 	}
-	assert.Less(t, size, len(decoded.Raw)+len(flowConfig)*2, "the event and the matched actions")
+	assert.Less(t, size, len(decoded.Raw())+len(flowConfig)*2, "the event and the matched actions")
 
 	// The process died with the event unfinished and its Jobs gone.
 	for name := range first {

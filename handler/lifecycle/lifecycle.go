@@ -194,7 +194,7 @@ func (p *Processor) Accept(ctx context.Context, e cloudevents.Event) (*cloudeven
 	log := p.deps.Log.With(zap.String("keptnContext", in.KeptnContext), zap.String("eventID", e.ID()), zap.String("type", e.Type()))
 
 	// 1. Admit: a redelivery gets the first delivery's answer; a full queue says so.
-	t, first, err := p.admit.admit(in.Key(), len(in.Raw))
+	t, first, err := p.admit.admit(in.Key(), in.Size())
 	if err != nil {
 		outcome := "busy"
 		if errors.Is(err, ErrTooLarge) {
@@ -211,8 +211,13 @@ func (p *Processor) Accept(ctx context.Context, e cloudevents.Event) (*cloudeven
 	// 2. Plan: config, matching, and what to answer.
 	pl, err := p.plan(ctx, in, log)
 	if err == nil && pl.outcome == runActions {
-		// 3. Make it durable; an event someone accepted before runs nowhere again.
-		err = p.persist(ctx, pl)
+		// 3. Make it durable; an event someone accepted before runs nowhere again. Its JSON is
+		// made here, before workers share it (an unmatched event never needs it).
+		if len(in.Raw()) == 0 {
+			err = fmt.Errorf("%w: the event cannot be encoded as JSON", keptn.ErrBadEvent)
+		} else {
+			err = p.persist(ctx, pl)
+		}
 	}
 	t.settle(pl.reply(), err)
 	switch {

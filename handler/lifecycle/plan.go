@@ -77,7 +77,11 @@ func (p *Processor) plan(ctx context.Context, in *keptn.Incoming, log *zap.Logge
 	loaded, err := p.deps.Loader.Load(ctx, in.ConfigRef())
 	var actions []config.MatchedAction
 	if err == nil {
-		if actions, err = loaded.Config.Match(in.Event.Type(), in.Raw); err != nil {
+		var event []byte
+		if loaded.Config.NeedsEvent(in.Event.Type()) {
+			event = in.Raw()
+		}
+		if actions, err = loaded.Config.Match(in.Event.Type(), event); err != nil {
 			err = fmt.Errorf("%w: %v", config.ErrInvalid, err)
 		}
 	}

@@ -46,7 +46,7 @@ func plant(t *testing.T, f *flowEnv, id string, annotations map[string]string) s
 		ObjectMeta: metav1.ObjectMeta{Name: d.RecordName(), Annotations: annotations, Labels: map[string]string{
 			jobs.LabelManagedBy: jobs.ManagedByValue, records.LabelComponent: records.ComponentEventRecord, records.LabelFinished: "false",
 		}},
-		BinaryData: map[string][]byte{"event.json": d.Raw, "config.yaml": []byte(flowConfig)},
+		BinaryData: map[string][]byte{"event.json": d.Raw(), "config.yaml": []byte(flowConfig)},
 		Data:       map[string]string{"level": "service"},
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)
@@ -75,7 +75,7 @@ func TestFlowPlantedRecord(t *testing.T) {
 	other, err := keptn.Decode(in)
 	require.NoError(t, err)
 	_, err = f.store("dead-pod", []byte("another-installations-key-0123456789")).
-		Create(ctx, records.Record{Name: other.RecordName(), Event: other.Raw, Config: []byte(flowConfig), Level: "service"})
+		Create(ctx, records.Record{Name: other.RecordName(), Event: other.Raw(), Config: []byte(flowConfig), Level: "service"})
 	require.NoError(t, err)
 	before, err := f.client.CoreV1().ConfigMaps("keptn").List(ctx, metav1.ListOptions{})
 	require.NoError(t, err)
@@ -118,7 +118,7 @@ func TestFlowPlantedRecord(t *testing.T) {
 	ours, err := keptn.Decode(in)
 	require.NoError(t, err)
 	_, err = f.store("dead-pod", flowKey).
-		Create(ctx, records.Record{Name: ours.RecordName(), Event: ours.Raw, Config: []byte(flowConfig), Level: "service"})
+		Create(ctx, records.Record{Name: ours.RecordName(), Event: ours.Raw(), Config: []byte(flowConfig), Level: "service"})
 	require.NoError(t, err)
 	n, err = f.proc.ResumeOrphans(ctx)
 	require.NoError(t, err)

@@ -2,13 +2,11 @@ package lifecycle
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
 
-	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"go.uber.org/zap"
 
 	"github.com/keptn-contrib/job-executor-service/config"
@@ -100,7 +98,7 @@ func (p *Processor) resumeRecord(ctx context.Context, listed records.Record, atS
 		}
 		return false
 	}
-	t, ok := p.admit.reserve(pl.in.Key(), len(pl.in.Raw))
+	t, ok := p.admit.reserve(pl.in.Key(), pl.in.Size())
 	if !ok {
 		return false
 	}
@@ -170,11 +168,7 @@ func rejectedKey(r records.Record) string { return r.Name + "/" + r.Version() }
 // planFromRecord plans what the first delivery planned: the stored event with the stored
 // actions, so that recovery runs what that delivery would have run.
 func planFromRecord(r records.Record, log *zap.Logger, opts Options) (*plan, error) {
-	var e cloudevents.Event
-	if err := json.Unmarshal(r.Event, &e); err != nil {
-		return nil, fmt.Errorf("event: %w", err)
-	}
-	in, err := keptn.Decode(e)
+	in, err := keptn.FromRaw(r.Event)
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +198,7 @@ func planFromRecord(r records.Record, log *zap.Logger, opts Options) (*plan, err
 // matched against it again.
 func recordedActions(r records.Record, loaded *config.Loaded, in *keptn.Incoming) ([]config.MatchedAction, error) {
 	if r.ActionIndex == nil {
-		return loaded.Config.Match(in.Event.Type(), in.Raw)
+		return loaded.Config.Match(in.Event.Type(), in.Raw())
 	}
 	if len(r.ActionIndex) != len(loaded.Config.Actions) {
 		return nil, fmt.Errorf("event record has %d actions but %d action indices", len(loaded.Config.Actions), len(r.ActionIndex))

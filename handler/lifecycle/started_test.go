@@ -167,7 +167,7 @@ func (f *flowEnv) createJob(t *testing.T, in cloudevents.Event, actionIdx, taskI
 	require.NoError(t, err)
 	a := loaded.Config.Actions[actionIdx]
 	input := jobs.TaskInput{
-		Event:  jobs.EventInfo{ID: in.ID(), Source: in.Source(), Type: in.Type(), Project: "sockshop", Stage: "dev", Service: "carts", Raw: decoded.Raw},
+		Event:  jobs.EventInfo{ID: in.ID(), Source: in.Source(), Type: in.Type(), Project: "sockshop", Stage: "dev", Service: "carts", Raw: decoded.Raw()},
 		Action: a.Name, ActionIdx: actionIdx, Task: a.Tasks[taskIdx], TaskIdx: taskIdx, ConfigHash: jobs.ConfigHash(loaded.Raw),
 	}
 	if len(input.Task.Files) > 0 {

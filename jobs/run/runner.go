@@ -349,13 +349,19 @@ func sortPods(pods []corev1.Pod) {
 // finished reports the result of a Job whose end condition is c, pods being the Job's pods
 // oldest first.
 func (r *Runner) finished(ctx context.Context, job *batchv1.Job, c batchv1.JobCondition, pods []corev1.Pod, task string) jobs.Result {
+	// Pods the Job controller has not yet moved into its counters are attempts too: it may
+	// declare the Job failed before it counts the last failed pod.
 	attempts := job.Status.Succeeded + job.Status.Failed
+	if u := job.Status.UncountedTerminatedPods; u != nil {
+		attempts += int32(len(u.Succeeded) + len(u.Failed))
+	}
 	if c.Type == batchv1.JobComplete {
 		res := jobs.Result{Succeeded: true, Reason: ReasonCompleted, Logs: r.logsOf(ctx, job, pods), Attempts: attempts}
 		if job.Status.CompletionTime != nil {
 			res.End = job.Status.CompletionTime.Time
 		}
 		res.RanFrom, res.RanTo = taskRan(pods)
+		readResults(&res, pods)
 		return res
 	}
 	res := jobs.Result{Reason: c.Reason, End: c.LastTransitionTime.Time, Attempts: attempts}
@@ -387,7 +393,20 @@ func (r *Runner) finished(ctx context.Context, job *batchv1.Job, c batchv1.JobCo
 	}
 	res.Logs = r.logsOf(ctx, job, pods)
 	res.RanFrom, res.RanTo = taskRan(pods)
+	readResults(&res, pods)
 	return res
+}
+
+// readResults takes the task's results from its last run's termination message.
+func readResults(res *jobs.Result, pods []corev1.Pod) {
+	cs := terminatedState(pods, jobs.TaskContainer)
+	if cs == nil {
+		return
+	}
+	var err error
+	if res.Results, err = jobs.ParseResults(cs.Message); err != nil {
+		res.ResultsError = err.Error()
+	}
 }
 
 // taskRan is when the task container ran over pods (retries included): its first start and

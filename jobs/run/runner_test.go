@@ -2,6 +2,7 @@ package run
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
@@ -111,7 +113,7 @@ func (e *runEnv) result(done <-chan jobs.Result) jobs.Result {
 	}
 }
 
-func (e *runEnv) setCondition(job *batchv1.Job, typ batchv1.JobConditionType, reason, msg string) {
+func (e *runEnv) setCondition(job *batchv1.Job, typ batchv1.JobConditionType, reason, msg string, edit ...func(*batchv1.JobStatus)) {
 	e.t.Helper()
 	job = job.DeepCopy()
 	now := metav1.Now()
@@ -134,6 +136,9 @@ func (e *runEnv) setCondition(job *batchv1.Job, typ batchv1.JobConditionType, re
 		default:
 			job.Status.Active++
 		}
+	}
+	for _, f := range edit {
+		f(&job.Status)
 	}
 	_, err = e.client.BatchV1().Jobs(job.Namespace).UpdateStatus(e.ctx, job, metav1.UpdateOptions{})
 	require.NoError(e.t, err)
@@ -250,7 +255,12 @@ func TestRunRetries(t *testing.T) {
 		_, err := e.client.CoreV1().Pods(job.Namespace).Create(e.ctx, p, metav1.CreateOptions{})
 		require.NoError(t, err)
 	}
-	e.setCondition(job, batchv1.JobFailed, "BackoffLimitExceeded", "Job has reached the specified backoff limit")
+	// The controller declares the Job failed before it counts the last pod: that pod is still
+	// in uncountedTerminatedPods.
+	e.setCondition(job, batchv1.JobFailureTarget, "BackoffLimitExceeded", "Job has reached the specified backoff limit", func(s *batchv1.JobStatus) {
+		s.Failed--
+		s.UncountedTerminatedPods = &batchv1.UncountedTerminatedPods{Failed: []types.UID{"last-pod"}}
+	})
 	res := e.result(done)
 	assert.False(t, res.Succeeded)
 	assert.Equal(t, int32(3), res.Attempts)
@@ -703,4 +713,41 @@ func TestRunJobNeverCached(t *testing.T) {
 	})
 	res := e.runner.Run(e.ctx, built(t, nil))
 	assert.Equal(t, ReasonJobDeleted, res.Reason)
+}
+
+// TestRunResults: the task's termination message becomes its results, whether it succeeded
+// or failed; what cannot be read is reported, not dropped.
+func TestRunResults(t *testing.T) {
+	for _, tc := range []struct {
+		name, msg string
+		cond      batchv1.JobConditionType
+		want      map[string]any
+		wantErr   string
+	}{
+		{"json on success", `{"passed": 3}`, batchv1.JobComplete, map[string]any{"passed": json.Number("3")}, ""},
+		{"key=value on failure", "failed=2\n", batchv1.JobFailed, map[string]any{"failed": "2"}, ""},
+		{"unreadable", "{oops", batchv1.JobComplete, nil, "results are not a valid JSON object"},
+		{"nothing", "", batchv1.JobComplete, nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newRunEnv(t, Options{})
+			b := built(t, nil)
+			job, done := e.start(b)
+			st := terminated(jobs.TaskContainer, 0, "Completed")
+			phase := corev1.PodSucceeded
+			if tc.cond == batchv1.JobFailed {
+				st, phase = terminated(jobs.TaskContainer, 1, "Error"), corev1.PodFailed
+			}
+			st.State.Terminated.Message = tc.msg
+			e.pod(job, corev1.PodStatus{Phase: phase, ContainerStatuses: []corev1.ContainerStatus{st}})
+			e.setCondition(job, tc.cond, "", "")
+			res := e.result(done)
+			assert.Equal(t, tc.want, res.Results)
+			if tc.wantErr == "" {
+				assert.Empty(t, res.ResultsError)
+			} else {
+				assert.Contains(t, res.ResultsError, tc.wantErr)
+			}
+		})
+	}
 }
