@@ -31,7 +31,7 @@ const statusConfig = `apiVersion: v2
 actions:
   - name: "Rollout"
     events: [{name: "sh.keptn.event.deployment.triggered"}]
-    tasks:
+    tasks: # in order: each starts once the one before succeeded
       - {name: "wait for go", image: "alpine", cmd: [sh, -c, "until [ -f /keptn/go ]; do sleep 0.2; done; echo released"]}
       - {name: "fail", image: "alpine", cmd: [sh, -c, "echo boom; exit 3"]}
       - {name: "never", image: "alpine", cmd: ["true"]}
