@@ -57,6 +57,11 @@ type trigger struct {
 		Subscriber struct {
 			Ref kref `json:"ref"`
 		} `json:"subscriber"`
+		Delivery *struct {
+			Retry         *int32 `json:"retry"`
+			BackoffPolicy string `json:"backoffPolicy"`
+			BackoffDelay  string `json:"backoffDelay"`
+		} `json:"delivery"`
 	} `json:"spec"`
 }
 
@@ -259,6 +264,20 @@ func TestTriggersCoverTopics(t *testing.T) {
 	}
 }
 
+// TestTriggerDelivery: every Trigger redelivers what the service refuses for a moment (429 queue
+// full, 503 draining), long enough for a pod to be replaced; e2e TestKnativeBroker shows it.
+func TestTriggerDelivery(t *testing.T) {
+	o := load(t)
+	for _, tr := range o.triggers {
+		d := tr.Spec.Delivery
+		require.NotNil(t, d, "%s has no delivery spec: a refused event would be lost", tr.Metadata.Name)
+		require.NotNil(t, d.Retry, tr.Metadata.Name)
+		assert.GreaterOrEqual(t, *d.Retry, int32(5), tr.Metadata.Name)
+		assert.Equal(t, "exponential", d.BackoffPolicy, tr.Metadata.Name)
+		assert.Equal(t, "PT1S", d.BackoffDelay, tr.Metadata.Name)
+	}
+}
+
 func TestSinkBinding(t *testing.T) {
 	o := load(t)
 	require.Len(t, o.bindings, 1)
@@ -312,7 +331,8 @@ func TestIngressPolicy(t *testing.T) {
 		assert.Nil(t, peer.IPBlock)
 		from = append(from, peer.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"])
 	}
-	assert.ElementsMatch(t, []string{"knative-serving", "kourier-system"}, from)
+	// knative-eventing: the Broker's filter, when the pod spec runs as a Deployment (e2e).
+	assert.ElementsMatch(t, []string{"knative-serving", "kourier-system", "knative-eventing"}, from)
 }
 
 // TestReadmeMentionsEveryManifest keeps the apply steps in README.md complete.
