@@ -29,6 +29,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/keptn-contrib/job-executor-service/e2e/keptnapi"
+	"github.com/keptn-contrib/job-executor-service/knative"
 )
 
 // knativeNS is the namespace knative/*.yaml name (JOB_NAMESPACE, the resource-service URL):
@@ -224,15 +225,7 @@ func knativeNamespace(t *testing.T) {
 		out, err := kubectl(t, "delete", "namespace", knativeNS, "--timeout=180s")
 		require.NoError(t, err, out)
 	}
-	out, err := kubectl(t, "create", "namespace", knativeNS)
-	require.NoError(t, err, out)
-	t.Cleanup(func() {
-		if t.Failed() || os.Getenv("E2E_KEEP_NS") == "1" {
-			t.Logf("namespace %s kept for inspection", knativeNS)
-			return
-		}
-		_, _ = kubectl(t, "delete", "namespace", knativeNS, "--wait=false")
-	})
+	createNamespace(t, knativeNS)
 }
 
 // knativeManifests reads knative/*.yaml and makes two changes: the image (image: and
@@ -317,19 +310,7 @@ func deploymentFor(t *testing.T, ksvc map[string]any, image string) []any {
 	t.Helper()
 	raw, err := json.Marshal(ksvc)
 	require.NoError(t, err)
-	var svc struct {
-		Metadata metav1.ObjectMeta `json:"metadata"`
-		Spec     struct {
-			Template struct {
-				Metadata metav1.ObjectMeta `json:"metadata"`
-				Spec     struct {
-					corev1.PodSpec       `json:",inline"`
-					ContainerConcurrency *int64 `json:"containerConcurrency,omitempty"`
-					TimeoutSeconds       *int64 `json:"timeoutSeconds,omitempty"`
-				} `json:"spec"`
-			} `json:"template"`
-		} `json:"spec"`
-	}
+	var svc knative.Service
 	require.NoError(t, json.Unmarshal(raw, &svc))
 	pod := svc.Spec.Template.Spec.PodSpec
 	require.Len(t, pod.Containers, 1)

@@ -1,6 +1,3 @@
-// Package knative holds plain Kubernetes manifests for running the service behind Knative
-// Eventing; this file only checks them. Server-side validation against the real CRDs is done
-// by dry-run.sh in a cluster.
 package knative
 
 import (
@@ -29,21 +26,6 @@ type kref struct {
 	Kind       string `json:"kind"`
 	Name       string `json:"name"`
 	Namespace  string `json:"namespace,omitempty"`
-}
-
-type ksvc struct {
-	metav1.TypeMeta `json:",inline"`
-	Metadata        metav1.ObjectMeta `json:"metadata"`
-	Spec            struct {
-		Template struct {
-			Metadata metav1.ObjectMeta `json:"metadata"`
-			Spec     struct {
-				corev1.PodSpec       `json:",inline"`
-				ContainerConcurrency *int64 `json:"containerConcurrency,omitempty"`
-				TimeoutSeconds       *int64 `json:"timeoutSeconds,omitempty"`
-			} `json:"spec"`
-		} `json:"template"`
-	} `json:"spec"`
 }
 
 type trigger struct {
@@ -90,7 +72,7 @@ var allowed = map[string]string{
 }
 
 type objects struct {
-	services     []ksvc
+	services     []Service
 	triggers     []trigger
 	bindings     []sinkBinding
 	roles        []rbacv1.Role
@@ -123,7 +105,7 @@ func load(t *testing.T) objects {
 			var meta metav1.ObjectMeta
 			switch tm.Kind {
 			case "Service":
-				var v ksvc
+				var v Service
 				strict(&v)
 				o.services, meta = append(o.services, v), v.Metadata
 			case "Trigger":
