@@ -14,6 +14,9 @@
 #   e2e/cluster.sh addons   (make e2e, not the demo) cluster DNS (CoreDNS, Service kube-dns at
 #                           10.96.0.10) and NetworkPolicy enforcement (kube-router's firewall
 #                           controller as a host process); built once, like the Kubernetes binaries
+#   e2e/cluster.sh knative  (make e2e, not the demo) Knative Eventing: controller, webhook, in-memory
+#                           channel, MT channel-based Broker, built with ko from knative.dev/eventing
+#                           and applied from its config/; built once, then pushed again and checked
 #
 # Env: JES_E2E_DIR (default ~/.cache/jes-e2e): binaries in $DIR/bin, Go caches in $DIR/gomod, $DIR/gocache.
 #
@@ -757,7 +760,7 @@ knativeimages() {
   # Knative's own base is distroless :nonroot: its Deployments set runAsNonRoot without a
   # runAsUser, so the image must name a non-root user. busybox-static as uid 65532 instead.
   "$TOOLS/crane" mutate --insecure "$REG/library/busybox:1.35" --user 65532 -t "$REG/knative/base:nonroot" >>"$LOG/crane.log" 2>&1 || die "crane mutate knative base failed (see $LOG/crane.log)"
-  log "knative: building ${KNATIVE_CMDS// /, } with ko (first time ~N min on 2 cores)"
+  log "knative: building ${KNATIVE_CMDS// /, } with ko (first time about 13 min on 2 cores)"
   # -j 1: one image at a time (each go build uses both cores).
   KO_DOCKER_REPO="$REG/knative" KO_DEFAULTBASEIMAGE="$REG/knative/base:nonroot" \
     "$TOOLS/ko" resolve --insecure-registry --base-import-paths --sbom=none --platform=linux/amd64 -j 1 \

@@ -226,6 +226,9 @@ func knativeNamespace(t *testing.T) {
 		require.NoError(t, err, out)
 	}
 	createNamespace(t, knativeNS)
+	// README step 1: SinkBinding injection in inclusion mode (not needed in v0.50.0's exclusion mode).
+	out, err := kubectl(t, "label", "namespace", knativeNS, "bindings.knative.dev/include=true")
+	require.NoError(t, err, out)
 }
 
 // knativeManifests reads knative/*.yaml and makes two changes: the image (image: and
