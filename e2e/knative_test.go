@@ -70,7 +70,7 @@ func TestKnativeBroker(t *testing.T) {
 	requireKnative(t)
 	knativeNamespace(t)
 	nodeIP := nodeInternalIP(t)
-	resourceService(t, nodeIP, knativeConfig)
+	api := resourceService(t, nodeIP, knativeConfig)
 	rec := newRecorder(t, nodeIP)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -190,6 +190,35 @@ func TestKnativeBroker(t *testing.T) {
 		assert.Equal(t, 0, jobCount(t, overflow), "a dead-lettered event runs nothing")
 	})
 
+	// While the resource-service answers 503, so does the service (config_unavailable): the
+	// shipped Trigger redelivers until the outage is over. Another service of the project, so
+	// that no cached config answers instead.
+	var outage cloudevents.Event
+	t.Run("unavailable-redelivery", func(t *testing.T) {
+		sc := keptnapi.Scope{Project: "sockshop", Stage: "dev", Service: "orders"}
+		api.AddScope(keptnapi.Latest, sc)
+		api.Put(keptnapi.Latest, sc, "job/config.yaml", []byte(knativeConfig))
+		outage = triggered(t, "sh.keptn.event.test.triggered", map[string]any{"service": "orders"})
+		sent := time.Now()
+		end := sent.Add(5 * time.Second)
+		api.FailUntil(keptnapi.ResourceRequests, end, http.StatusServiceUnavailable)
+		postEvent(t, ingress, outage)
+		started := rec.await(t, "/events", ofType(outage, "sh.keptn.event.test.started"), 2*time.Minute)
+		fin := rec.await(t, "/events", ofType(outage, "sh.keptn.event.test.finished"), 2*time.Minute)
+		t.Logf("FIGURE %s accepted_after_s=%.1f finished_after_s=%.1f", t.Name(), started.at.Sub(sent).Seconds(), fin.at.Sub(sent).Seconds())
+		var refused int
+		for _, r := range api.Requests() {
+			if r.Status == http.StatusServiceUnavailable && strings.Contains(r.Path, "/service/orders/") {
+				refused++
+			}
+		}
+		assert.NotZero(t, refused, "the service read the config during the outage")
+		assert.True(t, started.at.After(end), "accepted (%s) only after the outage ended (%s)", started.at, end)
+		var data map[string]any
+		require.NoError(t, fin.ev.DataAs(&data))
+		assert.Equal(t, "succeeded", data["status"], string(fin.ev.Data()))
+	})
+
 	// Exactly one of each, after longer than the shipped Triggers' whole retry schedule: any
 	// redelivery of an accepted event would have arrived by then.
 	t.Run("nothing-lost-or-doubled", func(t *testing.T) {
@@ -206,6 +235,7 @@ func TestKnativeBroker(t *testing.T) {
 			{hold, map[string]int{"sh.keptn.event.deployment.triggered": 1, "sh.keptn.event.deployment.started": 1, "sh.keptn.event.deployment.finished": 1}, 1},
 			{queued, test, 1},
 			{overflow, map[string]int{"sh.keptn.event.overflow.triggered": 1}, 0},
+			{outage, test, 1},
 		} {
 			require.NotEmpty(t, c.ev.ID(), "a subtest before failed")
 			assert.Equal(t, c.types, rec.types("/events", c.ev), "events on the Broker for %s", c.ev.Type())
