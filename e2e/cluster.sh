@@ -14,6 +14,9 @@
 #   e2e/cluster.sh addons   (make e2e, not the demo) cluster DNS (CoreDNS, Service kube-dns at
 #                           10.96.0.10) and NetworkPolicy enforcement (kube-router's firewall
 #                           controller as a host process); built once, like the Kubernetes binaries
+#   e2e/cluster.sh knative  (make e2e, not the demo) Knative Eventing: controller, webhook, in-memory
+#                           channel, MT channel-based Broker, built with ko from knative.dev/eventing
+#                           and applied from its config/; built once, then pushed again and checked
 #
 # Env: JES_E2E_DIR (default ~/.cache/jes-e2e): binaries in $DIR/bin, Go caches in $DIR/gomod, $DIR/gocache.
 #
@@ -37,6 +40,11 @@ KUBE_ROUTER_VERSION=v2.6.3-k3s1   # github.com/k3s-io/kube-router/v2, replacing 
 KUBE_ROUTER_SUM="h1:RZjUBIuitXCuYoCzm1aM6p5EgQFC5k3N72j4pBIc2j4="
 KUBE_ROUTER_GOMOD_SUM="h1:RaxDc+SBKB33+fjao+LeDue4CaUajk02eCHXVK/V4YE="
 ADDON_APT_PACKAGES="ipset"
+# Knative Eventing (`cluster.sh knative`, run by make e2e): controller, webhook, in-memory channel and
+# the multi-tenant channel-based Broker, built with ko from this module and applied from its own
+# config/ (the version knative/dry-run.sh validates against; Go 1.25+, client-go v0.35).
+KNATIVE_EVENTING_VERSION=v0.50.0  # knative.dev/eventing
+KNATIVE_CMDS="controller webhook apiserver_receive_adapter auth_proxy in_memory/channel_controller in_memory/channel_dispatcher mtchannel_broker broker/filter broker/ingress"
 # ---------------------------------------------------------------------------------------------------
 
 STAGING_VERSION=v0${K8S_VERSION#v1}
@@ -716,6 +724,80 @@ addons() {
   log "addons: CoreDNS ($DNS_IP) and kube-router network policies ready in $(dt "$t0")"
 }
 
+# ---- Knative Eventing (make e2e; the demo does not need it) -------------------------------------
+# config/ of knative.dev/eventing minus what the Broker/Trigger flow does not use: the PingSource
+# adapter, JobSink, RequestReply and the HPAs/PDB (no metrics server here).
+# In this order: core holds the namespace (core/100-namespace.yaml sorts first) and the CRDs.
+knativeconfig() { # module dir -> one config file per line
+  local d
+  for d in core channels/in-memory-channel brokers/mt-channel-broker; do
+    find "$1/config/$d" -name '*.yaml' | sort
+  done | grep -vE '/deployments/(job-sink|pingsource-mt-adapter|request-reply|webhook-hpa|hpa)\.yaml$'
+}
+
+# knativeimages: resolve the ko:// references of those manifests into $KN/eventing.yaml, building
+# the images once; later runs push the saved images (OCI layouts) to the in-memory registry again.
+knativeimages() {
+  goenv; local KN=$K/knative t moddir files f ref name stamp
+  mkdir -p "$KN/build" "$KN/images" "$LOG"
+  stamp="eventing=$KNATIVE_EVENTING_VERSION cmds=$KNATIVE_CMDS"
+  if [ "$(cat "$KN/stamp" 2>/dev/null)" = "$stamp" ] && [ -s "$KN/eventing.yaml" ]; then
+    for ref in $(grep -oE "$REG/knative/[a-z0-9_-]+@sha256:[0-9a-f]{64}" "$KN/eventing.yaml" | sort -u); do
+      "$TOOLS/crane" digest --insecure "$ref" >/dev/null 2>&1 && continue
+      name=${ref#"$REG/knative/"}; name=${name%@*}
+      "$TOOLS/crane" push --insecure "$KN/images/$name" "$REG/knative/$name" >>"$LOG/crane.log" 2>&1 || die "crane push $name failed (see $LOG/crane.log)"
+      [ "$("$TOOLS/crane" digest --insecure "$REG/knative/$name")" = "${ref#*@}" ] || die "knative: pushed $name has another digest than $ref"
+    done
+    return
+  fi
+  cd "$KN/build"
+  printf 'module k8slab/knativebuild\n\ngo 1.26.0\n\nrequire knative.dev/eventing %s\n' "$KNATIVE_EVENTING_VERSION" > go.mod
+  { printf '//go:build tools\n\npackage build\n\nimport (\n'
+    for c in $KNATIVE_CMDS; do printf '\t_ "knative.dev/eventing/cmd/%s"\n' "$c"; done; echo ')'; } > tools.go
+  t=$(ts); go mod tidy
+  moddir=$(go list -m -f '{{.Dir}}' knative.dev/eventing)
+  files=(); while read -r f; do files+=(-f "$f"); done < <(knativeconfig "$moddir")
+  # Knative's own base is distroless :nonroot: its Deployments set runAsNonRoot without a
+  # runAsUser, so the image must name a non-root user. busybox-static as uid 65532 instead.
+  "$TOOLS/crane" mutate --insecure "$REG/library/busybox:1.35" --user 65532 -t "$REG/knative/base:nonroot" >>"$LOG/crane.log" 2>&1 || die "crane mutate knative base failed (see $LOG/crane.log)"
+  log "knative: building ${KNATIVE_CMDS// /, } with ko (first time about 13 min on 2 cores)"
+  # -j 1: one image at a time (each go build uses both cores).
+  KO_DOCKER_REPO="$REG/knative" KO_DEFAULTBASEIMAGE="$REG/knative/base:nonroot" \
+    "$TOOLS/ko" resolve --insecure-registry --base-import-paths --sbom=none --platform=linux/amd64 -j 1 \
+    "${files[@]}" > "$KN/eventing.yaml.new" 2>"$LOG/knative-ko.log" || { tail -20 "$LOG/knative-ko.log" >&2; die "ko resolve of knative.dev/eventing failed"; }
+  grep -q 'ko://' "$KN/eventing.yaml.new" && die "knative: unresolved ko:// references left"
+  rm -rf "$KN/images"; mkdir -p "$KN/images"
+  for ref in $(grep -oE "$REG/knative/[a-z0-9_-]+@sha256:[0-9a-f]{64}" "$KN/eventing.yaml.new" | sort -u); do
+    name=${ref#"$REG/knative/"}; name=${name%@*}
+    "$TOOLS/crane" pull --insecure --format=oci "$ref" "$KN/images/$name" >>"$LOG/crane.log" 2>&1 || die "crane pull $ref failed (see $LOG/crane.log)"
+  done
+  mv "$KN/eventing.yaml.new" "$KN/eventing.yaml"; echo "$stamp" > "$KN/stamp"
+  log "knative: images built in $(dt "$t")"
+}
+
+knative() {
+  local t0 sum have; t0=$(ts)
+  healthy || die "knative: the cluster is not up (run: $0 up)"
+  "$TOOLS/crane" digest --insecure "$REG/library/busybox:1.35" >/dev/null 2>&1 || testimages
+  ( knativeimages )
+  # The images of IntegrationSources and EventTransforms, which the controller's env names: the
+  # release adds them to config/core from third_party (hack/release.sh); nothing here pulls them.
+  local integrations=$K/gomod/knative.dev/eventing@$KNATIVE_EVENTING_VERSION/third_party/eventing-integrations-latest
+  sum=$(cat "$K/knative/eventing.yaml" "$integrations"/*.yaml | sha256sum | cut -c1-16)
+  have=$(kc get namespace knative-eventing -o jsonpath='{.metadata.annotations.jes\.keptn\.sh/eventing}' 2>/dev/null || true)
+  if [ "$have" != "$sum" ]; then
+    # Server-side: knative/dry-run.sh applies the same CRDs that way.
+    kc apply --server-side --force-conflicts -f "$K/knative/eventing.yaml" -f "$integrations" >"$LOG/knative-apply.log" 2>&1 || { tail -20 "$LOG/knative-apply.log" >&2; die "knative: apply failed"; }
+    kc wait --for=condition=Established --timeout=60s crd/brokers.eventing.knative.dev crd/triggers.eventing.knative.dev >/dev/null
+  fi
+  kc -n knative-eventing wait deployment --all --for=condition=Available --timeout=300s >/dev/null ||
+    die "knative: not ready (kubectl -n knative-eventing get pods; logs in $LOG)"
+  # Marked once ready: an interrupted install is applied again next time.
+  kc annotate --overwrite namespace knative-eventing "jes.keptn.sh/eventing=$sum" >/dev/null
+  setenv E2E_KNATIVE_EVENTING "$KNATIVE_EVENTING_VERSION"
+  log "knative: Eventing $KNATIVE_EVENTING_VERSION (in-memory channel, MT channel-based Broker) ready in $(dt "$t0")"
+}
+
 # ---- top level ------------------------------------------------------------------------------------
 up() {
   local t0; t0=$(ts)
@@ -760,8 +842,8 @@ status() {
 env_() { cat "$K/e2e.env"; }
 
 case "${1:-}" in
-  up|down|status|purge|images|build|deps|addons|buildaddons) "$1" ;;
+  up|down|status|purge|images|build|deps|addons|buildaddons|knative) "$1" ;;
   jobcontroller) jobcontroller "${2:-}" ;;
   env) env_ ;;
-  *) echo "usage: $0 up|down|status|purge|images|env|build|deps|addons|buildaddons|jobcontroller on|off" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|purge|images|env|build|deps|addons|buildaddons|knative|jobcontroller on|off" >&2; exit 2 ;;
 esac

@@ -11,7 +11,7 @@ E2E_PARALLEL ?= 8
 export JES_E2E_DIR := $(E2E_DIR)
 E2E_SH := TOOLS=$(TOOLS) bash e2e/cluster.sh
 
-.PHONY: e2e e2e-cluster e2e-cluster-down e2e-cluster-status e2e-cluster-purge e2e-images e2e-addons
+.PHONY: e2e e2e-cluster e2e-cluster-down e2e-cluster-status e2e-cluster-purge e2e-images e2e-addons e2e-knative
 
 e2e-cluster:
 	@$(MAKE) --no-print-directory tools
@@ -34,10 +34,16 @@ e2e-images:
 e2e-addons:
 	@$(E2E_SH) addons
 
+# Knative Eventing (controller, webhook, in-memory channel, MT channel-based Broker) for
+# knative_test.go's Broker/Trigger flow; built with ko once, then only pushed and checked.
+e2e-knative:
+	@$(E2E_SH) knative
+
 e2e:
 	@$(MAKE) --no-print-directory tools
 	@$(E2E_SH) up
 	@$(E2E_SH) addons
+	@$(E2E_SH) knative
 	@$(E2E_SH) images
 	@rc=0; set -o pipefail; \
 	go test -tags e2e -count=1 -v -parallel $(E2E_PARALLEL) -timeout $(E2E_TIMEOUT) -run '$(E2E_RUN)' ./e2e/... 2>&1 | tee $(E2E_DIR)/e2e-test.log || rc=$$?; \

@@ -136,6 +136,13 @@ func namespace(t *testing.T) string {
 	}
 	// A random suffix: namespaces of failed runs are kept, and a re-run must not collide.
 	name = fmt.Sprintf("%s-%04x", strings.TrimRight(name, "-"), rand.IntN(1<<16))
+	createNamespace(t, name)
+	return name
+}
+
+// createNamespace creates namespace name, deleted after the test unless it failed or E2E_KEEP_NS=1.
+func createNamespace(t *testing.T, name string) {
+	t.Helper()
 	out, err := kubectl(t, "create", "namespace", name)
 	require.NoError(t, err, out)
 	t.Cleanup(func() {
@@ -145,7 +152,6 @@ func namespace(t *testing.T) string {
 		}
 		_, _ = kubectl(t, "delete", "namespace", name, "--wait=false")
 	})
-	return name
 }
 
 // freePort asks the kernel for an unused TCP port.

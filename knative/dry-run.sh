@@ -9,8 +9,9 @@
 # project's go.mod and module cache stay untouched; later runs need no network), and the CRDs
 # are applied only when the installed ones are not marked with these versions. The manifests' namespace (keptn) is rewritten to a throw-away namespace that is
 # created for the check and deleted afterwards, so nothing else in the cluster is touched; the
-# CRDs stay installed (they are inert without the Knative controllers). Only the CRD schemas
-# validate the objects; Knative's admission webhooks are not installed.
+# CRDs stay installed (they are inert without the Knative controllers). Where only the CRDs are
+# installed their schemas alone validate the objects; on the e2e cluster (cluster.sh knative)
+# Eventing's admission webhooks check the Triggers and the SinkBinding too.
 set -euo pipefail
 
 : "${KUBECONFIG:?set KUBECONFIG to the cluster to validate against}"

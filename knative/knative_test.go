@@ -1,6 +1,3 @@
-// Package knative holds plain Kubernetes manifests for running the service behind Knative
-// Eventing; this file only checks them. Server-side validation against the real CRDs is done
-// by dry-run.sh in a cluster.
 package knative
 
 import (
@@ -31,21 +28,6 @@ type kref struct {
 	Namespace  string `json:"namespace,omitempty"`
 }
 
-type ksvc struct {
-	metav1.TypeMeta `json:",inline"`
-	Metadata        metav1.ObjectMeta `json:"metadata"`
-	Spec            struct {
-		Template struct {
-			Metadata metav1.ObjectMeta `json:"metadata"`
-			Spec     struct {
-				corev1.PodSpec       `json:",inline"`
-				ContainerConcurrency *int64 `json:"containerConcurrency,omitempty"`
-				TimeoutSeconds       *int64 `json:"timeoutSeconds,omitempty"`
-			} `json:"spec"`
-		} `json:"template"`
-	} `json:"spec"`
-}
-
 type trigger struct {
 	metav1.TypeMeta `json:",inline"`
 	Metadata        metav1.ObjectMeta `json:"metadata"`
@@ -57,6 +39,11 @@ type trigger struct {
 		Subscriber struct {
 			Ref kref `json:"ref"`
 		} `json:"subscriber"`
+		Delivery *struct {
+			Retry         *int32 `json:"retry"`
+			BackoffPolicy string `json:"backoffPolicy"`
+			BackoffDelay  string `json:"backoffDelay"`
+		} `json:"delivery"`
 	} `json:"spec"`
 }
 
@@ -85,7 +72,7 @@ var allowed = map[string]string{
 }
 
 type objects struct {
-	services     []ksvc
+	services     []Service
 	triggers     []trigger
 	bindings     []sinkBinding
 	roles        []rbacv1.Role
@@ -118,7 +105,7 @@ func load(t *testing.T) objects {
 			var meta metav1.ObjectMeta
 			switch tm.Kind {
 			case "Service":
-				var v ksvc
+				var v Service
 				strict(&v)
 				o.services, meta = append(o.services, v), v.Metadata
 			case "Trigger":
@@ -259,6 +246,20 @@ func TestTriggersCoverTopics(t *testing.T) {
 	}
 }
 
+// TestTriggerDelivery: every Trigger redelivers what the service refuses for a moment (429 queue
+// full, 503 draining), long enough for a pod to be replaced; e2e TestKnativeBroker shows it.
+func TestTriggerDelivery(t *testing.T) {
+	o := load(t)
+	for _, tr := range o.triggers {
+		d := tr.Spec.Delivery
+		require.NotNil(t, d, "%s has no delivery spec: a refused event would be lost", tr.Metadata.Name)
+		require.NotNil(t, d.Retry, tr.Metadata.Name)
+		assert.GreaterOrEqual(t, *d.Retry, int32(5), tr.Metadata.Name)
+		assert.Equal(t, "exponential", d.BackoffPolicy, tr.Metadata.Name)
+		assert.Equal(t, "PT1S", d.BackoffDelay, tr.Metadata.Name)
+	}
+}
+
 func TestSinkBinding(t *testing.T) {
 	o := load(t)
 	require.Len(t, o.bindings, 1)
@@ -312,7 +313,8 @@ func TestIngressPolicy(t *testing.T) {
 		assert.Nil(t, peer.IPBlock)
 		from = append(from, peer.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"])
 	}
-	assert.ElementsMatch(t, []string{"knative-serving", "kourier-system"}, from)
+	// knative-eventing: the Broker's filter, when the pod spec runs as a Deployment (e2e).
+	assert.ElementsMatch(t, []string{"knative-serving", "kourier-system", "knative-eventing"}, from)
 }
 
 // TestReadmeMentionsEveryManifest keeps the apply steps in README.md complete.
