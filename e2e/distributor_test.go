@@ -23,6 +23,7 @@ import (
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"github.com/keptn/go-utils/pkg/api/models"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -150,6 +151,89 @@ func TestDistributorNATS(t *testing.T) {
 		assert.Greater(t, retries(t, ns, "finished"), before, "the .finished was sent while the distributor was down (retried)")
 		kc.rec.assertOnce(t, ev.ID(), "sh.keptn.event.deployment.started", "sh.keptn.event.deployment.finished")
 	})
+}
+
+// TestDistributorRemote: remoteControlPlane.enabled. The distributor registers with the
+// control plane through the API, polls controlPlane/v1/event/triggered for each subscription
+// and sends the service's events to the API's /v1/event, the token on every request.
+func TestDistributorRemote(t *testing.T) {
+	t.Parallel()
+	require.NotEmpty(t, env.DistributorImage, "E2E_DISTRIBUTOR_IMAGE missing: run make e2e-images")
+	helm := helmBinary(t)
+	ns := namespace(t)
+	api := nodeKeptnAPI(t, nodeInternalIP(t), strings.ReplaceAll(distributorConfig, "@GATE@", "127.0.0.1:1"))
+	api.Put(keptnapi.Latest, keptnapi.Scope{Project: "sockshop", Stage: "dev", Service: "carts"}, "greeting.txt", []byte(greeting+"\n"))
+	installWithDistributor(t, helm, ns, "--set", "remoteControlPlane.enabled=true",
+		"--set", "remoteControlPlane.api.protocol=http",
+		"--set", "remoteControlPlane.api.hostname="+api.Host,
+		"--set", "remoteControlPlane.api.token="+apiToken)
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpRelease(t, ns)
+			out, _ := kubectl(t, "logs", "-n", ns, "deployment/"+deployFullname, "-c", "distributor", "--tail=60")
+			t.Logf("distributor log:\n%s", out)
+		}
+	})
+
+	// The poller polls the subscriptions of the last heartbeat answer: none before the first.
+	deadline := time.Now().Add(2 * time.Minute)
+	var reg keptnapi.Registration
+	for {
+		if regs := api.Registrations(); len(regs) == 1 && regs[0].Pings >= 1 {
+			reg = regs[0]
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the distributor did not register and send a heartbeat: %+v", api.Registrations())
+		time.Sleep(200 * time.Millisecond)
+	}
+	assert.Equal(t, "job-executor-service", reg.Name)
+	assert.Equal(t, "remote-execution-plane", reg.MetaData.Location)
+	assert.Equal(t, ns, reg.MetaData.KubernetesMetaData.Namespace)
+	var topics []string
+	for _, s := range reg.Subscriptions {
+		topics = append(topics, s.Event)
+	}
+	assert.ElementsMatch(t, []string{"sh.keptn.event.test.triggered", "sh.keptn.event.deployment.triggered",
+		"sh.keptn.event.evaluation.triggered", "sh.keptn.event.release.triggered", "sh.keptn.event.approval.triggered"}, topics)
+
+	ev := triggered(t, "sh.keptn.event.test.triggered", nil)
+	var ce models.KeptnContextExtendedCE
+	b, err := json.Marshal(ev)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &ce))
+	start := time.Now()
+	api.Publish(ce)
+	fin := waitEvent(t, api.Server, ev, "sh.keptn.event.test.finished", 2*time.Minute)
+	t.Logf("open .triggered at the API → .finished at the API: %s (HTTP_POLLING_INTERVAL 10 s)", time.Since(start).Round(time.Millisecond))
+	assert.Equal(t, "succeeded", dataString(fin, "status"), string(fin.Raw))
+	assert.Contains(t, dataString(fin, "message"), greeting+"\nfor sockshop")
+	assert.Equal(t, ev.ID(), fin.Triggeredid)
+
+	// Once each, also after the distributor's delivery window and another poll of the (now
+	// closed) triggered event.
+	count := func(typ string) int {
+		n := 0
+		for _, e := range api.Events() {
+			if e.TypeName() == typ && e.Triggeredid == ev.ID() {
+				n++
+			}
+		}
+		return n
+	}
+	assert.Never(t, func() bool {
+		return count("sh.keptn.event.test.started") > 1 || count("sh.keptn.event.test.finished") > 1
+	}, distributorWindow+10*time.Second, 200*time.Millisecond)
+	assert.Equal(t, 1, count("sh.keptn.event.test.started"))
+	assert.Equal(t, 1, count("sh.keptn.event.test.finished"))
+
+	// Config and file came through the proxy, which escapes the resource URI once more for a
+	// remote API (the resource-service unescapes it twice).
+	var paths []string
+	for _, r := range api.Requests() {
+		paths = append(paths, r.Method+" "+r.Path)
+	}
+	assert.Contains(t, paths, "GET /resource-service/v1/project/sockshop/stage/dev/service/carts/resource/job%2Fconfig.yaml")
+	assert.Contains(t, paths, "GET /controlPlane/v1/event/triggered/sh.keptn.event.test.triggered")
 }
 
 // installWithDistributor installs the chart with its default values except the images: the

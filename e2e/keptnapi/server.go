@@ -482,10 +482,15 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, models.Error{Code: int64(status), Message: &msg})
 }
 
-// resourcePath undoes go-utils' url.QueryEscape of the resource URI ("job%2Fconfig.yaml");
-// PathValue has already unescaped %XX, so only a plain path remains to be cleaned.
-func resourcePath(r *http.Request) string {
-	return strings.Trim(r.PathValue("path"), "/")
+// resourcePath is the resource URI as the resource-service reads it: the router unescapes
+// the path once (PathValue), then the handler url.QueryUnescapes the URI again
+// (resource-service/handler/resource_manager.go GetResource). The second step matters behind
+// the distributor's API proxy for a remote control plane, which QueryEscapes the already
+// escaped URI ("job%2Fconfig.yaml" arrives as "job%252Fconfig.yaml";
+// distributor/pkg/config/envconfig.go queryEscapeConfigurationServiceURI).
+func resourcePath(r *http.Request) (string, error) {
+	p, err := url.QueryUnescape(r.PathValue("path"))
+	return strings.Trim(p, "/"), err
 }
 
 // getResource answers as the resource-service's ResourceManager does (keptn/keptn
@@ -499,7 +504,11 @@ func resourcePath(r *http.Request) string {
 func (s *Server) getResource(w http.ResponseWriter, r *http.Request) {
 	sc := Scope{Project: r.PathValue("project"), Stage: r.PathValue("stage"), Service: r.PathValue("service")}
 	commitID := r.URL.Query().Get("gitCommitID")
-	path := resourcePath(r)
+	path, err := resourcePath(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid resource URI: "+err.Error())
+		return
+	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
