@@ -51,6 +51,13 @@ actions:
       - name: "Wait for the gate"
         image: "busybox"
         cmd: ["sh", "-c", "until wget -q -O /dev/null http://@GATE@/deployment; do sleep 1; done; echo released"]
+  - name: "Loud"
+    events:
+      - name: "sh.keptn.event.evaluation.triggered"
+    tasks:
+      - name: "About 2 MiB of log"
+        image: "busybox"
+        cmd: ["sh", "-c", "yes 'a line of task output, 64 bytes long, repeated to fill the log..' | head -n 32768"]
 `
 
 const greeting = "hello through the distributor's proxy"
@@ -135,6 +142,21 @@ func TestDistributorNATS(t *testing.T) {
 		assert.NotRegexp(t, `jes_events_received_total\{outcome="(busy|duplicate)"\} [1-9]`, m)
 	})
 
+	// A task with about 2 MiB of log: the .finished the service sends through /event must fit the
+	// distributor's limit there (API_PROXY_MAX_PAYLOAD_BYTES_KB, 128 KiB in the chart: above
+	// it the distributor answers 500, which a sender retries) and NATS's max_payload (1 MiB).
+	t.Run("large-finished", func(t *testing.T) {
+		ev := triggered(t, "sh.keptn.event.evaluation.triggered", nil)
+		kc.publish(t, ev)
+		fin := kc.rec.wait(t, ev.ID(), "sh.keptn.event.evaluation.finished", 2*time.Minute)
+		t.Logf(".finished of a task with about 2 MiB of log: %d bytes on NATS", len(fin.Raw))
+		assert.Equal(t, "succeeded", fin.Data["status"])
+		assert.Less(t, len(fin.Raw), 128<<10, "below the distributor's /event limit")
+		assert.Contains(t, fin.Data["message"], "a line of task output")
+		kc.rec.assertOnce(t, ev.ID(), "sh.keptn.event.evaluation.started", "sh.keptn.event.evaluation.finished")
+		assert.Zero(t, retries(t, ns, "finished"), "no .finished was refused and retried")
+	})
+
 	// The distributor crashes twice while an action runs (the kubelet then backs off before
 	// restarting it): the service's .finished meets no distributor, is retried and arrives once.
 	t.Run("distributor-restart", func(t *testing.T) {
@@ -151,6 +173,57 @@ func TestDistributorNATS(t *testing.T) {
 		assert.Greater(t, retries(t, ns, "finished"), before, "the .finished was sent while the distributor was down (retried)")
 		kc.rec.assertOnce(t, ev.ID(), "sh.keptn.event.deployment.started", "sh.keptn.event.deployment.finished")
 	})
+}
+
+// TestDistributorReplicas: two replicas, each with its distributor, in the one queue group
+// the chart sets (PUBSUB_GROUP = the app name): every event reaches one replica only.
+func TestDistributorReplicas(t *testing.T) {
+	t.Parallel()
+	helm := helmBinary(t)
+	ns := namespace(t)
+	kc := newKeptnCluster(t, ns)
+	installWithDistributor(t, helm, ns, "--set", "replicaCount=2")
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpRelease(t, ns)
+		}
+	})
+	pods := podNames(t, ns)
+	require.Len(t, pods, 2)
+	// Both replicas register under one integration (same name and namespace).
+	kc.waitSubscribed(t, 2)
+
+	const n = 10
+	ids := make([]string, n)
+	for i := range ids {
+		ev := triggered(t, "sh.keptn.event.test.triggered", map[string]any{"replicas": i})
+		ev.SetID(fmt.Sprintf("replicas-%d-%d", i, time.Now().UnixNano()))
+		ids[i] = ev.ID()
+		kc.publish(t, ev)
+	}
+	for _, id := range ids {
+		kc.rec.wait(t, id, "sh.keptn.event.test.finished", 3*time.Minute)
+	}
+	kc.rec.assertOnce(t, ids[0], "sh.keptn.event.test.started", "sh.keptn.event.test.finished")
+	for _, id := range ids[1:] {
+		assert.Equal(t, 1, kc.rec.count(id, "sh.keptn.event.test.started"), id)
+		assert.Equal(t, 1, kc.rec.count(id, "sh.keptn.event.test.finished"), id)
+	}
+	// Each event was received by one replica: the receivers' counts add up to n.
+	total := 0
+	for _, p := range pods {
+		out, err := kubectl(t, "exec", "-n", ns, p, "-c", "job-executor-service", "--",
+			"wget", "-q", "-O", "-", "http://127.0.0.1:9090/metrics")
+		require.NoError(t, err, out)
+		got := 0
+		if m := regexp.MustCompile(`(?m)^jes_events_received_total\{outcome="matched"\} (\d+)$`).FindStringSubmatch(out); m != nil {
+			got, _ = strconv.Atoi(m[1])
+		}
+		assert.NotRegexp(t, `jes_events_received_total\{outcome="duplicate"\} [1-9]`, out, p)
+		t.Logf("replica %s received %d of the %d events", p, got, n)
+		total += got
+	}
+	assert.Equal(t, n, total, "every event reached exactly one replica")
 }
 
 // TestDistributorRemote: remoteControlPlane.enabled. The distributor registers with the
