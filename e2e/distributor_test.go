@@ -140,6 +140,10 @@ func TestDistributorNATS(t *testing.T) {
 		m := serviceMetrics(t, ns)
 		t.Logf("service metrics after the burst:\n%s", grepLines(m, `^jes_(events_received|outgoing_event_retries|outgoing_events)_total`))
 		assert.NotRegexp(t, `jes_events_received_total\{outcome="(busy|duplicate)"\} [1-9]`, m)
+		out, err := kubectl(t, "get", "pod", servicePod(t, ns), "-n", ns, "-o",
+			`jsonpath={.status.containerStatuses[?(@.name=="distributor")].restartCount}`)
+		require.NoError(t, err, out)
+		assert.Equal(t, "0", strings.TrimSpace(out), "the distributor (chart limits 100m CPU, 32Mi) was never restarted")
 	})
 
 	// A task with about 2 MiB of log: the .finished the service sends through /event must fit the
