@@ -103,6 +103,7 @@ networkPolicy:
 `},
 	{"oauth", `
 remoteControlPlane:
+  enabled: true
   api:
     protocol: https
     hostname: keptn.example.com
@@ -116,6 +117,7 @@ remoteControlPlane:
 `},
 	{"network-policies", `
 remoteControlPlane:
+  enabled: true
   api:
     authMode: oauth
     oauth:
@@ -763,12 +765,16 @@ func TestDeployment(t *testing.T) {
 				dist := resolveEnv(t, spec.Containers[1], cm)
 				assert.Equal(t, "127.0.0.1", dist["PUBSUB_RECIPIENT"])
 				assert.NotEmpty(t, dist["PUBSUB_TOPIC"])
-				assert.NotEmpty(t, dist["KEPTN_API_ENDPOINT"])
-				if name == "oauth" || name == "network-policies" {
+				if remote := name == "oauth" || name == "network-policies"; remote {
+					// remoteControlPlane.enabled: the distributor polls the Keptn API.
+					assert.NotEmpty(t, dist["KEPTN_API_ENDPOINT"])
 					assert.Equal(t, "secret:oauth_client_secret", dist["OAUTH_CLIENT_SECRET"])
 					assert.NotContains(t, dist, "KEPTN_API_TOKEN")
 				} else {
-					assert.Equal(t, "secret:token", dist["KEPTN_API_TOKEN"])
+					// Inside the Keptn cluster: no endpoint means NATS and Keptn's Services.
+					assert.NotContains(t, dist, "KEPTN_API_ENDPOINT")
+					assert.NotContains(t, dist, "KEPTN_API_TOKEN")
+					assert.NotContains(t, dist, "OAUTH_CLIENT_SECRET")
 				}
 				assert.True(t, *spec.Containers[1].SecurityContext.ReadOnlyRootFilesystem)
 			} else {

@@ -45,6 +45,21 @@ ADDON_APT_PACKAGES="ipset"
 # config/ (the version knative/dry-run.sh validates against; Go 1.25+, client-go v0.35).
 KNATIVE_EVENTING_VERSION=v0.50.0  # knative.dev/eventing
 KNATIVE_CMDS="controller webhook apiserver_receive_adapter auth_proxy in_memory/channel_controller in_memory/channel_dispatcher mtchannel_broker broker/filter broker/ingress"
+# Keptn's own distributor (unmodified 1.4.5 source beside the repo, ../shared/keptn-distributor)
+# and the NATS server it subscribes to in a Keptn cluster: `images` builds both (binaries cached
+# by version / source hash) and pushes them as images for the distributor scenarios.
+NATS_VERSION=v2.15.3         # github.com/nats-io/nats-server/v2 (newest on the proxy here)
+# Beside the repository: ../shared/keptn-distributor, or beside the repository a clone was made from
+# (a clean CI clone elsewhere on the machine whose origin is a local path).
+distributorsrc() { local repo origin
+  repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  origin=$(git -C "$repo" config --get remote.origin.url 2>/dev/null || true)
+  for d in "$repo/../shared/keptn-distributor" ${origin:+"$origin/../shared/keptn-distributor"}; do
+    [ -f "$d/go.mod" ] && { (cd "$d" && pwd); return; }
+  done
+  echo "$repo/../shared/keptn-distributor"
+}
+DISTRIBUTOR_SRC=${DISTRIBUTOR_SRC:-$(distributorsrc)}
 # ---------------------------------------------------------------------------------------------------
 
 STAGING_VERSION=v0${K8S_VERSION#v1}
@@ -522,6 +537,55 @@ images() {
   rootfs
   "$TOOLS/crane" digest --insecure "$REG/library/alpine:3.19" >/dev/null 2>&1 || testimages
   serviceimage
+  keptnimages
+}
+
+# ---- Keptn's distributor and NATS (the chart's default mode, for real) ----------------------------
+distributorhash() { # content hash of the distributor source: the cache key of its binary
+  (cd "$DISTRIBUTOR_SRC" && find . -type f ! -name '*_test.go' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+}
+
+buildkeptn() {
+  goenv; mkdir -p "$B" "$LOG"
+  local t
+  if [ "$("$B/nats-server" --version 2>/dev/null)" != "nats-server: $NATS_VERSION" ]; then
+    t=$(ts); log "images: building nats-server $NATS_VERSION"
+    ( cd "$K" && GOBIN="$B" go install -ldflags '-s -w' "github.com/nats-io/nats-server/v2@$NATS_VERSION" ) \
+      || die "go install nats-server $NATS_VERSION failed"
+    log "images: nats-server $(dt "$t")"
+  fi
+  [ -f "$DISTRIBUTOR_SRC/go.mod" ] || die "Keptn distributor source not found at $DISTRIBUTOR_SRC (set DISTRIBUTOR_SRC)"
+  local h; h=$(distributorhash)
+  if [ "$(cat "$B/distributor.src" 2>/dev/null)" != "$h" ] || [ ! -x "$B/distributor" ]; then
+    # Built where it lies, without touching it (-mod=readonly: its go.sum is complete).
+    t=$(ts); log "images: building Keptn's distributor from $DISTRIBUTOR_SRC ($h)"
+    ( cd "$DISTRIBUTOR_SRC" && go build -mod=readonly -ldflags '-s -w' -o "$B/distributor" ./cmd ) \
+      || die "go build of the distributor failed"
+    echo "$h" > "$B/distributor.src"
+    log "images: distributor $(dt "$t")"
+  fi
+}
+
+binimage() { # binary ref: push a one-binary image (no shell, no libc) unless the registry has it
+  local bin=$1 ref=$2 w cr="$TOOLS/crane"
+  "$cr" digest --insecure "$ref" >/dev/null 2>&1 && return 0
+  w=$(mktemp -d "$K/images/bin.XXXX"); mkdir -p "$w/root/tmp"; chmod 1777 "$w/root/tmp"
+  cp "$B/$bin" "$w/root/$bin"
+  tar --numeric-owner --owner=0 --group=0 --sort=name --mtime=@0 -C "$w/root" -cf "$w/layer.tar" .
+  "$cr" append --insecure -f "$w/layer.tar" -t "$ref-layer" >>"$LOG/crane.log" 2>&1 || die "crane append $bin failed (see $LOG/crane.log)"
+  "$cr" mutate --insecure "$ref-layer" --set-platform linux/amd64 --entrypoint "/$bin" -t "$ref" >>"$LOG/crane.log" 2>&1 || die "crane mutate $bin failed (see $LOG/crane.log)"
+  rm -rf "$w"
+}
+
+keptnimages() {
+  local t0; t0=$(ts)
+  ( buildkeptn )
+  mkdir -p "$K/images"
+  binimage nats-server "$REG/nats:$NATS_VERSION"
+  binimage distributor "$REG/keptn/distributor:1.4.5-$(cat "$B/distributor.src")"
+  setenv E2E_NATS_IMAGE "$REG/nats:$NATS_VERSION"
+  setenv E2E_DISTRIBUTOR_IMAGE "$REG/keptn/distributor:1.4.5-$(cat "$B/distributor.src")"
+  log "images: NATS $NATS_VERSION and Keptn's distributor 1.4.5 in $(dt "$t0")"
 }
 
 writeenv() {
@@ -846,8 +910,8 @@ status() {
 env_() { cat "$K/e2e.env"; }
 
 case "${1:-}" in
-  up|down|status|purge|images|build|deps|addons|buildaddons|knative) "$1" ;;
+  up|down|status|purge|images|build|deps|addons|buildaddons|knative|buildkeptn) "$1" ;;
   jobcontroller) jobcontroller "${2:-}" ;;
   env) env_ ;;
-  *) echo "usage: $0 up|down|status|purge|images|env|build|deps|addons|buildaddons|knative|jobcontroller on|off" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|purge|images|env|build|deps|addons|buildaddons|knative|buildkeptn|jobcontroller on|off" >&2; exit 2 ;;
 esac

@@ -526,8 +526,17 @@ func serviceURL(t *testing.T, ns, name string) string {
 		return u
 	}
 	t.Logf("ClusterIP %s not reachable from the host; using kubectl port-forward", u)
+	u = "http://" + portForward(t, ns, name, "8080") + "/"
+	require.True(t, healthy(u, 15*time.Second), "service not reachable through port-forward either")
+	return u
+}
+
+// portForward runs kubectl port-forward to the Service's port for the rest of the test and
+// returns the local address (127.0.0.1:port).
+func portForward(t *testing.T, ns, name, port string) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, env.Kubectl, "port-forward", "-n", ns, "service/"+name, ":8080")
+	cmd := exec.CommandContext(ctx, env.Kubectl, "port-forward", "-n", ns, "service/"+name, ":"+port)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+env.Kubeconfig)
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
@@ -537,9 +546,7 @@ func serviceURL(t *testing.T, ns, name string) string {
 	require.NoError(t, err, "port-forward did not start")
 	m := regexp.MustCompile(`127\.0\.0\.1:(\d+)`).FindStringSubmatch(line)
 	require.NotNil(t, m, "port-forward said %q", line)
-	u = "http://127.0.0.1:" + m[1] + "/"
-	require.True(t, healthy(u, 15*time.Second), "service not reachable through port-forward either")
-	return u
+	return "127.0.0.1:" + m[1]
 }
 
 // healthy polls base+healthz until it answers 200 or d has passed.

@@ -37,7 +37,11 @@ type harness struct {
 	Kubectl    string // E2E_KUBECTL
 	Registry   string // E2E_REGISTRY
 	Image      string // JES_IMAGE: the ko-built service image (INIT_CONTAINER_IMAGE)
-	Dir        string
+	// DistributorImage and NATSImage (E2E_DISTRIBUTOR_IMAGE, E2E_NATS_IMAGE): Keptn's
+	// distributor built from its source and the NATS server, for distributor_test.go.
+	DistributorImage string
+	NATSImage        string
+	Dir              string
 }
 
 var (
@@ -67,7 +71,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	env = harness{Kubeconfig: vals["KUBECONFIG"], Kubectl: vals["E2E_KUBECTL"], Registry: vals["E2E_REGISTRY"],
-		Image: vals["JES_IMAGE"], Dir: dir}
+		Image: vals["JES_IMAGE"], DistributorImage: vals["E2E_DISTRIBUTOR_IMAGE"], NATSImage: vals["E2E_NATS_IMAGE"], Dir: dir}
 	for k, v := range map[string]string{"KUBECONFIG": env.Kubeconfig, "E2E_KUBECTL": env.Kubectl, "JES_IMAGE": env.Image} {
 		if v == "" {
 			fmt.Fprintf(os.Stderr, "e2e: %s missing in %s/e2e.env (run make e2e-images)\n", k, dir)

@@ -1,6 +1,8 @@
 // Package keptnapi is an in-memory stand-in for the parts of the Keptn API the
 // job-executor-service talks to: the resource-service (job/config.yaml and task files,
-// per project/stage/service and per git commit) and POST /v1/event. It records every
+// per project/stage/service and per git commit), POST /v1/event and the control plane's
+// integration registration and triggered-event polling that Keptn's distributor uses
+// (controlplane.go). It records every
 // request and event so tests can assert on them, and can be told to fail or stall.
 //
 // Resources follow the resource-service's git layout (branch mode, keptn/keptn
@@ -85,6 +87,7 @@ const (
 	AnyRequest Kind = iota
 	ResourceRequests
 	EventRequests
+	ControlPlaneRequests // registration, heartbeats, logs, triggered-event polls (controlplane.go)
 )
 
 // Event is one event POSTed to /v1/event.
@@ -204,6 +207,9 @@ type Server struct {
 	stall    time.Duration
 	changed  chan struct{} // closed and replaced whenever an event arrives
 
+	integrations map[string]*Registration        // by id (controlplane.go)
+	triggered    []models.KeptnContextExtendedCE // open .triggered events, for pollers
+
 	srv *http.Server
 	ln  net.Listener
 }
@@ -213,7 +219,7 @@ func New(opts Options) *Server {
 	if opts.LatestCommitID == "" {
 		opts.LatestCommitID = "latest"
 	}
-	return &Server{opts: opts, repos: map[string]*repo{}, changed: make(chan struct{})}
+	return &Server{opts: opts, repos: map[string]*repo{}, changed: make(chan struct{}), integrations: map[string]*Registration{}}
 }
 
 // branchLocked returns sc's branch, making the project and the branch as needed. A new stage
@@ -391,6 +397,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+rs+"/stage/{stage}/resource/{path...}", s.getResource)
 	mux.HandleFunc("GET "+rs+"/stage/{stage}/service/{service}/resource/{path...}", s.getResource)
 	mux.HandleFunc("POST /v1/event", s.postEvent)
+	s.controlPlaneRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint in the Keptn API stand-in: "+r.Method+" "+r.URL.Path)
 	})
@@ -408,8 +415,11 @@ func (s *Server) wrap(next http.Handler) http.Handler {
 			s.mu.Unlock()
 		}()
 		kind := ResourceRequests
-		if strings.HasPrefix(r.URL.Path, "/v1/event") {
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/v1/event"):
 			kind = EventRequests
+		case strings.HasPrefix(r.URL.Path, "/controlPlane/"):
+			kind = ControlPlaneRequests
 		}
 		s.mu.Lock()
 		stall, failStatus := s.stall, 0
@@ -472,10 +482,15 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, models.Error{Code: int64(status), Message: &msg})
 }
 
-// resourcePath undoes go-utils' url.QueryEscape of the resource URI ("job%2Fconfig.yaml");
-// PathValue has already unescaped %XX, so only a plain path remains to be cleaned.
-func resourcePath(r *http.Request) string {
-	return strings.Trim(r.PathValue("path"), "/")
+// resourcePath is the resource URI as the resource-service reads it: the router unescapes
+// the path once (PathValue), then the handler url.QueryUnescapes the URI again
+// (resource-service/handler/resource_manager.go GetResource). The second step matters behind
+// the distributor's API proxy for a remote control plane, which QueryEscapes the already
+// escaped URI ("job%2Fconfig.yaml" arrives as "job%252Fconfig.yaml";
+// distributor/pkg/config/envconfig.go queryEscapeConfigurationServiceURI).
+func resourcePath(r *http.Request) (string, error) {
+	p, err := url.QueryUnescape(r.PathValue("path"))
+	return strings.Trim(p, "/"), err
 }
 
 // getResource answers as the resource-service's ResourceManager does (keptn/keptn
@@ -489,7 +504,11 @@ func resourcePath(r *http.Request) string {
 func (s *Server) getResource(w http.ResponseWriter, r *http.Request) {
 	sc := Scope{Project: r.PathValue("project"), Stage: r.PathValue("stage"), Service: r.PathValue("service")}
 	commitID := r.URL.Query().Get("gitCommitID")
-	path := resourcePath(r)
+	path, err := resourcePath(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid resource URI: "+err.Error())
+		return
+	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -614,6 +633,7 @@ func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
 	ev.Received = time.Now()
 	s.mu.Lock()
 	s.events = append(s.events, ev)
+	s.closeTriggeredLocked(ev)
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.mu.Unlock()
