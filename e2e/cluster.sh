@@ -854,10 +854,6 @@ knative() {
     kc apply --server-side --force-conflicts -f "$K/knative/eventing.yaml" -f "$integrations" >"$LOG/knative-apply.log" 2>&1 || { tail -20 "$LOG/knative-apply.log" >&2; die "knative: apply failed"; }
     kc wait --for=condition=Established --timeout=60s crd/brokers.eventing.knative.dev crd/triggers.eventing.knative.dev >/dev/null
   fi
-  # SinkBindings only in namespaces labelled bindings.knative.dev/include=true (the setting upstream's
-  # webhook.yaml offers): in its default, exclusion mode, every Deployment write of every other
-  # scenario would pass through Knative's webhook (failurePolicy Fail) while the Knative one runs.
-  kc -n knative-eventing set env deployment/eventing-webhook SINK_BINDING_SELECTION_MODE=inclusion >/dev/null
   kc -n knative-eventing wait deployment --all --for=condition=Available --timeout=300s >/dev/null ||
     die "knative: not ready (kubectl -n knative-eventing get pods; logs in $LOG)"
   # Marked once ready: an interrupted install is applied again next time.
