@@ -854,6 +854,9 @@ knative() {
     kc apply --server-side --force-conflicts -f "$K/knative/eventing.yaml" -f "$integrations" >"$LOG/knative-apply.log" 2>&1 || { tail -20 "$LOG/knative-apply.log" >&2; die "knative: apply failed"; }
     kc wait --for=condition=Established --timeout=60s crd/brokers.eventing.knative.dev crd/triggers.eventing.knative.dev >/dev/null
   fi
+  # Upstream's default SinkBinding mode, set explicitly: a cluster that once ran another mode keeps it
+  # otherwise (apply runs only when the manifests changed).
+  kc -n knative-eventing set env deployment/eventing-webhook SINK_BINDING_SELECTION_MODE=exclusion >/dev/null
   kc -n knative-eventing wait deployment --all --for=condition=Available --timeout=300s >/dev/null ||
     die "knative: not ready (kubectl -n knative-eventing get pods; logs in $LOG)"
   # Marked once ready: an interrupted install is applied again next time.
