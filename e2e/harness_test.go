@@ -303,6 +303,12 @@ func sendBinary(t *testing.T, url string, ev cloudevents.Event) reply {
 // sendBinaryWith is sendBinary with extra headers (e.g. the receiver token).
 func sendBinaryWith(t *testing.T, url string, ev cloudevents.Event, extra http.Header) reply {
 	t.Helper()
+	return do(t, binaryRequest(t, url, ev, extra))
+}
+
+// binaryRequest is the request sendBinaryWith posts.
+func binaryRequest(t *testing.T, url string, ev cloudevents.Event, extra http.Header) *http.Request {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(ev.Data()))
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", "application/json")
@@ -317,7 +323,7 @@ func sendBinaryWith(t *testing.T, url string, ev cloudevents.Event, extra http.H
 	for k := range extra {
 		req.Header.Set(k, extra.Get(k))
 	}
-	return do(t, req)
+	return req
 }
 
 // sendStructured posts ev as one JSON document (structured content mode).

@@ -46,7 +46,7 @@ actions:
     tasks: [{name: "greet", image: "busybox", cmd: ["sh", "-c", "echo knative-broker-ok"]}]
   - name: "Hold the queue"
     events: [{name: "sh.keptn.event.deployment.triggered"}]
-    tasks: [{name: "hold", image: "busybox", cmd: ["sh", "-c", "sleep 10; echo held"]}]
+    tasks: [{name: "hold", image: "busybox", cmd: ["sh", "-c", "sleep 15; echo held"]}]
   - name: "Overflow"
     events: [{name: "sh.keptn.event.overflow.triggered"}]
     tasks: [{name: "never", image: "busybox", cmd: ["sh", "-c", "echo must-not-run"]}]
@@ -128,8 +128,7 @@ func TestKnativeBroker(t *testing.T) {
 		return out, strings.HasPrefix(out, "http")
 	})
 	assert.Equal(t, "http://broker-ingress.knative-eventing.svc.cluster.local/"+knativeNS+"/default", sink)
-	out, err = kubectl(t, "rollout", "status", "-n", knativeNS, "deployment/job-executor-service", "--timeout=180s")
-	require.NoError(t, err, out)
+	rolledOut(t)
 	t.Logf("FIGURE %s broker_triggers_service_ready_s=%.1f", t.Name(), time.Since(start).Seconds())
 	ingress := brokerIngress(t)
 
@@ -158,27 +157,39 @@ func TestKnativeBroker(t *testing.T) {
 	t.Run("busy-redelivery-dead-letter", func(t *testing.T) {
 		out, err := kubectl(t, "set", "env", "-n", knativeNS, "deployment/job-executor-service", "MAX_QUEUED_EVENTS=1")
 		require.NoError(t, err, out)
-		out, err = kubectl(t, "rollout", "status", "-n", knativeNS, "deployment/job-executor-service", "--timeout=180s")
-		require.NoError(t, err, out)
+		rolledOut(t)
 
 		hold = triggered(t, "sh.keptn.event.deployment.triggered", nil)
 		postEvent(t, ingress, hold)
 		holdStarted := rec.await(t, "/events", ofType(hold, "sh.keptn.event.deployment.started"), time.Minute)
+		// The queued event's redeliveries span the shipped schedule (about a minute) from when it
+		// is sent; on a busy node the hold's pod alone can take that long to start. Send it once
+		// the hold's 15 s sleep runs, so the hold ends well inside the schedule, and after the
+		// overflow event's 1.5 s of retries.
+		poll(t, 2*time.Minute, "the hold's pod running", func() (string, bool) {
+			out, _ := kubectl(t, "get", "pods", "-n", knativeNS, "-o", "jsonpath={.items[*].status.phase}",
+				"-l", "keptn.sh/context="+fmt.Sprint(hold.Extensions()["shkeptncontext"]))
+			return out, out == "Running"
+		})
 		queued = triggered(t, "sh.keptn.event.test.triggered", nil)
 		overflow = triggered(t, "sh.keptn.event.overflow.triggered", nil)
+		// Both at once: the in-memory channel answers the ingress only when the subscriber has
+		// (after every redelivery), so the queued event's POST lasts until it is accepted.
 		sent := time.Now()
-		queuedPost := postEvent(t, ingress, queued)
-		overflowSent := time.Now()
-		overflowPost := postEvent(t, ingress, overflow)
+		queuedPost := postEventAsync(t, ingress, queued)
+		overflowPost := postEventAsync(t, ingress, overflow)
 
 		dead := rec.await(t, "/dead-letter", func(e cloudevents.Event) bool { return e.ID() == overflow.ID() }, time.Minute)
 		assert.Equal(t, "429", fmt.Sprint(dead.ev.Extensions()["knativeerrorcode"]), "dead-lettered after 429s: %v", dead.ev.Extensions())
-		t.Logf("FIGURE %s ingress_post_queued_s=%.1f ingress_post_overflow_s=%.1f dead_letter_after_s=%.1f", t.Name(),
-			queuedPost.Seconds(), overflowPost.Seconds(), dead.at.Sub(overflowSent).Seconds())
 
 		holdFin := rec.await(t, "/events", ofType(hold, "sh.keptn.event.deployment.finished"), 2*time.Minute)
 		qStarted := rec.await(t, "/events", ofType(queued, "sh.keptn.event.test.started"), 2*time.Minute)
 		qFin := rec.await(t, "/events", ofType(queued, "sh.keptn.event.test.finished"), 2*time.Minute)
+		q, o := <-queuedPost, <-overflowPost
+		require.NoError(t, q.err, "broker ingress, queued event")
+		require.NoError(t, o.err, "broker ingress, overflow event")
+		t.Logf("FIGURE %s ingress_post_queued_s=%.1f ingress_post_overflow_s=%.1f dead_letter_after_s=%.1f", t.Name(),
+			q.took.Seconds(), o.took.Seconds(), dead.at.Sub(sent).Seconds())
 		t.Logf("FIGURE %s hold_s=%.1f queued_accepted_after_s=%.1f queued_finished_after_s=%.1f", t.Name(),
 			holdFin.at.Sub(holdStarted.at).Seconds(), qStarted.at.Sub(sent).Seconds(), qFin.at.Sub(sent).Seconds())
 		// Sent while the queue was full, so only a redelivery after the hold ended got it in.
@@ -244,6 +255,22 @@ func TestKnativeBroker(t *testing.T) {
 		dead := rec.all("/dead-letter")
 		require.Len(t, dead, 1, "dead-letter sink")
 		assert.Equal(t, overflow.ID(), dead[0].ev.ID())
+	})
+}
+
+// rolledOut waits for the Deployment's rollout and for its old pods to be gone. Rollout status
+// ends when an old pod is marked for deletion; on a busy node its kubelet may not have sent it
+// SIGTERM yet, and an event it accepts then belongs to an instance about to stop (another
+// instance resumes it only after the old one's lease expires).
+func rolledOut(t *testing.T) {
+	t.Helper()
+	out, err := kubectl(t, "rollout", "status", "-n", knativeNS, "deployment/job-executor-service", "--timeout=180s")
+	require.NoError(t, err, out)
+	poll(t, 3*time.Minute, "one pod of the Deployment, not terminating", func() (string, bool) {
+		out, _ := kubectl(t, "get", "pods", "-n", knativeNS, "-l", "app.kubernetes.io/name=job-executor-service",
+			"-o", `jsonpath={range .items[*]}{.metadata.name} deleting={.metadata.deletionTimestamp}{"\n"}{end}`)
+		pods := strings.Fields(out)
+		return out, len(pods) == 2 && pods[1] == "deleting="
 	})
 }
 
@@ -452,6 +479,33 @@ func postEvent(t *testing.T, url string, ev cloudevents.Event) time.Duration {
 	return time.Since(start)
 }
 
+// posted is how a POST to the Broker ingress ended.
+type posted struct {
+	took time.Duration
+	err  error
+}
+
+// postEventAsync is postEvent on its own goroutine, for POSTs that last as long as the
+// subscriber's redeliveries; the result arrives on the channel.
+func postEventAsync(t *testing.T, url string, ev cloudevents.Event) <-chan posted {
+	t.Helper()
+	req := binaryRequest(t, url, ev, nil)
+	done := make(chan posted, 1)
+	go func() {
+		start := time.Now()
+		resp, err := (&http.Client{Timeout: 3 * time.Minute}).Do(req)
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusAccepted {
+				err = fmt.Errorf("status %d: %s", resp.StatusCode, body)
+			}
+		}
+		done <- posted{took: time.Since(start), err: err}
+	}()
+	return done
+}
+
 // recorder is a CloudEvents sink in the test process on the node's IP, where the recording
 // Trigger and the dead-letter sink deliver; events are kept per URL path.
 type recorder struct {
@@ -507,7 +561,7 @@ func (r *recorder) types(path string, ev cloudevents.Event) map[string]int {
 func (r *recorder) await(t *testing.T, path string, match func(cloudevents.Event) bool, d time.Duration) recordedEvent {
 	t.Helper()
 	var got recordedEvent
-	poll(t, d, "an event at "+path, func() (string, bool) {
+	poll(t, d, "event at "+path, func() (string, bool) {
 		for _, e := range r.all(path) {
 			if match(e.ev) {
 				got = e
