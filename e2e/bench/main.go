@@ -153,7 +153,11 @@ func run(sz size, isSmoke bool, out, goBench string) error {
 		return err
 	}
 	defer svc.stop()
+	// The smoke run (CI) keeps its own profiles: the full run's are what BENCHMARKS.md points to.
 	profDir := filepath.Join(work, "profiles")
+	if isSmoke {
+		profDir += "-smoke"
+	}
 	if err := os.MkdirAll(profDir, 0o755); err != nil {
 		return err
 	}
