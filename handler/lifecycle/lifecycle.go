@@ -265,11 +265,16 @@ func (p *Processor) carryOut(ctx context.Context, pl *plan) {
 	if len(pl.reporting) > 0 {
 		p.reportStarted(ctx, pl)
 		results := make([]keptn.ActionResult, len(pl.reporting))
-		var wg sync.WaitGroup
-		for i, a := range pl.reporting {
-			wg.Go(func() { results[i] = p.runAction(ctx, pl, a) })
+		if len(pl.reporting) == 1 {
+			// The common case runs on this worker: a goroutine (and its stack) less per event.
+			results[0] = p.runAction(ctx, pl, pl.reporting[0])
+		} else {
+			var wg sync.WaitGroup
+			for i, a := range pl.reporting {
+				wg.Go(func() { results[i] = p.runAction(ctx, pl, a) })
+			}
+			wg.Wait()
 		}
-		wg.Wait()
 		if ctx.Err() != nil {
 			// Shutting down: the Jobs go on; the next start resumes from the event record.
 			pl.log.Info("stopped before the actions ended; recovery will finish this event")
