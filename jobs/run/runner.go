@@ -153,7 +153,10 @@ func (r *Runner) Run(ctx context.Context, b *jobs.Built) jobs.Result {
 	if !job.CreationTimestamp.IsZero() {
 		now = job.CreationTimestamp.Time
 	}
-	res := r.wait(ctx, b, nw, sub, job, log)
+	// Only the Job's identity is kept while it runs: the built objects (a files ConfigMap may
+	// hold up to a MiB) and the fields the API server added are garbage from here on.
+	job.ManagedFields = nil
+	res := r.wait(ctx, task, b.MaxPollDuration, nw, sub, job, log)
 	res.Job, res.Start = job.Name, now
 	if res.End.IsZero() || res.End.Before(res.Start) {
 		res.End = time.Now()
@@ -182,9 +185,8 @@ func (r *Runner) ownFiles(ctx context.Context, job *batchv1.Job, log *zap.Logger
 	}
 }
 
-func (r *Runner) wait(ctx context.Context, b *jobs.Built, nw *nsWatch, sub *subscription, job *batchv1.Job, log *zap.Logger) jobs.Result {
-	task := b.TaskName()
-	deadline := time.NewTimer(b.MaxPollDuration)
+func (r *Runner) wait(ctx context.Context, task string, maxPoll time.Duration, nw *nsWatch, sub *subscription, job *batchv1.Job, log *zap.Logger) jobs.Result {
+	deadline := time.NewTimer(maxPoll)
 	defer deadline.Stop()
 	st := &stuckState{firstSeen: map[string]time.Time{}, grace: r.opts.FailFastAfter}
 	var recheck *time.Timer
@@ -254,7 +256,7 @@ func (r *Runner) wait(ctx context.Context, b *jobs.Built, nw *nsWatch, sub *subs
 		case <-deadline.C:
 			res := jobs.Result{
 				Reason:  ReasonMaxPoll,
-				Message: fmt.Sprintf("task '%s' did not finish within %s", task, durationText(b.MaxPollDuration)),
+				Message: fmt.Sprintf("task '%s' did not finish within %s", task, durationText(maxPoll)),
 				End:     time.Now(),
 			}
 			// The watched pods are as recent as anything at an arbitrary moment.
