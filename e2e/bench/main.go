@@ -218,7 +218,7 @@ func run(sz size, isSmoke bool, out, goBench string) error {
 
 	// Their Jobs end; the requests they cost are counted once every .finished arrived.
 	tasks := len(accepted)
-	if _, err := completeAll(ctx, cl, api, accepted, 16); err != nil {
+	if _, _, err := completeAll(ctx, cl, api, accepted, 16); err != nil {
 		return err
 	}
 	after, err := svc.requests()
@@ -228,7 +228,7 @@ func run(sz size, isSmoke bool, out, goBench string) error {
 	perTask, leases, lines := requestsPerTask(before, after, tasks)
 	rep.requests = lines
 	rep.row(fmt.Sprintf("API server requests per task (watches and their informer lists excluded), %d one-task events", tasks),
-		fmt.Sprintf("%.2f (+ lease renewals: %.0f in the run)", perTask, leases), "—", "—", "≤ 4", met(perTask <= 4))
+		fmt.Sprintf("%.2f (+ maintenance, lease renewals and record scans: %.0f in the run)", perTask, leases), "—", "—", "≤ 4", met(perTask <= 4))
 
 	// 2. Job Complete → .finished at growing concurrency.
 	for _, n := range sz.lagActions {
@@ -237,13 +237,13 @@ func run(sz size, isSmoke bool, out, goBench string) error {
 		if s := sendAll(snd, ids, ctxs, 16); s.failed > 0 {
 			return fmt.Errorf("lag %d: %d events failed %v", n, s.failed, s.codes)
 		}
-		lag, err := completeAll(ctx, cl, api, ctxs, 16)
+		lag, base, err := completeAll(ctx, cl, api, ctxs, 16)
 		if err != nil {
 			return err
 		}
 		rep.row(fmt.Sprintf("Job Complete (status written) → `.finished` received by the Keptn API, %d concurrent actions", n),
 			fmt.Sprintf("p50 %s, p90 %s, p99 %s, max %s", ms(pct(lag, 50)), ms(pct(lag, 90)), ms(pct(lag, 99)), ms(pct(lag, 100))),
-			"—", "—", "p99 ≤ 100 ms", met(pct(lag, 99) <= 100*time.Millisecond))
+			baseLag(base), ratioP99(lag, base), "p99 ≤ 100 ms", met(pct(lag, 99) <= 100*time.Millisecond))
 	}
 
 	// 3. Scale: many actions in flight, then all complete at once.
@@ -261,14 +261,14 @@ func run(sz size, isSmoke bool, out, goBench string) error {
 	if p, err := svc.profile(profDir, "heap", "heap-inflight"); err == nil {
 		rep.profiles = append(rep.profiles, fmt.Sprintf("%d in flight (heap): %s", n, p))
 	}
-	lag, err := completeAll(ctx, cl, api, ctxs, 32)
+	lag, floor, err := completeAll(ctx, cl, api, ctxs, 32)
 	if err != nil {
 		return err
 	}
 	rep.row(fmt.Sprintf("%d actions in flight (Jobs without pods), one replica", n),
 		fmt.Sprintf("RSS %.0f MiB (idle %.0f MiB), %.0f goroutines; completion lag p50 %s, p99 %s, max %s", rss, idleRSS, goroutines,
 			ms(pct(lag, 50)), ms(pct(lag, 99)), ms(pct(lag, 100))),
-		"—", "—", "RSS ≤ 150 MiB, lag p99 ≤ 1 s", met(rss <= 150 && pct(lag, 99) <= time.Second))
+		baseLag(floor), ratioP99(lag, floor), "RSS ≤ 150 MiB, lag p99 ≤ 1 s", met(rss <= 150 && pct(lag, 99) <= time.Second))
 
 	// 4. Unmatched events vs a bare chi + CloudEvents SDK receiver, alternating.
 	log.Printf("unmatched: %d rounds of %s, %d senders", sz.unmatchedRounds, sz.unmatchedFor, sz.unmatchedConc)
@@ -316,15 +316,35 @@ func run(sz size, isSmoke bool, out, goBench string) error {
 
 // completeAll completes the Jobs of the given Keptn contexts and waits for each .finished,
 // returning each one's lag from its Job's status write to its arrival at the Keptn API.
-func completeAll(ctx context.Context, cl *cluster, api *keptnapi.Server, ctxs map[string]bool, conc int) ([]time.Duration, error) {
+// completeAll completes the Jobs of ctxs and returns, per action, the time from its Job's
+// completion to its .finished at the stand-in, and the baseline: to the driver's own watch
+// seeing it and reading the pod's log (observeCompletions), in the same moment.
+func completeAll(ctx context.Context, cl *cluster, api *keptnapi.Server, ctxs map[string]bool, conc int) (lag, base []time.Duration, err error) {
 	js, err := cl.waitJobs(ctx, ctxs, 10*time.Minute)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	stop, err := cl.observeCompletions(ctx, ctxs)
+	if err != nil {
+		return nil, nil, err
 	}
 	done, err := cl.complete(ctx, js, conc)
 	if err != nil {
-		return nil, err
+		stop()
+		return nil, nil, err
 	}
+	lag, err = awaitFinished(api, ctxs, done)
+	read := stop()
+	for c, at := range done {
+		if r, ok := read[c]; ok {
+			base = append(base, r.Sub(at))
+		}
+	}
+	return lag, base, err
+}
+
+// awaitFinished waits for one .finished per context and returns each one's delay after done.
+func awaitFinished(api *keptnapi.Server, ctxs map[string]bool, done map[string]time.Time) ([]time.Duration, error) {
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
 		var lag []time.Duration
@@ -348,6 +368,19 @@ func completeAll(ctx context.Context, cl *cluster, api *keptnapi.Server, ctxs ma
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// baseLag describes the lag rows' baseline.
+func baseLag(base []time.Duration) string {
+	return fmt.Sprintf("the driver's own Job watch + pod log read: p50 %s, p99 %s (%d)", ms(pct(base, 50)), ms(pct(base, 99)), len(base))
+}
+
+// ratioP99 is the service's p99 over the baseline's.
+func ratioP99(lag, base []time.Duration) string {
+	if b := pct(base, 99); b > 0 {
+		return fmt.Sprintf("%.2f (p99)", float64(pct(lag, 99))/float64(b))
+	}
+	return "—"
 }
 
 // sendAll posts one matched event per context.
@@ -397,7 +430,9 @@ func requestsPerTask(before, after map[string]float64, tasks int) (perTask, leas
 		switch {
 		case strings.HasPrefix(k, "watch "):
 		case isList && d <= after["watch "+resource]-before["watch "+resource]:
-		case strings.HasSuffix(k, " leases"):
+		case strings.HasSuffix(k, " leases"), k == "list configmaps":
+			// Maintenance every half lease (INSTANCE_LEASE_SECONDS): the lease renewed, the
+			// event records scanned for orphans and pruning. Per minute, not per task.
 			leases += d
 		default:
 			total += d
