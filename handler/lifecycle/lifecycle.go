@@ -265,8 +265,8 @@ func (p *Processor) work(t *ticket, pl *plan) {
 	}()
 }
 
-// carryOut is what a worker does with a plan: report a problem, or run the actions between
-// .started and .finished.
+// carryOut is what a worker does with a plan: wait for a pending config, report a problem,
+// or run the actions between .started and .finished.
 func (p *Processor) carryOut(ctx context.Context, pl *plan) {
 	switch pl.outcome {
 	case configPending:

@@ -3,6 +3,7 @@ package lifecycle_test
 import (
 	"context"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/keptn-contrib/job-executor-service/e2e/keptnapi"
+	"github.com/keptn-contrib/job-executor-service/handler"
 	"github.com/keptn-contrib/job-executor-service/handler/lifecycle"
 	lct "github.com/keptn-contrib/job-executor-service/handler/lifecycle/lifecycletest"
 	"github.com/keptn-contrib/job-executor-service/jobs/records"
@@ -229,4 +231,24 @@ func statusOf(t *testing.T, f *flowEnv, ok func(lifecycle.EventStatus) bool) lif
 		return err == nil && len(st.Events) == 1 && ok(st.Events[0])
 	}, 10*time.Second, 20*time.Millisecond, "status: %+v, %v", st, err)
 	return st.Events[0]
+}
+
+// TestFlowConfigOutageEventTooLargeForRecord: a pending event whose record cannot also hold the
+// actions it matched (a delivery would have got 413) is reported, never retried.
+func TestFlowConfigOutageEventTooLargeForRecord(t *testing.T) {
+	f := newFlow(t, nil, lifecycle.Options{ConfigPendingTimeout: time.Minute})
+	e := sized(t, f.deployment(t), handler.DefaultMaxBodyBytes-1024)
+	script := strings.Repeat("echo large;", (200<<10)/len("echo large;"))
+	f.keptn.Put("c1", keptnapi.Scope{Project: "sockshop", Stage: "dev", Service: "carts"}, "job/config.yaml", []byte(flowConfig+`
+  - name: "Large"
+    events: [{name: "sh.keptn.event.deployment.triggered"}]
+    tasks: [{name: "large", image: "alpine", args: ["`+script+`"]}]
+`))
+	f.keptn.FailUntil(keptnapi.ResourceRequests, time.Now().Add(500*time.Millisecond), http.StatusServiceUnavailable)
+	status, _, body := f.post(t, e)
+	require.Equal(t, http.StatusAccepted, status, body)
+	f.waitTypes(t, []string{"sh.keptn.log.error"}, 30*time.Second)
+	assert.Contains(t, f.keptn.Events()[0].DataMap()["message"], "1048576 bytes")
+	assert.Zero(t, f.jobCount(t))
+	assert.Empty(t, f.unfinishedRecords(t))
 }

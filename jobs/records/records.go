@@ -266,9 +266,10 @@ func (s *Store) configMap(r Record) (*corev1.ConfigMap, error) {
 var ErrNotPending = errors.New("no pending event record of this instance")
 
 // Resolve stores r, the event's record with the actions it matched, in place of the pending
-// record of the same name, once. Conditional on the version read, so that an instance taking
-// the record over meanwhile is never overwritten: then ErrNotPending. Finished, started and
-// owner marks are kept.
+// record of the same name, once. The patch is conditional on the version read, so that an
+// instance taking the record over meanwhile is never overwritten: then ErrNotPending. Labels
+// and the started, finished and owner marks are kept. (A patch, like every other change of a
+// record: the service's Role grants no update of ConfigMaps.)
 func (s *Store) Resolve(ctx context.Context, r Record) error {
 	cms := s.client.CoreV1().ConfigMaps(s.namespace)
 	cur, err := cms.Get(ctx, r.Name, metav1.GetOptions{})
@@ -286,13 +287,19 @@ func (s *Store) Resolve(ctx context.Context, r Record) error {
 	if err != nil {
 		return err
 	}
-	cm.ResourceVersion, cm.Labels = cur.ResourceVersion, cur.Labels
-	signature, signed := cm.Annotations[AnnotationSignature]
-	cm.Annotations = cur.Annotations
-	if signed {
-		cm.Annotations[AnnotationSignature] = signature
+	data := map[string]any{recordPending: nil} // a merge patch removes what it sets to null
+	for k, v := range cm.Data {
+		data[k] = v
 	}
-	_, err = cms.Update(ctx, cm, metav1.UpdateOptions{})
+	meta := map[string]any{"resourceVersion": cur.ResourceVersion}
+	if sig, ok := cm.Annotations[AnnotationSignature]; ok {
+		meta["annotations"] = map[string]string{AnnotationSignature: sig}
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": meta, "immutable": true, "data": data, "binaryData": cm.BinaryData})
+	if err != nil {
+		return err
+	}
+	_, err = cms.Patch(ctx, r.Name, types.MergePatchType, patch, metav1.PatchOptions{})
 	switch {
 	case apierrors.IsConflict(err), apierrors.IsNotFound(err):
 		return ErrNotPending
