@@ -155,6 +155,9 @@ func TestDistributorNATS(t *testing.T) {
 		t.Logf("service metrics:\n%s", grepLines(m, `^jes_events_received_total`))
 		assert.Contains(t, m, `jes_events_received_total{outcome="config_pending"} 1`+"\n", "kept pending once")
 		assert.NotRegexp(t, `jes_events_received_total\{outcome="duplicate"\} [1-9]`, m, "the distributor delivered it once")
+		out, err := kubectl(t, "logs", "-n", ns, "deployment/"+deployFullname, "-c", "distributor")
+		require.NoError(t, err, out)
+		assert.NotContains(t, out, "could not send cloudevent", "the distributor never gave up on a delivery")
 	})
 
 	// A burst: the distributor forwards one event at a time (one mutex around each 5 s
