@@ -3,7 +3,6 @@ package lifecycle_test
 import (
 	"context"
 	"net/http"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,7 +11,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/keptn-contrib/job-executor-service/e2e/keptnapi"
-	"github.com/keptn-contrib/job-executor-service/handler"
 	"github.com/keptn-contrib/job-executor-service/handler/lifecycle"
 	lct "github.com/keptn-contrib/job-executor-service/handler/lifecycle/lifecycletest"
 	"github.com/keptn-contrib/job-executor-service/jobs/records"
@@ -58,10 +56,7 @@ func (f *flowEnv) resourceRefusals() int {
 func TestFlowConfigOutageThenRecovery(t *testing.T) {
 	f := newFlow(t, nil, lifecycle.Options{ConfigPendingTimeout: time.Minute})
 	in := f.deployment(t)
-	f.keptn.FailUntil(keptnapi.ResourceRequests, time.Now().Add(1500*time.Millisecond), http.StatusServiceUnavailable)
-
-	status, _, body := f.post(t, in)
-	require.Equal(t, http.StatusAccepted, status, body)
+	f.acceptedDuringOutage(t, in, time.Now().Add(1500*time.Millisecond))
 	assert.Equal(t, []string{recordName(t, in)}, f.unfinishedRecords(t), "kept in its event record while the config is pending")
 
 	f.waitTypes(t, startedFinished, 30*time.Second)
@@ -86,10 +81,8 @@ func TestFlowConfigOutagePastBound(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFlow(t, nil, lifecycle.Options{ConfigPendingTimeout: time.Second, AlwaysSendFinished: tc.always})
 			in := f.deployment(t)
-			f.keptn.FailUntil(keptnapi.ResourceRequests, time.Now().Add(time.Hour), http.StatusServiceUnavailable)
 			start := time.Now()
-			status, _, body := f.post(t, in)
-			require.Equal(t, http.StatusAccepted, status, body)
+			f.acceptedDuringOutage(t, in, time.Now().Add(time.Hour))
 
 			f.waitTypes(t, tc.want, 30*time.Second)
 			assert.GreaterOrEqual(t, time.Since(start), time.Second, "not reported before the bound")
@@ -111,13 +104,9 @@ func TestFlowConfigOutagePastBound(t *testing.T) {
 func TestFlowConfigOutageRedelivery(t *testing.T) {
 	f := newFlow(t, nil, lifecycle.Options{ConfigPendingTimeout: time.Minute})
 	in := f.deployment(t)
-	f.keptn.FailUntil(keptnapi.ResourceRequests, time.Now().Add(time.Hour), http.StatusServiceUnavailable)
 	var wg sync.WaitGroup
 	for range 5 {
-		wg.Go(func() {
-			status, _, body := f.post(t, in)
-			assert.Equal(t, http.StatusAccepted, status, body)
-		})
+		wg.Go(func() { f.acceptedDuringOutage(t, in, time.Now().Add(time.Hour)) })
 	}
 	wg.Wait()
 	// Another instance (same cluster, same records) gets it too, and finds the record.
@@ -177,9 +166,7 @@ func TestFlowConfigOutageUnmatched(t *testing.T) {
 	f.keptn.Put("c1", orders, "job/config.yaml", []byte(lct.ThreeTasks)) // deployment.triggered only
 	in := lct.Event(t, "sh.keptn.event.test.triggered", map[string]any{"service": "orders"})
 	in.SetExtension("gitcommitid", "c1")
-	f.keptn.FailUntil(keptnapi.ResourceRequests, time.Now().Add(500*time.Millisecond), http.StatusServiceUnavailable)
-	status, _, body := f.post(t, in)
-	require.Equal(t, http.StatusAccepted, status, body)
+	f.acceptedDuringOutage(t, in, time.Now().Add(500*time.Millisecond))
 	require.Eventually(t, func() bool { return len(f.unfinishedRecords(t)) == 0 }, 30*time.Second, 20*time.Millisecond)
 	f.proc.Wait()
 	assert.Empty(t, f.types())
@@ -208,9 +195,7 @@ func TestFlowStatusConfigPending(t *testing.T) {
 	f := newFlow(t, nil, lifecycle.Options{ConfigPendingTimeout: time.Minute})
 	withStatus(t, f)
 	in := f.deployment(t)
-	f.keptn.FailUntil(keptnapi.ResourceRequests, time.Now().Add(time.Hour), http.StatusServiceUnavailable)
-	status, _, body := f.post(t, in)
-	require.Equal(t, http.StatusAccepted, status, body)
+	f.acceptedDuringOutage(t, in, time.Now().Add(time.Hour))
 	st := statusOf(t, f, func(ev lifecycle.EventStatus) bool { return ev.State == lifecycle.EventConfigPending })
 	assert.Empty(t, st.Actions, "no actions known yet")
 	assert.False(t, st.StartedSent)
@@ -237,16 +222,8 @@ func statusOf(t *testing.T, f *flowEnv, ok func(lifecycle.EventStatus) bool) lif
 // actions it matched (a delivery would have got 413) is reported, never retried.
 func TestFlowConfigOutageEventTooLargeForRecord(t *testing.T) {
 	f := newFlow(t, nil, lifecycle.Options{ConfigPendingTimeout: time.Minute})
-	e := sized(t, f.deployment(t), handler.DefaultMaxBodyBytes-1024)
-	script := strings.Repeat("echo large;", (200<<10)/len("echo large;"))
-	f.keptn.Put("c1", keptnapi.Scope{Project: "sockshop", Stage: "dev", Service: "carts"}, "job/config.yaml", []byte(flowConfig+`
-  - name: "Large"
-    events: [{name: "sh.keptn.event.deployment.triggered"}]
-    tasks: [{name: "large", image: "alpine", args: ["`+script+`"]}]
-`))
-	f.keptn.FailUntil(keptnapi.ResourceRequests, time.Now().Add(500*time.Millisecond), http.StatusServiceUnavailable)
-	status, _, body := f.post(t, e)
-	require.Equal(t, http.StatusAccepted, status, body)
+	e := f.tooLargeForRecord(t)
+	f.acceptedDuringOutage(t, e, time.Now().Add(500*time.Millisecond))
 	f.waitTypes(t, []string{"sh.keptn.log.error"}, 30*time.Second)
 	assert.Contains(t, f.keptn.Events()[0].DataMap()["message"], "1048576 bytes")
 	assert.Zero(t, f.jobCount(t))
