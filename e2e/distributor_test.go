@@ -62,6 +62,18 @@ actions:
 
 const greeting = "hello through the distributor's proxy"
 
+// outageConfig is the job config of the service "orders", read after a resource-service outage.
+const outageConfig = `apiVersion: v2
+actions:
+  - name: "After the outage"
+    events:
+      - name: "sh.keptn.event.test.triggered"
+    tasks:
+      - name: "Order"
+        image: "busybox"
+        cmd: ["echo", "ordered after the outage"]
+`
+
 // distributorWindow is longer than the distributor's whole delivery attempt of one event
 // (keptn/go-utils v0_2_0.HTTPEventSender: a 5 s context, 3 retries after backoffs of 0.75 s,
 // 1.5 s and 2.25 s ±50 %, then one more backoff before it gives up): a negative check that
@@ -108,6 +120,45 @@ func TestDistributorNATS(t *testing.T) {
 	}) {
 		t.FailNow()
 	}
+
+	// The resource-service answers 503 for 20 s, longer than the distributor's whole delivery
+	// of an event (5 s): the service takes the event in at once (202) and keeps it pending,
+	// reads its config again until the outage is over, then runs it once. Another service of
+	// the project, so that no cached config answers instead.
+	t.Run("config-outage", func(t *testing.T) {
+		sc := keptnapi.Scope{Project: "sockshop", Stage: "dev", Service: "orders"}
+		kc.api.AddScope(keptnapi.Latest, sc)
+		kc.api.Put(keptnapi.Latest, sc, "job/config.yaml", []byte(outageConfig))
+		ev := triggered(t, "sh.keptn.event.test.triggered", map[string]any{"service": "orders"})
+		sent := time.Now()
+		end := sent.Add(20 * time.Second)
+		kc.api.FailUntil(keptnapi.ResourceRequests, end, http.StatusServiceUnavailable)
+		kc.publish(t, ev)
+		kc.rec.wait(t, ev.ID(), "sh.keptn.event.test.started", 2*time.Minute)
+		startedAfter := time.Since(sent)
+		fin := kc.rec.wait(t, ev.ID(), "sh.keptn.event.test.finished", 2*time.Minute)
+		finishedAfter := time.Since(sent)
+		var refused []string
+		for _, r := range kc.api.Requests() {
+			if r.Status == http.StatusServiceUnavailable && strings.Contains(r.Path, "/service/orders/") {
+				refused = append(refused, r.Time.Sub(sent).Round(100*time.Millisecond).String())
+			}
+		}
+		t.Logf("FIGURE %s outage_s=20 started_after_s=%.1f finished_after_s=%.1f refused_config_reads_at=%v",
+			t.Name(), startedAfter.Seconds(), finishedAfter.Seconds(), refused)
+		assert.NotEmpty(t, refused, "the service read the config during the outage")
+		assert.Greater(t, startedAfter, end.Sub(sent), ".started only once the outage was over")
+		assert.Equal(t, "succeeded", fin.Data["status"], fin.Raw)
+		assert.Contains(t, fin.Data["message"], "ordered after the outage")
+		kc.rec.assertOnce(t, ev.ID(), "sh.keptn.event.test.started", "sh.keptn.event.test.finished")
+		m := serviceMetrics(t, ns)
+		t.Logf("service metrics:\n%s", grepLines(m, `^jes_events_received_total`))
+		assert.Contains(t, m, `jes_events_received_total{outcome="config_pending"} 1`+"\n", "kept pending once")
+		assert.NotRegexp(t, `jes_events_received_total\{outcome="duplicate"\} [1-9]`, m, "the distributor delivered it once")
+		out, err := kubectl(t, "logs", "-n", ns, "deployment/"+deployFullname, "-c", "distributor")
+		require.NoError(t, err, out)
+		assert.NotContains(t, out, "could not send cloudevent", "the distributor never gave up on a delivery")
+	})
 
 	// A burst: the distributor forwards one event at a time (one mutex around each 5 s
 	// delivery), so a slow or refusing receiver would lose events rather than get them again.

@@ -60,6 +60,7 @@ type env struct {
 	ShutdownDelay        time.Duration
 	DedupRetention       time.Duration
 	MaxFinishedRecords   int
+	ConfigPendingTimeout time.Duration
 	Instance             string // INSTANCE_ID: who owns the events this process runs
 	KubeQPS              int    // KUBE_API_QPS: the Kubernetes client's request rate
 	KubeBurst            int    // KUBE_API_BURST: requests it may send at once above that rate
@@ -108,6 +109,7 @@ func readEnv(get func(string) string) (*env, error) {
 		ShutdownDelay:        r.seconds("SHUTDOWN_DELAY_SECONDS", inPodDelay(get)),
 		DedupRetention:       r.seconds("DEDUP_RETENTION_SECONDS", lifecycle.DefaultDedupRetention),
 		MaxFinishedRecords:   r.int("MAX_FINISHED_RECORDS", lifecycle.DefaultMaxFinishedRecords),
+		ConfigPendingTimeout: r.seconds("CONFIG_PENDING_TIMEOUT_SECONDS", lifecycle.DefaultConfigPendingTimeout),
 		InstanceLease:        r.seconds("INSTANCE_LEASE_SECONDS", records.DefaultLeaseDuration),
 		KubeQPS:              r.int("KUBE_API_QPS", DefaultKubeQPS),
 		KubeBurst:            r.int("KUBE_API_BURST", DefaultKubeBurst),

@@ -44,6 +44,7 @@ func TestReadEnvDefaults(t *testing.T) {
 	assert.Empty(t, e.ConfigurationService)
 	assert.Nil(t, e.RecordSigningKey, "unsigned records unless a key is given")
 	assert.Equal(t, 1000, e.MaxFinishedRecords)
+	assert.Equal(t, 10*time.Minute, e.ConfigPendingTimeout)
 	assert.Equal(t, 64<<20, e.MaxQueuedBytes)
 	assert.Equal(t, int64(983040), e.MaxBodyBytes)
 	assert.Equal(t, 120<<10, e.MaxEventBytes, "fits the distributor's 128 KiB proxy")
@@ -51,20 +52,21 @@ func TestReadEnvDefaults(t *testing.T) {
 
 func TestReadEnv(t *testing.T) {
 	e, err := readEnv(getter(map[string]string{
-		"KEPTN_API_ENDPOINT":          "https://keptn.example.com/api/",
-		"HTTP_SSL_VERIFY":             "false",
-		"ALLOWED_IMAGE_LIST":          "docker.io/my-user/*, custom.registry.io/* ,",
-		"OAUTH_SCOPES":                "openid keptn,extra",
-		"JOB_LABELS":                  `{"team":"qa"}`,
-		"DEFAULT_SECURITY_CONTEXT":    "runAsUser: 7\nreadOnlyRootFilesystem: false\n",
-		"DEFAULT_RESOURCE_LIMITS_CPU": "2",
-		"TASK_DEADLINE_SECONDS":       "600",
-		"KUBERNETES_SERVICE_HOST":     "10.96.0.1",
-		"FAIL_FAST_SECONDS":           "7",
-		"RECORD_SIGNING_KEY":          " 0123456789abcdef0123456789abcdef\n",
-		"MAX_FINISHED_RECORDS":        "50",
-		"MAX_QUEUED_BYTES":            "2000000",
-		"MAX_OUTGOING_EVENT_BYTES":    "60000",
+		"KEPTN_API_ENDPOINT":             "https://keptn.example.com/api/",
+		"HTTP_SSL_VERIFY":                "false",
+		"ALLOWED_IMAGE_LIST":             "docker.io/my-user/*, custom.registry.io/* ,",
+		"OAUTH_SCOPES":                   "openid keptn,extra",
+		"JOB_LABELS":                     `{"team":"qa"}`,
+		"DEFAULT_SECURITY_CONTEXT":       "runAsUser: 7\nreadOnlyRootFilesystem: false\n",
+		"DEFAULT_RESOURCE_LIMITS_CPU":    "2",
+		"TASK_DEADLINE_SECONDS":          "600",
+		"KUBERNETES_SERVICE_HOST":        "10.96.0.1",
+		"FAIL_FAST_SECONDS":              "7",
+		"RECORD_SIGNING_KEY":             " 0123456789abcdef0123456789abcdef\n",
+		"MAX_FINISHED_RECORDS":           "50",
+		"CONFIG_PENDING_TIMEOUT_SECONDS": "90",
+		"MAX_QUEUED_BYTES":               "2000000",
+		"MAX_OUTGOING_EVENT_BYTES":       "60000",
 	}))
 	require.NoError(t, err)
 	assert.Equal(t, 60000, e.MaxEventBytes)
@@ -82,6 +84,7 @@ func TestReadEnv(t *testing.T) {
 	assert.Equal(t, 7*time.Second, e.FailFastAfter)
 	assert.Equal(t, []byte("0123456789abcdef0123456789abcdef"), e.RecordSigningKey, "trimmed (a Secret from a file may end in a newline)")
 	assert.Equal(t, 50, e.MaxFinishedRecords)
+	assert.Equal(t, 90*time.Second, e.ConfigPendingTimeout)
 	assert.Equal(t, 2000000, e.MaxQueuedBytes)
 }
 

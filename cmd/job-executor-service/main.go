@@ -126,6 +126,7 @@ func serve() error {
 		MaxEventBytes:        e.MaxEventBytes,
 		DedupRetention:       e.DedupRetention,
 		MaxFinishedRecords:   e.MaxFinishedRecords,
+		ConfigPendingTimeout: e.ConfigPendingTimeout,
 	})
 	// Prove this instance alive to the others, then resume what a previous process of this
 	// pod (or a dead instance) left unfinished, before taking new events; keep looking for

@@ -218,8 +218,12 @@ func (p *Processor) persist(ctx context.Context, pl *plan) error {
 }
 
 // record is the event record of a plan that runs actions: the event, and of the job config
-// only what recovery runs, the matched actions; the rest of a config can be large.
+// only what recovery runs, the matched actions; the rest of a config can be large. A pending
+// plan's record holds the event alone.
 func (pl *plan) record() (records.Record, error) {
+	if pl.outcome == configPending {
+		return records.Record{Name: pl.in.RecordName(), Event: pl.in.Raw(), ConfigPending: true, KeptnContext: pl.in.KeptnContext}, nil
+	}
 	kept := config.Config{APIVersion: pl.loaded.Config.APIVersion}
 	idx := make([]int, len(pl.matched))
 	for i, a := range pl.matched {

@@ -616,13 +616,7 @@ func TestFlowLargestEventIsStored(t *testing.T) {
 // deliver it again forever. Nothing runs, nothing is sent, nothing is stored.
 func TestFlowEventTooLargeForRecord(t *testing.T) {
 	f := newFlow(t, nil, lifecycle.Options{})
-	e := sized(t, f.deployment(t), handler.DefaultMaxBodyBytes-1024)
-	script := strings.Repeat("echo large;", (200<<10)/len("echo large;"))
-	f.keptn.Put("c1", keptnapi.Scope{Project: "sockshop", Stage: "dev", Service: "carts"}, "job/config.yaml", []byte(flowConfig+`
-  - name: "Large"
-    events: [{name: "sh.keptn.event.deployment.triggered"}]
-    tasks: [{name: "large", image: "alpine", args: ["`+script+`"]}]
-`))
+	e := f.tooLargeForRecord(t)
 	status, retryAfter, body := f.post(t, e)
 	assert.Equal(t, http.StatusRequestEntityTooLarge, status)
 	assert.Empty(t, retryAfter, "delivering again cannot help")
@@ -634,6 +628,29 @@ func TestFlowEventTooLargeForRecord(t *testing.T) {
 	cms, err := f.client.CoreV1().ConfigMaps("keptn").List(context.Background(), metav1.ListOptions{})
 	require.NoError(t, err)
 	assert.Empty(t, cms.Items, "no record")
+}
+
+// acceptedDuringOutage makes the resource-service answer 503 until until and delivers e: it is
+// taken in (202), with nothing to reply yet.
+func (f *flowEnv) acceptedDuringOutage(t *testing.T, e cloudevents.Event, until time.Time) {
+	t.Helper()
+	f.keptn.FailUntil(keptnapi.ResourceRequests, until, http.StatusServiceUnavailable)
+	status, _, body := f.post(t, e)
+	require.Equal(t, http.StatusAccepted, status, body)
+}
+
+// tooLargeForRecord is an event that fits in a request but whose record cannot also hold the
+// actions it matches: the published config gets an action of 200 KiB.
+func (f *flowEnv) tooLargeForRecord(t *testing.T) cloudevents.Event {
+	t.Helper()
+	e := sized(t, f.deployment(t), handler.DefaultMaxBodyBytes-1024)
+	script := strings.Repeat("echo large;", (200<<10)/len("echo large;"))
+	f.keptn.Put("c1", keptnapi.Scope{Project: "sockshop", Stage: "dev", Service: "carts"}, "job/config.yaml", []byte(flowConfig+`
+  - name: "Large"
+    events: [{name: "sh.keptn.event.deployment.triggered"}]
+    tasks: [{name: "large", image: "alpine", args: ["`+script+`"]}]
+`))
+	return e
 }
 
 // TestFlowRecordKeepsWhatRecoveryNeeds: an event record holds the event and the actions it

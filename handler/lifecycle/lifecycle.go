@@ -4,6 +4,7 @@
 //	plan.go       plan: find the job config, match actions, decide what to answer
 //	execute.go    execute: run each action's tasks as Jobs, in order, on worker goroutines
 //	report.go     report: .started, .finished and sh.keptn.log.error, the one place events leave
+//	pending.go    keep an event whose config cannot be read yet, and plan it once it can
 //	recovery.go   resume what a stopped instance left unfinished
 //	render.go     Render: plan and execute's checks and builder without side effects (the render command)
 //	status.go     Status: what the event records and Jobs of a Keptn context show (GET /v1/status)
@@ -50,6 +51,8 @@ type Records interface {
 	Create(ctx context.Context, r records.Record) (existing *records.Record, err error)
 	MarkStarted(ctx context.Context, name string, delivered bool) error
 	MarkFinished(ctx context.Context, name string, at time.Time) error
+	// Resolve stores the actions of an event whose record was created config-pending.
+	Resolve(ctx context.Context, r records.Record) error
 	// Unfinished lists the metadata of unfinished records; Load reads a whole one.
 	Unfinished(ctx context.Context, fn func(records.Record) error) error
 	Load(ctx context.Context, name string) (*records.Record, error)
@@ -89,6 +92,8 @@ const (
 	DefaultMaxQueuedBytes     = 64 << 20
 	DefaultDedupRetention     = time.Hour
 	DefaultMaxFinishedRecords = 1000
+	// DefaultConfigPendingTimeout is how long an event is kept while its config cannot be read.
+	DefaultConfigPendingTimeout = 10 * time.Minute
 )
 
 // Options tune the lifecycle; zero values get the defaults.
@@ -119,6 +124,9 @@ type Options struct {
 	// MaxFinishedRecords bounds the finished event records kept for DedupRetention: beyond
 	// it the oldest are pruned earlier.
 	MaxFinishedRecords int
+	// ConfigPendingTimeout bounds how long an event is kept, with StartedViaSink, while the
+	// config source cannot be reached (pending.go); then Keptn is told, as of a missing config.
+	ConfigPendingTimeout time.Duration
 }
 
 func (o *Options) defaults() {
@@ -142,6 +150,9 @@ func (o *Options) defaults() {
 	}
 	if o.MaxFinishedRecords <= 0 {
 		o.MaxFinishedRecords = DefaultMaxFinishedRecords
+	}
+	if o.ConfigPendingTimeout <= 0 {
+		o.ConfigPendingTimeout = DefaultConfigPendingTimeout
 	}
 }
 
@@ -208,9 +219,13 @@ func (p *Processor) Accept(ctx context.Context, e cloudevents.Event) (*cloudeven
 		log.Info("duplicate delivery: answering as the first time, running nothing")
 		return first.answer(ctx)
 	}
-	// 2. Plan: config, matching, and what to answer.
+	// 2. Plan: config, matching, and what to answer. A config source that cannot be reached
+	// keeps the event pending where no one would deliver it again (pending.go).
 	pl, err := p.plan(ctx, in, log)
-	if err == nil && pl.outcome == runActions {
+	if errors.Is(err, ErrUnavailable) && p.opts.StartedViaSink {
+		pl, err = p.pending(in, log, time.Now()), nil
+	}
+	if err == nil && (pl.outcome == runActions || pl.outcome == configPending) {
 		// 3. Make it durable; an event someone accepted before runs nowhere again. Its JSON is
 		// made here, before workers share it (an unmatched event never needs it).
 		if len(in.Raw()) == 0 {
@@ -250,10 +265,14 @@ func (p *Processor) work(t *ticket, pl *plan) {
 	}()
 }
 
-// carryOut is what a worker does with a plan: report a problem, or run the actions between
-// .started and .finished.
+// carryOut is what a worker does with a plan: wait for a pending config, report a problem,
+// or run the actions between .started and .finished.
 func (p *Processor) carryOut(ctx context.Context, pl *plan) {
-	if pl.outcome == reportProblem {
+	switch pl.outcome {
+	case configPending:
+		p.awaitConfig(ctx, pl)
+		return
+	case reportProblem:
 		p.reportProblem(ctx, pl)
 		return
 	}

@@ -15,7 +15,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "jes_events_received_total", Help: "Incoming CloudEvents by outcome (matched, ignored, duplicate, rejected, busy, too_large, config_error).",
+			Name: "jes_events_received_total", Help: "Incoming CloudEvents by outcome (matched, ignored, duplicate, rejected, busy, too_large, config_error, config_pending).",
 		}, []string{"outcome"}),
 		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jes_actions_total", Help: "Finished actions by result.",

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"go.uber.org/zap"
@@ -27,6 +28,9 @@ const (
 	// reportProblem: the config is missing or invalid; Keptn is told so (a log.error, or
 	// .started and an errored .finished with ALWAYS_SEND_FINISHED_EVENT).
 	reportProblem
+	// configPending: the config source cannot be reached; the event is kept and planned
+	// again once it can (pending.go).
+	configPending
 )
 
 // plan is everything the later steps need to know about one event.
@@ -58,6 +62,9 @@ type plan struct {
 	// .finished after .started when problemAsFinished, in a sh.keptn.log.error otherwise.
 	problem           string
 	problemAsFinished bool
+
+	// pendingSince is when a configPending event was taken in: the bound counts from there.
+	pendingSince time.Time
 }
 
 // reply is the answer to the delivery (the .started event), nil for none.
@@ -73,6 +80,24 @@ func (pl *plan) reply() *cloudevents.Event {
 // problem to report, since delivering again would fail the same way. Only a matched action
 // makes a task ours: its refusal (image, policy, files) fails the event in execute.
 func (p *Processor) plan(ctx context.Context, in *keptn.Incoming, log *zap.Logger) (*plan, error) {
+	pl, err := p.configure(ctx, in, log)
+	p.deps.Metrics.event(receivedOutcome(pl, err))
+	return pl, err
+}
+
+// receivedOutcome is the jes_events_received_total outcome of a plan.
+func receivedOutcome(pl *plan, err error) string {
+	switch {
+	case err != nil || pl.outcome == reportProblem:
+		return "config_error"
+	case pl.outcome == ignore:
+		return "ignored"
+	}
+	return "matched"
+}
+
+// configure is plan without counting: the config, the matched actions, what to answer.
+func (p *Processor) configure(ctx context.Context, in *keptn.Incoming, log *zap.Logger) (*plan, error) {
 	pl := &plan{in: in, log: log}
 	loaded, err := p.deps.Loader.Load(ctx, in.ConfigRef())
 	var actions []config.MatchedAction
@@ -87,7 +112,6 @@ func (p *Processor) plan(ctx context.Context, in *keptn.Incoming, log *zap.Logge
 	}
 	switch {
 	case err != nil && !errors.Is(err, config.ErrNotFound) && !errors.Is(err, config.ErrInvalid):
-		p.deps.Metrics.event("config_error")
 		log.Error("reading job config failed", zap.Error(err))
 		return nil, unavailable(err)
 	case err != nil:
@@ -95,18 +119,15 @@ func (p *Processor) plan(ctx context.Context, in *keptn.Incoming, log *zap.Logge
 		// to other services' tasks too, so answering them with an errored .finished would fail
 		// an evaluation or approval that is not ours. Like a missing config (and like the
 		// original), tell the Bridge with a log.error unless .finished is asked for.
-		p.deps.Metrics.event("config_error")
 		log.Warn("no usable job config", zap.Error(err))
 		// An invalid config's err starts with "invalid job config": the message says it once.
 		pl.reportProblem(fmt.Sprintf("job-executor-service: %v", err), keptn.IsTriggered(in.Event.Type()) && p.opts.AlwaysSendFinished, p.opts.MaxEventBytes)
 		return pl, nil
 	case len(actions) == 0:
-		p.deps.Metrics.event("ignored")
 		log.Debug("no action matches")
 		pl.outcome = ignore
 		return pl, nil
 	}
-	p.deps.Metrics.event("matched")
 	pl.run(loaded, actions, p.opts)
 	return pl, nil
 }

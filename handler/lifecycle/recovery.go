@@ -172,6 +172,10 @@ func planFromRecord(r records.Record, log *zap.Logger, opts Options) (*plan, err
 	if err != nil {
 		return nil, err
 	}
+	log = log.With(zap.String("keptnContext", in.KeptnContext), zap.String("eventID", in.Event.ID()), zap.String("type", in.Event.Type()))
+	if r.ConfigPending {
+		return pendingPlan(in, log, r.Created), nil
+	}
 	level, err := config.ParseLevel(r.Level)
 	if err != nil {
 		return nil, err
@@ -184,8 +188,7 @@ func planFromRecord(r records.Record, log *zap.Logger, opts Options) (*plan, err
 	if err != nil {
 		return nil, err
 	}
-	pl := &plan{in: in, startedSent: r.Started == records.StartedDelivered, startedUndelivered: r.Started == records.StartedUndelivered,
-		log: log.With(zap.String("keptnContext", in.KeptnContext), zap.String("eventID", in.Event.ID()), zap.String("type", in.Event.Type()))}
+	pl := &plan{in: in, startedSent: r.Started == records.StartedDelivered, startedUndelivered: r.Started == records.StartedUndelivered, log: log}
 	pl.run(loaded, actions, opts)
 	if r.ActionIndex != nil {
 		pl.configHash = r.ConfigHash // of the whole config, as on the first delivery's Jobs

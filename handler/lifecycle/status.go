@@ -60,7 +60,8 @@ type EventStatus struct {
 	Type   string     `json:"type"`
 	Time   *time.Time `json:"time,omitempty"`
 	// State is "running" until .finished was delivered (or, for silent actions, they ended),
-	// "finished" afterwards.
+	// "finished" afterwards; "config-pending" while the config source cannot be reached (no
+	// actions known yet).
 	State string `json:"state"`
 	// StartedSent: .started was delivered, as the record says or, where it does not, as a Job
 	// of a reporting action (created only after it) or the delivered .finished shows.
@@ -94,8 +95,9 @@ type TaskStatus struct {
 
 // Event states of an EventStatus.
 const (
-	EventRunning  = "running"
-	EventFinished = "finished"
+	EventRunning       = "running"
+	EventFinished      = "finished"
+	EventConfigPending = "config-pending"
 )
 
 // Status answers from the cluster: the event records labelled with keptnContext whose
@@ -157,6 +159,9 @@ func (p *Processor) eventStatus(ctx context.Context, r records.Record, pl *plan)
 		Actions:     make([]ActionStatus, 0, len(pl.matched))}
 	if t := e.Time(); !t.IsZero() {
 		es.Time = &t
+	}
+	if pl.outcome == configPending {
+		es.State = EventConfigPending
 	}
 	if r.Finished {
 		es.State = EventFinished

@@ -57,6 +57,9 @@ const (
 	recordActionIndex = "action-indices"
 	recordConfigHash  = "config-hash"
 	recordLevel       = "level"
+	// recordPending marks a record taken in while the job config could not be read: it holds
+	// the event only, until Resolve stores what the event matched.
+	recordPending = "config-pending"
 )
 
 // The size budget of a record. The API server refuses a ConfigMap whose data values take
@@ -96,6 +99,11 @@ type Record struct {
 	FinishedAt time.Time
 	// Owner is the instance that runs the event.
 	Owner string
+	// ConfigPending: the event was taken in while its job config could not be read; the record
+	// holds the event only (no Config, Level or ActionIndex) until Resolve.
+	ConfigPending bool
+	// Created is when the record was stored.
+	Created time.Time
 
 	resourceVersion string // for claiming the record without racing another instance
 	signature       string // AnnotationSignature as stored
@@ -177,7 +185,10 @@ func (s *Store) Verify(r Record) error {
 func (s *Store) mac(r Record) []byte {
 	h := hmac.New(sha256.New, s.key)
 	fields := [][]byte{[]byte("jes-event-record-v1"), []byte(s.namespace), []byte(r.Name), r.Event, r.Config, []byte(r.Level)}
-	if r.ActionIndex != nil {
+	switch {
+	case r.ConfigPending:
+		fields[0] = []byte("jes-event-record-pending-v1")
+	case r.ActionIndex != nil:
 		fields[0] = []byte("jes-event-record-v2")
 		fields = append(fields, []byte(formatIndices(r.ActionIndex)), []byte(r.ConfigHash))
 	}
@@ -194,31 +205,9 @@ func (s *Store) WithLeaseDuration(d time.Duration) *Store { s.lease = d; return 
 // Create stores r unless a record of that name exists; then it returns the existing one
 // (a redelivered event) and stores nothing.
 func (s *Store) Create(ctx context.Context, r Record) (existing *Record, err error) {
-	immutable := true
-	cm := &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: r.Name, Namespace: s.namespace,
-			Labels:      map[string]string{jobs.LabelManagedBy: jobs.ManagedByValue, LabelComponent: ComponentEventRecord, LabelFinished: "false"},
-			Annotations: map[string]string{AnnotationOwner: s.instance},
-		},
-		Immutable:  &immutable, // data never changes; metadata (labels, annotations) still may
-		BinaryData: map[string][]byte{recordEvent: r.Event, recordConfig: r.Config},
-		Data:       map[string]string{recordLevel: r.Level},
-	}
-	if r.KeptnContext != "" {
-		cm.Labels[jobs.LabelKeptnContext] = jobs.LabelValue(r.KeptnContext)
-	}
-	if r.ActionIndex != nil {
-		delete(cm.BinaryData, recordConfig)
-		cm.BinaryData[recordActions] = r.Config
-		cm.Data[recordActionIndex], cm.Data[recordConfigHash] = formatIndices(r.ActionIndex), r.ConfigHash
-	}
-	if size := dataSize(cm); size > MaxDataBytes {
-		return nil, fmt.Errorf("%w: it would take %d bytes (the event %d, the actions it matched %d), a ConfigMap holds at most %d bytes",
-			ErrTooLarge, size, len(r.Event), len(r.Config), MaxDataBytes)
-	}
-	if s.Signed() {
-		cm.Annotations[AnnotationSignature] = hex.EncodeToString(s.mac(r))
+	cm, err := s.configMap(r)
+	if err != nil {
+		return nil, err
 	}
 	_, err = s.client.CoreV1().ConfigMaps(s.namespace).Create(ctx, cm, metav1.CreateOptions{})
 	if err == nil {
@@ -233,6 +222,91 @@ func (s *Store) Create(ctx context.Context, r Record) (existing *Record, err err
 	}
 	rec := fromConfigMap(got)
 	return &rec, nil
+}
+
+// configMap is the ConfigMap that stores r, owned by this instance and signed.
+func (s *Store) configMap(r Record) (*corev1.ConfigMap, error) {
+	// Data never changes, except once for a pending record (Resolve); metadata (labels,
+	// annotations) still may.
+	immutable := !r.ConfigPending
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: r.Name, Namespace: s.namespace,
+			Labels:      map[string]string{jobs.LabelManagedBy: jobs.ManagedByValue, LabelComponent: ComponentEventRecord, LabelFinished: "false"},
+			Annotations: map[string]string{AnnotationOwner: s.instance},
+		},
+		Immutable:  &immutable,
+		BinaryData: map[string][]byte{recordEvent: r.Event, recordConfig: r.Config},
+		Data:       map[string]string{recordLevel: r.Level},
+	}
+	if r.KeptnContext != "" {
+		cm.Labels[jobs.LabelKeptnContext] = jobs.LabelValue(r.KeptnContext)
+	}
+	switch {
+	case r.ConfigPending:
+		delete(cm.BinaryData, recordConfig)
+		cm.Data[recordPending] = "true"
+	case r.ActionIndex != nil:
+		delete(cm.BinaryData, recordConfig)
+		cm.BinaryData[recordActions] = r.Config
+		cm.Data[recordActionIndex], cm.Data[recordConfigHash] = formatIndices(r.ActionIndex), r.ConfigHash
+	}
+	if size := dataSize(cm); size > MaxDataBytes {
+		return nil, fmt.Errorf("%w: it would take %d bytes (the event %d, the actions it matched %d), a ConfigMap holds at most %d bytes",
+			ErrTooLarge, size, len(r.Event), len(r.Config), MaxDataBytes)
+	}
+	if s.Signed() {
+		cm.Annotations[AnnotationSignature] = hex.EncodeToString(s.mac(r))
+	}
+	return cm, nil
+}
+
+// ErrNotPending means Resolve found no pending record of this instance under that name: another
+// instance took it over (this one was thought dead), or it was resolved or removed.
+var ErrNotPending = errors.New("no pending event record of this instance")
+
+// Resolve stores r, the event's record with the actions it matched, in place of the pending
+// record of the same name, once. The patch is conditional on the version read, so that an
+// instance taking the record over meanwhile is never overwritten: then ErrNotPending. Labels
+// and the started, finished and owner marks are kept. (A patch, like every other change of a
+// record: the service's Role grants no update of ConfigMaps.)
+func (s *Store) Resolve(ctx context.Context, r Record) error {
+	cms := s.client.CoreV1().ConfigMaps(s.namespace)
+	cur, err := cms.Get(ctx, r.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return ErrNotPending
+	}
+	if err != nil {
+		return fmt.Errorf("reading event record %s/%s: %w", s.namespace, r.Name, err)
+	}
+	if cur.Data[recordPending] != "true" || cur.Annotations[AnnotationOwner] != s.instance {
+		return ErrNotPending
+	}
+	r.ConfigPending = false
+	cm, err := s.configMap(r)
+	if err != nil {
+		return err
+	}
+	data := map[string]any{recordPending: nil} // a merge patch removes what it sets to null
+	for k, v := range cm.Data {
+		data[k] = v
+	}
+	meta := map[string]any{"resourceVersion": cur.ResourceVersion}
+	if sig, ok := cm.Annotations[AnnotationSignature]; ok {
+		meta["annotations"] = map[string]string{AnnotationSignature: sig}
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": meta, "immutable": true, "data": data, "binaryData": cm.BinaryData})
+	if err != nil {
+		return err
+	}
+	_, err = cms.Patch(ctx, r.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+	switch {
+	case apierrors.IsConflict(err), apierrors.IsNotFound(err):
+		return ErrNotPending
+	case err != nil:
+		return fmt.Errorf("storing event record %s/%s: %w", s.namespace, r.Name, err)
+	}
+	return nil
 }
 
 // MarkStarted records whether .started was delivered, where no Job can tell recovery.
@@ -356,6 +430,7 @@ func fromMeta(m *metav1.ObjectMeta) Record {
 		Started:  startedMark(m.Annotations[AnnotationStarted]),
 		Finished: m.Labels[LabelFinished] == "true",
 		Owner:    m.Annotations[AnnotationOwner],
+		Created:  m.CreationTimestamp.Time,
 
 		resourceVersion: m.ResourceVersion,
 		signature:       m.Annotations[AnnotationSignature],
@@ -369,6 +444,7 @@ func fromMeta(m *metav1.ObjectMeta) Record {
 func fromConfigMap(cm *corev1.ConfigMap) Record {
 	r := fromMeta(&cm.ObjectMeta)
 	r.Event, r.Config, r.Level = cm.BinaryData[recordEvent], cm.BinaryData[recordConfig], cm.Data[recordLevel]
+	r.ConfigPending = cm.Data[recordPending] == "true"
 	if actions, ok := cm.BinaryData[recordActions]; ok {
 		r.Config, r.ConfigHash = actions, cm.Data[recordConfigHash]
 		r.ActionIndex = parseIndices(cm.Data[recordActionIndex])

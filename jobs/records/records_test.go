@@ -375,3 +375,50 @@ func TestStartedMark(t *testing.T) {
 		assert.Equal(t, want, got, "annotation %q", v)
 	}
 }
+
+// TestRecordsConfigPending: a pending record holds the event alone, signed as pending and
+// mutable; Resolve stores the matched actions in its place once, for its owner only, keeping
+// its marks, and the result verifies as a record created with them.
+func TestRecordsConfigPending(t *testing.T) {
+	ctx := context.Background()
+	client := fake.NewClientset()
+	key := []byte("0123456789abcdef0123456789abcdef")
+	a := newStore(client, "keptn", "pod-a", key)
+	b := newStore(client, "keptn", "pod-b", key)
+	name := jobs.RecordName("src", "p")
+	_, err := a.Create(ctx, Record{Name: name, Event: []byte(`{"id":"p"}`), ConfigPending: true, KeptnContext: "ctx-1"})
+	require.NoError(t, err)
+	got, err := a.Load(ctx, name)
+	require.NoError(t, err)
+	assert.True(t, got.ConfigPending)
+	assert.Empty(t, got.Config)
+	require.NoError(t, a.Verify(*got))
+	unpending := *got
+	unpending.ConfigPending = false
+	assert.ErrorIs(t, a.Verify(unpending), ErrBadSignature, "the pending state is signed")
+	cm, err := client.CoreV1().ConfigMaps("keptn").Get(ctx, name, metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.False(t, *cm.Immutable, "its data is written once more")
+
+	require.NoError(t, a.MarkStarted(ctx, name, false))
+	resolved := Record{Name: name, Event: []byte(`{"id":"p"}`), Config: []byte("apiVersion: v2"), ActionIndex: []int{2}, ConfigHash: "h", Level: "stage", KeptnContext: "ctx-1"}
+	assert.ErrorIs(t, b.Resolve(ctx, resolved), ErrNotPending, "not pod-b's record")
+	require.NoError(t, a.Resolve(ctx, resolved))
+	assert.ErrorIs(t, a.Resolve(ctx, resolved), ErrNotPending, "resolved once")
+
+	got, err = a.Load(ctx, name)
+	require.NoError(t, err)
+	assert.False(t, got.ConfigPending)
+	assert.Equal(t, resolved.Config, got.Config)
+	assert.Equal(t, []int{2}, got.ActionIndex)
+	assert.Equal(t, "stage", got.Level)
+	assert.Equal(t, "pod-a", got.Owner)
+	assert.Equal(t, StartedUndelivered, got.Started, "marks are kept")
+	require.NoError(t, a.Verify(*got))
+	cm, err = client.CoreV1().ConfigMaps("keptn").Get(ctx, name, metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.True(t, *cm.Immutable)
+	assert.Equal(t, jobs.LabelValue("ctx-1"), cm.Labels[jobs.LabelKeptnContext])
+	assert.NotContains(t, cm.Data, recordPending)
+	assert.ErrorIs(t, a.Resolve(ctx, Record{Name: jobs.RecordName("src", "none")}), ErrNotPending)
+}
