@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -211,22 +212,42 @@ func (s *syncBuffer) String() string {
 // overrides or adds environment variables. Its log is printed when the test fails.
 func startService(t *testing.T, api *keptnapi.Server, ns string, extra map[string]string) *service {
 	t.Helper()
-	port := freePort(t)
-	vars := map[string]string{
-		"KUBECONFIG":           env.Kubeconfig,
-		"RCV_PORT":             fmt.Sprint(port),
-		"KEPTN_API_ENDPOINT":   api.URL(),
-		"KEPTN_API_TOKEN":      apiToken,
-		"JOB_NAMESPACE":        ns,
-		"INIT_CONTAINER_IMAGE": env.Image,
-		"LOG_LEVEL":            "debug",
-		// Every process of a scenario shares the key, as the pods of one installation do, so
-		// that a restarted or second instance resumes the records the first one signed.
-		"RECORD_SIGNING_KEY": recordSigningKey,
+	for attempt := 1; ; attempt++ {
+		port := freePort(t)
+		vars := map[string]string{
+			"KUBECONFIG":           env.Kubeconfig,
+			"RCV_PORT":             fmt.Sprint(port),
+			"KEPTN_API_ENDPOINT":   api.URL(),
+			"KEPTN_API_TOKEN":      apiToken,
+			"JOB_NAMESPACE":        ns,
+			"INIT_CONTAINER_IMAGE": env.Image,
+			"LOG_LEVEL":            "debug",
+			// Every process of a scenario shares the key, as the pods of one installation do, so
+			// that a restarted or second instance resumes the records the first one signed.
+			"RECORD_SIGNING_KEY": recordSigningKey,
+		}
+		for k, v := range extra {
+			vars[k] = v
+		}
+		s, err := launch(t, vars, port)
+		if err == nil {
+			return s
+		}
+		// freePort's port is free only until it is closed: an outgoing connection of any
+		// process can take it (same ephemeral range) before the service binds it.
+		if errors.Is(err, errPortTaken) && attempt < 5 {
+			t.Logf("port %d was taken before the service bound it; starting it on another", port)
+			continue
+		}
+		t.Fatal(err)
 	}
-	for k, v := range extra {
-		vars[k] = v
-	}
+}
+
+var errPortTaken = errors.New("receiver port already in use")
+
+// launch starts the service process with vars and waits until /healthz on port answers.
+func launch(t *testing.T, vars map[string]string, port int) (*service, error) {
+	t.Helper()
 	cmd := exec.Command(serviceBin)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
 	for k, v := range vars {
@@ -256,14 +277,17 @@ func startService(t *testing.T, api *keptnapi.Server, ns string, extra map[strin
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return s
+				return s, nil
 			}
 		}
 		select {
 		case <-s.done:
-			t.Fatalf("service exited at start: %v\n%s", cmd.ProcessState, s.logs.String())
+			if strings.Contains(s.logs.String(), "address already in use") {
+				return nil, errPortTaken
+			}
+			return nil, fmt.Errorf("service exited at start: %v\n%s", cmd.ProcessState, s.logs.String())
 		case <-ctx.Done():
-			t.Fatalf("service not healthy after 30s\n%s", s.logs.String())
+			return nil, fmt.Errorf("service not healthy after 30s\n%s", s.logs.String())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
