@@ -204,8 +204,8 @@ func ptr[T any](v T) *T { return &v }
 
 // observeCompletions is the baseline for the lag rows: the least the service's path from
 // Complete to .finished costs on this API server at this moment. The driver follows the
-// Jobs of ctxs with an informer (a raw watch of 1,000 busy Jobs is closed by the server as
-// a slow consumer) and, when one is Complete, reads its pod's log as the service does; the
+// Jobs of ctxs with an informer (a raw watch gave no samples at 1,000 Jobs: it ended early;
+// an informer re-lists) and, when one is Complete, reads its pod's log as the service does; the
 // result (by Keptn context) says when that read returned. Stop with the returned func.
 func (c *cluster) observeCompletions(ctx context.Context, ctxs map[string]bool) (func() map[string]time.Time, error) {
 	read := map[string]time.Time{}
