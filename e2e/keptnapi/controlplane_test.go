@@ -15,15 +15,7 @@ import (
 
 func call(t *testing.T, ts *httptest.Server, method, path, body string) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, ts.URL+path, strings.NewReader(body))
-	require.NoError(t, err)
-	req.Header.Set("x-token", token)
-	resp, err := ts.Client().Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return resp.StatusCode, b
+	return send(t, ts, method, path, body, nil)
 }
 
 func registration(pod string) string {

@@ -32,7 +32,13 @@ func newTestServer(t *testing.T) (*Server, *httptest.Server) {
 
 func get(t *testing.T, ts *httptest.Server, path string, hdr map[string]string) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, ts.URL+path, nil)
+	return send(t, ts, http.MethodGet, path, "", hdr)
+}
+
+// send makes a request with the stand-in's token (and hdr) and returns status and body.
+func send(t *testing.T, ts *httptest.Server, method, path, body string, hdr map[string]string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, ts.URL+path, strings.NewReader(body))
 	require.NoError(t, err)
 	req.Header.Set("x-token", token)
 	for k, v := range hdr {
