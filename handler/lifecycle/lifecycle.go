@@ -306,7 +306,15 @@ func (p *Processor) carryOut(ctx context.Context, pl *plan) {
 		delivered = p.reportFinished(ctx, pl, keptn.Summarize(results, p.opts.MaxMessageBytes))
 	}
 	silent.Wait()
-	if delivered && ctx.Err() == nil {
+	if delivered {
+		p.finishRecord(ctx, pl)
+	}
+}
+
+// finishRecord marks the event's record finished, unless shutting down (the next instance
+// then resumes it).
+func (p *Processor) finishRecord(ctx context.Context, pl *plan) {
+	if ctx.Err() == nil {
 		p.updateRecord(ctx, pl, func(r Records) error { return r.MarkFinished(ctx, pl.in.RecordName(), time.Now()) })
 	}
 }

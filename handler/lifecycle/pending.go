@@ -126,11 +126,3 @@ func (p *Processor) giveUpPending(ctx context.Context, pl *plan, err error) {
 	p.reportProblem(ctx, pl)
 	p.finishRecord(ctx, pl)
 }
-
-// finishRecord marks the record of an event that runs nothing finished, unless shutting down
-// (the next instance then plans it again).
-func (p *Processor) finishRecord(ctx context.Context, pl *plan) {
-	if ctx.Err() == nil {
-		p.updateRecord(ctx, pl, func(r Records) error { return r.MarkFinished(ctx, pl.in.RecordName(), time.Now()) })
-	}
-}
