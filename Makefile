@@ -9,7 +9,7 @@ HELM_VERSION ?= v3.19.0
 KO_VERSION ?= v0.19.1
 GGCR_VERSION ?= v0.22.1
 
-.PHONY: all build test race lint vet fmt run demo bench bench-smoke fuzz tools check schema
+.PHONY: all build test race lint vet fmt run demo demo-tools bench bench-smoke fuzz tools check schema
 all: build
 
 build:
@@ -80,9 +80,10 @@ fuzz:
 	done
 
 # The README's demo: real cluster, one sample event, .started/.finished printed. Only the tools
-# it uses (no helm; no cluster addons).
-demo: $(TOOLS)/ko $(TOOLS)/crane $(TOOLS)/registry
-	bash e2e/demo.sh
+# it uses (demo-tools: no helm, no ko; no cluster addons), installed by demo.sh while the cluster builds.
+demo:
+	TOOLS=$(TOOLS) bash e2e/demo.sh
+demo-tools: $(TOOLS)/crane $(TOOLS)/registry
 
 # The README's test command: fast tests, bounded fuzzing, then the real-cluster suite.
 check: test

@@ -8,22 +8,35 @@ PORT=${DEMO_PORT:-18080}
 NS=${JOB_NAMESPACE:-jes-demo}
 
 if [ -z "${KUBECONFIG:-}" ]; then
+  # The first run builds a lot; what needs the network runs while the CPU compiles: the demo's
+  # tools and the service's modules while the Kubernetes modules download and compile, and the
+  # service while the cluster starts.
+  mkdir -p "$DIR"; bash e2e/cluster.sh deps
+  make --no-print-directory demo-tools >"$DIR/demo-tools.log" 2>&1 & tools=$!
+  bash e2e/cluster.sh go mod download >/dev/null 2>&1 & fetch=$!
+  bash e2e/cluster.sh build
+  wait "$tools" || { cat "$DIR/demo-tools.log"; exit 1; }
+  wait "$fetch" || true # (a failed download is retried, and reported, by the build)
+  echo "==> building the service while the cluster starts"
+  bash e2e/cluster.sh go build -o bin/job-executor-service ./cmd/job-executor-service & build=$!
   bash e2e/cluster.sh up
-  bash e2e/cluster.sh images
+  wait "$build"
   # shellcheck disable=SC1091
   set -a; . "$DIR/e2e.env"; set +a
-  INIT_CONTAINER_IMAGE=${INIT_CONTAINER_IMAGE:-$JES_IMAGE}
   KUBECTL=$E2E_KUBECTL
+  # The Jobs' init container is this service: its image is the binary just built (no ko, no
+  # second compile; make e2e tests the image ko builds).
+  INIT_CONTAINER_IMAGE=${INIT_CONTAINER_IMAGE:-$(bash e2e/cluster.sh demoimage bin/job-executor-service)}
 else
   KUBECTL=${KUBECTL:-kubectl}
   : "${INIT_CONTAINER_IMAGE:?set INIT_CONTAINER_IMAGE to the image of this service when using your own cluster}"
+  go build -o bin/job-executor-service ./cmd/job-executor-service
 fi
 export KUBECONFIG INIT_CONTAINER_IMAGE
 "$KUBECTL" create namespace "$NS" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
 # The demo event has a fixed id: start from a clean namespace so it runs again.
 "$KUBECTL" -n "$NS" delete jobs,configmaps -l app.kubernetes.io/managed-by=job-executor-service --wait=true >/dev/null
 
-go build -o bin/job-executor-service ./cmd/job-executor-service
 log=$(mktemp)
 JOB_CONFIG_DIR=$PWD/e2e/demo/config JOB_NAMESPACE=$NS RCV_PORT=$PORT \
   bin/job-executor-service >"$log" 2>&1 &
