@@ -148,7 +148,9 @@ build() {
     # Keep the existing go.mod (with its resolved requires) unless the inputs changed.
     if [ "$(sed -n 's/^require k8s.io\/kubernetes //p' go.mod 2>/dev/null)" != "$K8S_VERSION" ] || [ "$(cat tools.go 2>/dev/null)" != "$tools" ]; then
       echo "$gomod" > go.mod; echo "$tools" > tools.go
-      t=$(ts); go mod tidy; log "build: go mod tidy $(dt "$t")"
+      t=$(ts); log "build: resolving the Kubernetes modules (go mod tidy, log: $LOG/k8s-tidy.log)"
+      go mod tidy 2> "$LOG/k8s-tidy.log" || { tail -n 30 "$LOG/k8s-tidy.log" >&2; die "go mod tidy of the Kubernetes build failed"; }
+      log "build: go mod tidy $(dt "$t")"
     fi
     local ldf="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1"
     ldf+=" -X k8s.io/component-base/version.gitMinor=$(echo "$K8S_VERSION" | cut -d. -f2) -X k8s.io/component-base/version.gitTreeState=clean"
@@ -157,7 +159,7 @@ build() {
     local pkgs=() total pid n
     for c in "${todo[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
     total=$(go list -deps "${pkgs[@]}" | grep -c .)
-    log "build: ${todo[*]}: compiling up to $total packages (first time 10-15 min on 2 cores; progress every 20 s)"
+    log "build: ${todo[*]}: compiling up to $total packages (first time about 10 min on 2 idle cores; progress every 20 s)"
     t=$(ts)
     go build -v -ldflags "$ldf" -o "$B/" "${pkgs[@]}" 2> "$LOG/k8s-build.log" & pid=$!
     n=0
@@ -327,7 +329,7 @@ waitfor() { local what=$1; shift
 # our state dir. (Not just "mentions $K": a concurrent `go build` with GOMODCACHE=$K/gomod is not ours.)
 ours() { local exe cmd
   exe=$(readlink "/proc/$1/exe" 2>/dev/null || true)
-  cmd=$(tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null || true)
+  cmd=$( { tr '\0' ' ' < "/proc/$1/cmdline"; } 2>/dev/null || true) # (it may have exited)
   case "$exe" in "$B"/*|"$TOOLS"/registry) return 0 ;; esac
   case "${exe##*/}:$cmd" in containerd*:*"$K/"*) return 0 ;; esac
   return 1; }
