@@ -654,7 +654,9 @@ buildaddons() {
     local d
     printf 'github.com/k3s-io/kube-router/v2 %s %s\ngithub.com/k3s-io/kube-router/v2 %s/go.mod %s\n' \
       "$KUBE_ROUTER_VERSION" "$KUBE_ROUTER_SUM" "$KUBE_ROUTER_VERSION" "$KUBE_ROUTER_GOMOD_SUM" > go.sum
-    d=$(GONOSUMDB=github.com/k3s-io/kube-router GOFLAGS="$GOFLAGS -mod=mod" go list -m -f '{{.Replace.Dir}}' github.com/cloudnativelabs/kube-router/v2)
+    # (go mod download, not go list -m: that names the directory only once something else has
+    # downloaded it, so on an empty module cache it printed nothing.)
+    d=$(GONOSUMDB=github.com/k3s-io/kube-router go mod download -json "github.com/k3s-io/kube-router/v2@$KUBE_ROUTER_VERSION" | jq -r '.Dir // empty')
     [ -n "$d" ] && [ -f "$d/go.sum" ] || die "kube-router $KUBE_ROUTER_VERSION source not found"
     cat "$d/go.sum" >> go.sum
     t=$(ts); log "addons: building kube-router $KUBE_ROUTER_VERSION (5-10 min the first time)"
