@@ -159,7 +159,7 @@ build() {
     local pkgs=() total pid n
     for c in "${todo[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
     total=$(go list -deps "${pkgs[@]}" | grep -c .)
-    log "build: ${todo[*]}: compiling up to $total packages (first time about 10 min on 2 idle cores; progress every 20 s)"
+    log "build: ${todo[*]}: compiling up to $total packages (first time 5-10 min on 2 idle cores; progress every 20 s)"
     t=$(ts)
     go build -v -ldflags "$ldf" -o "$B/" "${pkgs[@]}" 2> "$LOG/k8s-build.log" & pid=$!
     n=0
@@ -659,7 +659,7 @@ buildaddons() {
     d=$(GONOSUMDB=github.com/k3s-io/kube-router go mod download -json "github.com/k3s-io/kube-router/v2@$KUBE_ROUTER_VERSION" | jq -r '.Dir // empty')
     [ -n "$d" ] && [ -f "$d/go.sum" ] || die "kube-router $KUBE_ROUTER_VERSION source not found"
     cat "$d/go.sum" >> go.sum
-    t=$(ts); log "addons: building kube-router $KUBE_ROUTER_VERSION (5-10 min the first time)"
+    t=$(ts); log "addons: building kube-router $KUBE_ROUTER_VERSION (3-9 min the first time)"
     GONOSUMDB=github.com/k3s-io/kube-router go build -mod=mod -o "$B/kube-router" \
       -ldflags "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION" \
       github.com/cloudnativelabs/kube-router/v2/cmd/kube-router

@@ -17,7 +17,7 @@ if [ -z "${KUBECONFIG:-}" ]; then
   bash e2e/cluster.sh build
   wait "$tools" || { cat "$DIR/demo-tools.log"; exit 1; }
   wait "$fetch" || true # (a failed download is retried, and reported, by the build)
-  echo "==> building the service while the cluster starts (first time about 2.5 min)"
+  echo "==> building the service while the cluster starts (first time 1-2.5 min)"
   bash e2e/cluster.sh go build -o bin/job-executor-service ./cmd/job-executor-service & build=$!
   bash e2e/cluster.sh up
   wait "$build"
